@@ -1,0 +1,131 @@
+//! Problems found in the input: each names its file, line, column and field, and renders as a
+//! miette diagnostic with a snippet of the source.
+
+use crate::path::FieldPath;
+use crate::source::{Loc, SourceFile};
+use miette::{Diagnostic, LabeledSpan, SourceCode};
+use std::fmt;
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+/// One problem in one place.
+#[derive(Clone, Debug)]
+pub struct Problem {
+    pub severity: Severity,
+    pub message: String,
+    /// The field, when the problem is about one.
+    pub path: Option<FieldPath>,
+    pub source: Option<Arc<SourceFile>>,
+    pub loc: Option<Loc>,
+    pub help: Option<String>,
+}
+
+impl Problem {
+    pub fn error(message: impl Into<String>) -> Self {
+        Self { severity: Severity::Error, message: message.into(), path: None, source: None, loc: None, help: None }
+    }
+
+    pub fn warning(message: impl Into<String>) -> Self {
+        Self { severity: Severity::Warning, ..Self::error(message) }
+    }
+
+    pub fn at(mut self, source: &Arc<SourceFile>, loc: Option<Loc>) -> Self {
+        self.source = Some(source.clone());
+        self.loc = loc;
+        self
+    }
+
+    pub fn field(mut self, path: FieldPath) -> Self {
+        self.path = (!path.is_root()).then_some(path);
+        self
+    }
+
+    pub fn help(mut self, help: Option<String>) -> Self {
+        self.help = help;
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    /// `file:line:column` (or as much of it as is known).
+    pub fn location(&self) -> Option<String> {
+        let file = self.source.as_ref()?.name();
+        Some(match self.loc {
+            Some(loc) => format!("{file}:{}:{}", loc.line, loc.column),
+            None => file.to_owned(),
+        })
+    }
+}
+
+/// `file:line:col: field.path: message`, one line, as compilers print.
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(location) = self.location() {
+            write!(f, "{location}: ")?;
+        }
+        if let Some(path) = &self.path {
+            write!(f, "{path}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Problem {}
+
+impl Diagnostic for Problem {
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        })
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.loc?;
+        self.source.as_ref().map(|s| s.as_ref() as &dyn SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let loc = self.loc?;
+        let label = self.path.as_ref().map(ToString::to_string);
+        Some(Box::new(std::iter::once(LabeledSpan::new(label, loc.offset, loc.len.max(1)))))
+    }
+}
+
+impl SourceCode for SourceFile {
+    fn read_span<'a>(
+        &'a self,
+        span: &miette::SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        let contents = self.text().as_ref().read_span(span, context_lines_before, context_lines_after)?;
+        Ok(Box::new(miette::MietteSpanContents::new_named(
+            self.name().to_owned(),
+            contents.data(),
+            *contents.span(),
+            contents.line(),
+            contents.column(),
+            contents.line_count(),
+        )))
+    }
+}
+
+/// Problems in order of file, then position.
+pub fn sort(problems: &mut [Problem]) {
+    problems.sort_by(|a, b| {
+        let key = |p: &Problem| (p.source.as_ref().map(|s| s.name().to_owned()), p.loc.map(|l| l.offset));
+        key(a).cmp(&key(b))
+    });
+}
