@@ -21,6 +21,8 @@ pub struct Document {
     pub source: Arc<SourceFile>,
     /// The document's located tree, to place problems found later.
     pub node: Node,
+    /// Fields that failed the schema check (already reported, and dropped before parsing).
+    pub rejected: Vec<FieldPath>,
 }
 
 impl Document {
@@ -101,7 +103,9 @@ pub fn load_paths(paths: &[PathBuf]) -> Loaded {
                         e.utf8_error().valid_up_to()
                     ))),
                 },
-                Err(e) => loaded.problems.push(Problem::error(format!("cannot read {}: {e}", file.display()))),
+                Err(e) => {
+                    loaded.problems.push(Problem::error(format!("cannot read {}: {e}", file.display())))
+                }
             }
         }
     }
@@ -109,7 +113,8 @@ pub fn load_paths(paths: &[PathBuf]) -> Loaded {
 }
 
 fn collect_files(path: &Path, named: bool, out: &mut Vec<PathBuf>) -> Result<(), Problem> {
-    let meta = std::fs::metadata(path).map_err(|e| Problem::error(format!("cannot read {}: {e}", path.display())))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Problem::error(format!("cannot read {}: {e}", path.display())))?;
     if meta.is_dir() {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
             .map_err(|e| Problem::error(format!("cannot list {}: {e}", path.display())))?
@@ -148,7 +153,8 @@ fn load_document(source: &Arc<SourceFile>, node: Node, loaded: &mut Loaded) {
     let root = FieldPath::root();
     if !matches!(node.value, Value::Map(_)) {
         let found = node.value.type_name();
-        let problem = Problem::error(format!("a manifest must be a mapping with apiVersion and kind, found {found}"));
+        let problem =
+            Problem::error(format!("a manifest must be a mapping with apiVersion and kind, found {found}"));
         loaded.problems.push(problem.at(source, Some(node.loc)));
         return;
     }
@@ -182,21 +188,63 @@ fn load_document(source: &Arc<SourceFile>, node: Node, loaded: &mut Loaded) {
     }
 
     let issues = schema::check(&node, (info.schema)());
+    let mut json = node.to_json();
+    // Drop the fields the schema walk rejected, so the rest can still be parsed and validated:
+    // one run reports every problem. Such a document is never valid (its problems are errors).
+    for issue in issues.iter().filter(|i| !i.message.starts_with("missing required field")) {
+        prune(&mut json, &issue.path);
+    }
     let structural_errors = !issues.is_empty();
+    let rejected: Vec<FieldPath> = issues.iter().map(|i| i.path.clone()).collect();
     for issue in issues {
         let problem = Problem::error(issue.message).at(source, Some(issue.loc)).field(issue.path);
         loaded.problems.push(problem.help(issue.help));
     }
-    match (info.parse)(node.to_json()) {
-        Ok(manifest) => loaded.documents.push(Document { manifest, source: source.clone(), node }),
-        // The schema walk already said why, at the right field.
-        Err(_) if structural_errors => {}
-        Err((path, message)) => {
-            let path = FieldPath::parse(if path == "." { "" } else { &path });
-            let path = FieldPath::from_segments(path.segments().iter().filter(|s| !matches!(s, Seg::Key(k) if k == "?")).cloned());
-            let loc = node.locate(&path);
-            loaded.problems.push(Problem::error(message).at(source, Some(loc)).field(path));
+    let mut attempts = 0;
+    loop {
+        match (info.parse)(json.clone()) {
+            Ok(manifest) => {
+                loaded.documents.push(Document { manifest, source: source.clone(), node, rejected });
+                break;
+            }
+            Err((path, message)) => {
+                let path = FieldPath::parse(if path == "." { "" } else { &path });
+                let path = FieldPath::from_segments(
+                    path.segments().iter().filter(|s| !matches!(s, Seg::Key(k) if k == "?")).cloned(),
+                );
+                // The schema walk already reported this one, at the right field.
+                if !structural_errors {
+                    let loc = node.locate(&path);
+                    loaded.problems.push(Problem::error(message).at(source, Some(loc)).field(path.clone()));
+                }
+                attempts += 1;
+                if attempts > 16 || path.is_root() || !prune(&mut json, &path) {
+                    break;
+                }
+            }
         }
     }
     problem::sort(&mut loaded.problems);
+}
+
+/// Removes the field at `path` (for an element of a list, the whole list, so that the indices of
+/// what remains still match the source). Returns whether anything was removed.
+fn prune(json: &mut serde_json::Value, path: &FieldPath) -> bool {
+    let segs = path.segments();
+    let Some(last_key) = segs.iter().rposition(|s| matches!(s, Seg::Key(_))) else { return false };
+    let mut target = &mut *json;
+    for seg in &segs[..last_key] {
+        let next = match seg {
+            Seg::Key(k) => target.get_mut(k.as_str()),
+            Seg::Index(i) => target.get_mut(*i),
+        };
+        match next {
+            Some(n) => target = n,
+            None => return false,
+        }
+    }
+    match (&segs[last_key], target.as_object_mut()) {
+        (Seg::Key(k), Some(obj)) => obj.remove(k.as_str()).is_some(),
+        _ => false,
+    }
 }

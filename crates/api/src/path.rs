@@ -44,6 +44,11 @@ impl FieldPath {
         &self.0
     }
 
+    /// Whether `prefix` is this path or one of its ancestors.
+    pub fn starts_with(&self, prefix: &FieldPath) -> bool {
+        self.0.starts_with(&prefix.0)
+    }
+
     pub fn is_root(&self) -> bool {
         self.0.is_empty()
     }
@@ -104,7 +109,13 @@ mod tests {
 
     #[test]
     fn displays_like_kubectl() {
-        let p = FieldPath::root().key("spec").key("containers").index(0).key("ports").index(1).key("containerPort");
+        let p = FieldPath::root()
+            .key("spec")
+            .key("containers")
+            .index(0)
+            .key("ports")
+            .index(1)
+            .key("containerPort");
         assert_eq!(p.to_string(), "spec.containers[0].ports[1].containerPort");
         let l = FieldPath::root().key("metadata").key("labels").key("app.kubernetes.io/name");
         assert_eq!(l.to_string(), r#"metadata.labels["app.kubernetes.io/name"]"#);

@@ -27,7 +27,14 @@ pub struct Problem {
 
 impl Problem {
     pub fn error(message: impl Into<String>) -> Self {
-        Self { severity: Severity::Error, message: message.into(), path: None, source: None, loc: None, help: None }
+        Self {
+            severity: Severity::Error,
+            message: message.into(),
+            path: None,
+            source: None,
+            loc: None,
+            help: None,
+        }
     }
 
     pub fn warning(message: impl Into<String>) -> Self {

@@ -41,7 +41,11 @@ impl<'a> Walker<'a> {
             let target = reference
                 .strip_prefix("#/$defs/")
                 .and_then(|n| self.root.get("$defs")?.get(n))
-                .or_else(|| reference.strip_prefix("#/definitions/").and_then(|n| self.root.get("definitions")?.get(n)));
+                .or_else(|| {
+                    reference
+                        .strip_prefix("#/definitions/")
+                        .and_then(|n| self.root.get("definitions")?.get(n))
+                });
             match target {
                 Some(t) => schema = t,
                 None => break,
@@ -60,7 +64,9 @@ impl<'a> Walker<'a> {
         }
         let schema = self.resolve(schema);
         let Some(obj) = schema.as_object() else { return }; // `true`: anything goes
-        if obj.get("x-kubernetes-preserve-unknown-fields") == Some(&J::Bool(true)) && !obj.contains_key("properties") {
+        if obj.get("x-kubernetes-preserve-unknown-fields") == Some(&J::Bool(true))
+            && !obj.contains_key("properties")
+        {
             return;
         }
         if obj.get("x-kubernetes-int-or-string") == Some(&J::Bool(true)) {
@@ -136,7 +142,9 @@ impl<'a> Walker<'a> {
             other => other.type_name().to_owned(),
         };
         let help = match (&node.value, expected.as_str()) {
-            (Value::Str(s), "integer") if s.trim().parse::<i64>().is_ok() => Some(format!("write {} without quotes", s.trim())),
+            (Value::Str(s), "integer") if s.trim().parse::<i64>().is_ok() => {
+                Some(format!("write {} without quotes", s.trim()))
+            }
             (Value::Int(i), "string") => Some(format!("quote it: \"{i}\"")),
             (Value::Bool(b), "string") => Some(format!("quote it: \"{b}\"")),
             (Value::Map(_), "array") => Some("start each item with `- `".to_owned()),
@@ -158,7 +166,12 @@ impl<'a> Walker<'a> {
             _ => value.to_string(),
         };
         let help = did_you_mean(&shown, names.iter().map(String::as_str));
-        self.issue(path, node.loc, format!("unsupported value {shown:?}: expected one of {}", names.join(", ")), help);
+        self.issue(
+            path,
+            node.loc,
+            format!("unsupported value {shown:?}: expected one of {}", names.join(", ")),
+            help,
+        );
     }
 
     fn range(&mut self, node: &Node, i: i64, obj: &Map<String, J>, path: &FieldPath) {
@@ -176,7 +189,14 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn object(&mut self, node: &Node, entries: &[(crate::yaml::Key, Node)], obj: &'a Map<String, J>, path: &mut FieldPath, depth: usize) {
+    fn object(
+        &mut self,
+        node: &Node,
+        entries: &[(crate::yaml::Key, Node)],
+        obj: &'a Map<String, J>,
+        path: &mut FieldPath,
+        depth: usize,
+    ) {
         let properties = obj.get("properties").and_then(J::as_object);
         let additional = obj.get("additionalProperties");
         for (key, value) in entries {
@@ -193,14 +213,25 @@ impl<'a> Walker<'a> {
             }
             path.pop();
         }
-        for required in obj.get("required").and_then(J::as_array).into_iter().flatten().filter_map(J::as_str) {
+        for required in obj.get("required").and_then(J::as_array).into_iter().flatten().filter_map(J::as_str)
+        {
             let present = entries.iter().find(|(k, _)| k.name == required);
             match present {
                 None => {
-                    self.issue(&path.key(required), node.loc, format!("missing required field {required:?}"), None);
+                    self.issue(
+                        &path.key(required),
+                        node.loc,
+                        format!("missing required field {required:?}"),
+                        None,
+                    );
                 }
                 Some((key, v)) if v.value == Value::Null => {
-                    self.issue(&path.key(required), key.loc, format!("required field {required:?} has no value"), None);
+                    self.issue(
+                        &path.key(required),
+                        key.loc,
+                        format!("required field {required:?} has no value"),
+                        None,
+                    );
                 }
                 Some(_) => {}
             }

@@ -16,7 +16,8 @@ pub fn closest<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -
         }
         let score = strsim::jaro_winkler(&given.to_ascii_lowercase(), &candidate.to_ascii_lowercase());
         let edits = strsim::damerau_levenshtein(&folded, &fold(candidate));
-        let close = score >= 0.88 || (edits <= 2 && candidate.len() > 3) || (edits <= 1 && candidate.len() > 1);
+        let close =
+            score >= 0.88 || (edits <= 2 && candidate.len() > 3) || (edits <= 1 && candidate.len() > 1);
         if close && best.is_none_or(|(s, _)| score > s) {
             best = Some((score, candidate));
         }

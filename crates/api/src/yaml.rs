@@ -72,7 +72,11 @@ fn syntax_error(text: &str, e: &serde_saphyr::Error) -> SyntaxError {
         _ => message,
     };
     let message = match message.rsplit_once(" at line ") {
-        Some((head, tail)) if tail.split_once(", column ").is_some_and(|(l, c)| is_num(l) && is_num(c.trim())) => head,
+        Some((head, tail))
+            if tail.split_once(", column ").is_some_and(|(l, c)| is_num(l) && is_num(c.trim())) =>
+        {
+            head
+        }
         _ => message,
     };
     SyntaxError { message: message.trim().to_owned(), loc }
@@ -224,7 +228,9 @@ impl Node {
             Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
             Value::Str(s) => J::String(s.clone()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
-            Value::Map(entries) => J::Object(entries.iter().map(|(k, v)| (k.name.clone(), v.to_json())).collect()),
+            Value::Map(entries) => {
+                J::Object(entries.iter().map(|(k, v)| (k.name.clone(), v.to_json())).collect())
+            }
         }
     }
 }

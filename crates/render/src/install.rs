@@ -4,11 +4,13 @@
 use crate::{RenderOptions, object};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, Namespace, ObjectFieldSelector,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext,
-    ServiceAccount,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, Namespace,
+    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecurityContext, ServiceAccount,
 };
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -31,8 +33,15 @@ pub fn crds() -> Vec<J> {
 pub fn manifests(opts: &RenderOptions) -> Vec<J> {
     let mut all = crds();
     all.push(object(&Namespace { metadata: meta(NAMESPACE, None), ..Namespace::default() }));
-    all.push(object(&ServiceAccount { metadata: meta(OPERATOR, Some(NAMESPACE)), ..ServiceAccount::default() }));
-    all.push(object(&ClusterRole { metadata: meta(OPERATOR, None), rules: Some(cluster_rules()), aggregation_rule: None }));
+    all.push(object(&ServiceAccount {
+        metadata: meta(OPERATOR, Some(NAMESPACE)),
+        ..ServiceAccount::default()
+    }));
+    all.push(object(&ClusterRole {
+        metadata: meta(OPERATOR, None),
+        rules: Some(cluster_rules()),
+        aggregation_rule: None,
+    }));
     all.push(object(&ClusterRoleBinding {
         metadata: meta(OPERATOR, None),
         role_ref: role_ref("ClusterRole", OPERATOR),
@@ -41,7 +50,11 @@ pub fn manifests(opts: &RenderOptions) -> Vec<J> {
     let election = format!("{OPERATOR}-leader-election");
     all.push(object(&Role {
         metadata: meta(&election, Some(NAMESPACE)),
-        rules: Some(vec![rule("coordination.k8s.io", &["leases"], &["get", "list", "watch", "create", "update", "patch"])]),
+        rules: Some(vec![rule(
+            "coordination.k8s.io",
+            &["leases"],
+            &["get", "list", "watch", "create", "update", "patch"],
+        )]),
     }));
     all.push(object(&RoleBinding {
         metadata: meta(&election, Some(NAMESPACE)),
@@ -56,8 +69,16 @@ pub fn manifests(opts: &RenderOptions) -> Vec<J> {
 fn cluster_rules() -> Vec<PolicyRule> {
     const OWN: &[&str] = &["get", "list", "watch", "create", "update", "patch", "delete"];
     vec![
-        rule("cloudstate.io", &["statefulservices", "statefulstores"], &["get", "list", "watch", "patch", "update"]),
-        rule("cloudstate.io", &["statefulservices/status", "statefulstores/status"], &["get", "patch", "update"]),
+        rule(
+            "cloudstate.io",
+            &["statefulservices", "statefulstores"],
+            &["get", "list", "watch", "patch", "update"],
+        ),
+        rule(
+            "cloudstate.io",
+            &["statefulservices/status", "statefulstores/status"],
+            &["get", "patch", "update"],
+        ),
         rule("cloudstate.io", &["statefulservices/finalizers"], &["update"]),
         rule("apps", &["deployments", "statefulsets"], OWN),
         rule("", &["services"], OWN),
@@ -93,8 +114,15 @@ fn operator_deployment(opts: &RenderOptions) -> Deployment {
         image: Some(opts.proxy_image.clone()),
         command: Some(vec!["stead".to_owned(), "operator".to_owned()]),
         args: Some(vec![format!("--proxy-image={}", opts.proxy_image)]),
-        ports: Some(vec![ContainerPort { name: Some("http".to_owned()), container_port: OPERATOR_PORT, ..ContainerPort::default() }]),
-        env: Some(vec![env_from_field("POD_NAME", "metadata.name"), env_from_field("POD_NAMESPACE", "metadata.namespace")]),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".to_owned()),
+            container_port: OPERATOR_PORT,
+            ..ContainerPort::default()
+        }]),
+        env: Some(vec![
+            env_from_field("POD_NAME", "metadata.name"),
+            env_from_field("POD_NAMESPACE", "metadata.namespace"),
+        ]),
         readiness_probe: Some(probe("/readyz")),
         liveness_probe: Some(probe("/healthz")),
         resources: Some(ResourceRequirements {
@@ -126,7 +154,10 @@ fn operator_deployment(opts: &RenderOptions) -> Deployment {
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
                         run_as_user: Some(65532),
-                        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), localhost_profile: None }),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".to_owned(),
+                            localhost_profile: None,
+                        }),
                         ..PodSecurityContext::default()
                     }),
                     ..PodSpec::default()
@@ -160,9 +191,18 @@ fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
 }
 
 fn role_ref(kind: &str, name: &str) -> RoleRef {
-    RoleRef { api_group: "rbac.authorization.k8s.io".to_owned(), kind: kind.to_owned(), name: name.to_owned() }
+    RoleRef {
+        api_group: "rbac.authorization.k8s.io".to_owned(),
+        kind: kind.to_owned(),
+        name: name.to_owned(),
+    }
 }
 
 fn operator_subject() -> Subject {
-    Subject { kind: "ServiceAccount".to_owned(), name: OPERATOR.to_owned(), namespace: Some(NAMESPACE.to_owned()), api_group: None }
+    Subject {
+        kind: "ServiceAccount".to_owned(),
+        name: OPERATOR.to_owned(),
+        namespace: Some(NAMESPACE.to_owned()),
+        api_group: None,
+    }
 }

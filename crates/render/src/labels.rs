@@ -1,8 +1,8 @@
 //! Names, labels and owner references of rendered objects.
 
-use stead_api::types::StatefulService;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use std::collections::BTreeMap;
+use stead_api::types::StatefulService;
 
 /// The label that selects a StatefulService's pods (CloudState's Go operator used the same key).
 pub const SELECTOR_LABEL: &str = "cloudstate.io/stateful-service";

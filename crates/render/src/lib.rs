@@ -68,7 +68,11 @@ pub struct Rendered {
 }
 
 /// The children of one StatefulService. `store` is the StatefulStore it names, if found.
-pub fn render_service(svc: &StatefulService, store: Option<&StatefulStore>, opts: &RenderOptions) -> Rendered {
+pub fn render_service(
+    svc: &StatefulService,
+    store: Option<&StatefulStore>,
+    opts: &RenderOptions,
+) -> Rendered {
     let id = labels::Identity::new(svc);
     let mut rendered = Rendered::default();
     if let (Some(name), None) = (svc.spec.store_name(), store) {

@@ -5,7 +5,9 @@ use k8s_openapi::api::autoscaling::v2::{
     CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricIdentifier,
     MetricSpec, MetricTarget, PodsMetricSource,
 };
-use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use std::collections::BTreeMap;
@@ -52,7 +54,10 @@ pub fn whitelist(id: &Identity<'_>) -> Option<NetworkPolicy> {
 }
 
 fn match_labels(key: &str, value: &str) -> LabelSelector {
-    LabelSelector { match_labels: Some(BTreeMap::from([(key.to_owned(), value.to_owned())])), match_expressions: None }
+    LabelSelector {
+        match_labels: Some(BTreeMap::from([(key.to_owned(), value.to_owned())])),
+        match_expressions: None,
+    }
 }
 
 /// An HPA on the StatefulService's scale subresource, targeting in-flight requests per pod.

@@ -34,13 +34,28 @@ pub fn env(svc: &StatefulService, store: Option<&StatefulStore>) -> Vec<EnvVar> 
         StoreKind::Postgres => {
             if let Some(pg) = &spec.postgres {
                 let creds = pg.credentials.as_ref();
-                let secret = override_secret.or_else(|| creds.and_then(|c| c.secret.as_ref()).map(|s| s.name.clone()));
+                let secret =
+                    override_secret.or_else(|| creds.and_then(|c| c.secret.as_ref()).map(|s| s.name.clone()));
                 env.push(literal("POSTGRES_SERVICE", pg.host.as_deref().unwrap_or_default()));
                 env.push(literal("POSTGRES_PORT", &pg.port.unwrap_or(5432).to_string()));
-                database(&mut env, "POSTGRES_DATABASE", service_db, secret.as_deref(), creds.and_then(|c| c.database_key.as_deref()));
+                database(
+                    &mut env,
+                    "POSTGRES_DATABASE",
+                    service_db,
+                    secret.as_deref(),
+                    creds.and_then(|c| c.database_key.as_deref()),
+                );
                 if let Some(secret) = &secret {
-                    env.push(secret_ref("POSTGRES_USERNAME", secret, creds.and_then(|c| c.username_key.as_deref()).unwrap_or("username")));
-                    env.push(secret_ref("POSTGRES_PASSWORD", secret, creds.and_then(|c| c.password_key.as_deref()).unwrap_or("password")));
+                    env.push(secret_ref(
+                        "POSTGRES_USERNAME",
+                        secret,
+                        creds.and_then(|c| c.username_key.as_deref()).unwrap_or("username"),
+                    ));
+                    env.push(secret_ref(
+                        "POSTGRES_PASSWORD",
+                        secret,
+                        creds.and_then(|c| c.password_key.as_deref()).unwrap_or("password"),
+                    ));
                 }
                 if let Some(mode) = pg.ssl.as_ref().and_then(|s| s.mode) {
                     env.push(literal("POSTGRES_SSLMODE", mode.as_str()));
@@ -52,14 +67,30 @@ pub fn env(svc: &StatefulService, store: Option<&StatefulStore>) -> Vec<EnvVar> 
                 env.push(literal("POSTGRES_SERVICE", config.service.as_deref().unwrap_or_default()));
                 env.push(literal("POSTGRES_PORT", &config.port.unwrap_or(5432).to_string()));
                 let db = service_db.or_else(|| literal_creds.and_then(|c| c.database.clone()));
-                database(&mut env, "POSTGRES_DATABASE", db, secret.as_deref(), from_secret.and_then(|s| s.database_key.as_deref()));
-                let schema = datastore_config.and_then(|c| c.schema.clone()).or_else(|| literal_creds.and_then(|c| c.schema.clone()));
+                database(
+                    &mut env,
+                    "POSTGRES_DATABASE",
+                    db,
+                    secret.as_deref(),
+                    from_secret.and_then(|s| s.database_key.as_deref()),
+                );
+                let schema = datastore_config
+                    .and_then(|c| c.schema.clone())
+                    .or_else(|| literal_creds.and_then(|c| c.schema.clone()));
                 if let Some(schema) = schema {
                     env.push(literal("POSTGRES_SCHEMA", &schema));
                 }
                 if let Some(secret) = &secret {
-                    env.push(secret_ref("POSTGRES_USERNAME", secret, from_secret.and_then(|s| s.username_key.as_deref()).unwrap_or("username")));
-                    env.push(secret_ref("POSTGRES_PASSWORD", secret, from_secret.and_then(|s| s.password_key.as_deref()).unwrap_or("password")));
+                    env.push(secret_ref(
+                        "POSTGRES_USERNAME",
+                        secret,
+                        from_secret.and_then(|s| s.username_key.as_deref()).unwrap_or("username"),
+                    ));
+                    env.push(secret_ref(
+                        "POSTGRES_PASSWORD",
+                        secret,
+                        from_secret.and_then(|s| s.password_key.as_deref()).unwrap_or("password"),
+                    ));
                 }
             }
         }
@@ -67,11 +98,23 @@ pub fn env(svc: &StatefulService, store: Option<&StatefulStore>) -> Vec<EnvVar> 
             let (host, port, creds_secret, user_key, pass_key) = match (&spec.cassandra, &spec.config) {
                 (Some(c), _) => {
                     let creds = c.credentials.as_ref();
-                    (c.host.clone(), c.port, creds.and_then(|c| c.secret.as_ref()).map(|s| s.name.clone()), creds.and_then(|c| c.username_key.clone()), creds.and_then(|c| c.password_key.clone()))
+                    (
+                        c.host.clone(),
+                        c.port,
+                        creds.and_then(|c| c.secret.as_ref()).map(|s| s.name.clone()),
+                        creds.and_then(|c| c.username_key.clone()),
+                        creds.and_then(|c| c.password_key.clone()),
+                    )
                 }
                 (None, Some(config)) => {
                     let s = config.credentials_from_secret.as_ref();
-                    (config.service.clone(), config.port, s.map(|s| s.name.clone()), s.and_then(|s| s.username_key.clone()), s.and_then(|s| s.password_key.clone()))
+                    (
+                        config.service.clone(),
+                        config.port,
+                        s.map(|s| s.name.clone()),
+                        s.and_then(|s| s.username_key.clone()),
+                        s.and_then(|s| s.password_key.clone()),
+                    )
                 }
                 (None, None) => (None, None, None, None, None),
             };
@@ -83,8 +126,16 @@ pub fn env(svc: &StatefulService, store: Option<&StatefulStore>) -> Vec<EnvVar> 
                 .unwrap_or_else(|| svc.metadata.name.clone().unwrap_or_default().replace('-', "_"));
             env.push(literal("CASSANDRA_KEYSPACE", &keyspace));
             if let Some(secret) = override_secret.or(creds_secret) {
-                env.push(secret_ref("CASSANDRA_USERNAME", &secret, user_key.as_deref().unwrap_or("username")));
-                env.push(secret_ref("CASSANDRA_PASSWORD", &secret, pass_key.as_deref().unwrap_or("password")));
+                env.push(secret_ref(
+                    "CASSANDRA_USERNAME",
+                    &secret,
+                    user_key.as_deref().unwrap_or("username"),
+                ));
+                env.push(secret_ref(
+                    "CASSANDRA_PASSWORD",
+                    &secret,
+                    pass_key.as_deref().unwrap_or("password"),
+                ));
             }
         }
         StoreKind::Spanner => {
@@ -100,7 +151,13 @@ pub fn env(svc: &StatefulService, store: Option<&StatefulStore>) -> Vec<EnvVar> 
 }
 
 /// The database: the service's own name for it, else the Secret's key, else CloudState's default.
-fn database(env: &mut Vec<EnvVar>, var: &str, literal_db: Option<String>, secret: Option<&str>, key: Option<&str>) {
+fn database(
+    env: &mut Vec<EnvVar>,
+    var: &str,
+    literal_db: Option<String>,
+    secret: Option<&str>,
+    key: Option<&str>,
+) {
     match (literal_db, secret, key) {
         (Some(db), _, _) => env.push(literal(var, &db)),
         (None, Some(secret), Some(key)) => env.push(secret_ref(var, secret, key)),
@@ -117,7 +174,11 @@ fn secret_ref(name: &str, secret: &str, key: &str) -> EnvVar {
         name: name.to_owned(),
         value: None,
         value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector { name: secret.to_owned(), key: key.to_owned(), optional: None }),
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_owned(),
+                key: key.to_owned(),
+                optional: None,
+            }),
             ..EnvVarSource::default()
         }),
     }

@@ -5,9 +5,9 @@ use crate::store_env::{self, EMBEDDED_MOUNT_PATH, EMBEDDED_VOLUME, literal};
 use crate::{PORTS, RenderOptions};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, VolumeMount,
-    VolumeResourceRequirements,
+    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -49,7 +49,10 @@ pub fn user_port(svc: &StatefulService) -> (i32, Option<String>) {
 
 /// The headless Service's name for a StatefulSet-mode service.
 pub fn headless_name(svc: &StatefulService) -> String {
-    svc.spec.service_name.clone().unwrap_or_else(|| format!("{}-headless", svc.metadata.name.as_deref().unwrap_or_default()))
+    svc.spec
+        .service_name
+        .clone()
+        .unwrap_or_else(|| format!("{}-headless", svc.metadata.name.as_deref().unwrap_or_default()))
 }
 
 pub fn workload(id: &Identity<'_>, store: Option<&StatefulStore>, opts: &RenderOptions) -> Workload {
@@ -196,7 +199,11 @@ fn sidecar(id: &Identity<'_>, store: Option<&StatefulStore>, opts: &RenderOption
         ..Probe::default()
     };
     let volume_mounts = embedded(store).then(|| {
-        vec![VolumeMount { name: EMBEDDED_VOLUME.to_owned(), mount_path: EMBEDDED_MOUNT_PATH.to_owned(), ..VolumeMount::default() }]
+        vec![VolumeMount {
+            name: EMBEDDED_VOLUME.to_owned(),
+            mount_path: EMBEDDED_MOUNT_PATH.to_owned(),
+            ..VolumeMount::default()
+        }]
     });
     Container {
         name: PROXY_CONTAINER.to_owned(),

@@ -15,20 +15,45 @@ pub fn stateful_set(set: &StatefulSet, f: &mut Findings) {
         return;
     };
     selector_matches(&spec.selector, &spec.template, &path, f);
-    template(&spec.template, &path.key("template"), f, &spec.volume_claim_templates.iter().flatten().filter_map(|t| t.metadata.name.clone()).collect::<Vec<_>>());
+    template(
+        &spec.template,
+        &path.key("template"),
+        f,
+        &spec
+            .volume_claim_templates
+            .iter()
+            .flatten()
+            .filter_map(|t| t.metadata.name.clone())
+            .collect::<Vec<_>>(),
+    );
     if let Some(policy) = spec.template.spec.as_ref().and_then(|s| s.restart_policy.as_deref())
         && policy != "Always"
     {
-        f.error(path.key("template").key("spec").key("restartPolicy"), format!("a StatefulSet's pods must restart Always (is {policy:?})"));
+        f.error(
+            path.key("template").key("spec").key("restartPolicy"),
+            format!("a StatefulSet's pods must restart Always (is {policy:?})"),
+        );
     }
     if let Some(name) = spec.service_name.as_deref().filter(|n| !n.is_empty()) {
         f.check_name(path.key("serviceName"), "serviceName", name, names::dns1123_label);
     }
     if let Some(policy) = spec.pod_management_policy.as_deref() {
-        enumeration(f, path.key("podManagementPolicy"), "podManagementPolicy", policy, &["OrderedReady", "Parallel"]);
+        enumeration(
+            f,
+            path.key("podManagementPolicy"),
+            "podManagementPolicy",
+            policy,
+            &["OrderedReady", "Parallel"],
+        );
     }
     if let Some(strategy) = &spec.update_strategy {
-        enumeration(f, path.key("updateStrategy").key("type"), "updateStrategy type", strategy.type_.as_deref().unwrap_or("RollingUpdate"), &["RollingUpdate", "OnDelete"]);
+        enumeration(
+            f,
+            path.key("updateStrategy").key("type"),
+            "updateStrategy type",
+            strategy.type_.as_deref().unwrap_or("RollingUpdate"),
+            &["RollingUpdate", "OnDelete"],
+        );
         if let Some(max) = strategy.rolling_update.as_ref().and_then(|r| r.max_unavailable.as_ref()) {
             max_unavailable(f, path.key("updateStrategy").key("rollingUpdate").key("maxUnavailable"), max);
         }
@@ -52,7 +77,13 @@ pub fn deployment(d: &Deployment, f: &mut Findings) {
     selector_matches(&spec.selector, &spec.template, &path, f);
     template(&spec.template, &path.key("template"), f, &[]);
     if let Some(strategy) = spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) {
-        enumeration(f, path.key("strategy").key("type"), "strategy type", strategy, &["RollingUpdate", "Recreate"]);
+        enumeration(
+            f,
+            path.key("strategy").key("type"),
+            "strategy type",
+            strategy,
+            &["RollingUpdate", "Recreate"],
+        );
     }
 }
 
@@ -80,7 +111,13 @@ pub fn service(s: &Service, f: &mut Findings) {
         }
     }
     if let Some(t) = spec.type_.as_deref() {
-        enumeration(f, path.key("type"), "Service type", t, &["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"]);
+        enumeration(
+            f,
+            path.key("type"),
+            "Service type",
+            t,
+            &["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"],
+        );
     }
 }
 
@@ -96,7 +133,13 @@ pub fn claim(c: &PersistentVolumeClaim, path: &FieldPath, f: &mut Findings) {
             .with_help("for example: resources: {requests: {storage: 1Gi}}");
     }
     for (i, mode) in spec.access_modes.iter().flatten().enumerate() {
-        enumeration(f, spec_path.key("accessModes").index(i), "access mode", mode, &["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"]);
+        enumeration(
+            f,
+            spec_path.key("accessModes").index(i),
+            "access mode",
+            mode,
+            &["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"],
+        );
     }
 }
 
@@ -106,7 +149,9 @@ fn template(t: &PodTemplateSpec, path: &FieldPath, f: &mut Findings, claim_volum
             let mut spec = spec.clone();
             // Claim templates become volumes of the same name.
             for name in claim_volumes {
-                spec.volumes.get_or_insert_with(Vec::new).push(k8s_openapi::api::core::v1::Volume { name: name.clone(), ..Default::default() });
+                spec.volumes
+                    .get_or_insert_with(Vec::new)
+                    .push(k8s_openapi::api::core::v1::Volume { name: name.clone(), ..Default::default() });
             }
             pod_spec(&spec, &path.key("spec"), f);
         }
@@ -116,7 +161,12 @@ fn template(t: &PodTemplateSpec, path: &FieldPath, f: &mut Findings, claim_volum
     }
 }
 
-fn selector_matches(selector: &LabelSelector, template: &PodTemplateSpec, path: &FieldPath, f: &mut Findings) {
+fn selector_matches(
+    selector: &LabelSelector,
+    template: &PodTemplateSpec,
+    path: &FieldPath,
+    f: &mut Findings,
+) {
     let labels = template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
     let match_labels = selector.match_labels.clone().unwrap_or_default();
     if match_labels.is_empty() && selector.match_expressions.as_ref().is_none_or(Vec::is_empty) {
@@ -125,8 +175,11 @@ fn selector_matches(selector: &LabelSelector, template: &PodTemplateSpec, path: 
     }
     for (k, v) in &match_labels {
         if labels.get(k) != Some(v) {
-            f.error(path.key("selector").key("matchLabels").key(k.clone()), format!("selector {k}={v} does not match the template's labels"))
-                .with_help(format!("add {k}: {v} under template.metadata.labels"));
+            f.error(
+                path.key("selector").key("matchLabels").key(k.clone()),
+                format!("selector {k}={v} does not match the template's labels"),
+            )
+            .with_help(format!("add {k}: {v} under template.metadata.labels"));
         }
     }
 }

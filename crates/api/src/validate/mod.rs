@@ -45,7 +45,13 @@ impl Findings {
     }
 
     /// Runs a name rule and records its complaint.
-    pub fn check_name(&mut self, path: FieldPath, what: &str, value: &str, rule: fn(&str) -> Result<(), String>) {
+    pub fn check_name(
+        &mut self,
+        path: FieldPath,
+        what: &str,
+        value: &str,
+        rule: fn(&str) -> Result<(), String>,
+    ) {
         if let Err(why) = rule(value) {
             self.error(path, format!("invalid {what} {value:?}: {why}"));
         }
@@ -67,7 +73,10 @@ impl Finding {
 pub fn validate(documents: &[Document]) -> Vec<Problem> {
     let mut problems = Vec::new();
     for doc in documents {
-        for finding in validate_manifest(&doc.manifest, documents) {
+        // A field the schema check rejected was reported already; what parsing made of it is not
+        // worth a second message.
+        let already = |f: &Finding| doc.rejected.iter().any(|r| f.path.starts_with(r));
+        for finding in validate_manifest(&doc.manifest, documents).into_iter().filter(|f| !already(f)) {
             let problem = match finding.severity {
                 Severity::Error => Problem::error(finding.message),
                 Severity::Warning => Problem::warning(finding.message),
@@ -114,7 +123,9 @@ fn metadata(meta: &ObjectMeta, f: &mut Findings, is_namespace: bool, service_lik
             f.error(path.key("name"), "missing required field \"name\"");
         }
         None | Some("") => {}
-        Some(name) if is_namespace || service_like => f.check_name(path.key("name"), "name", name, names::dns1035_or_label(is_namespace)),
+        Some(name) if is_namespace || service_like => {
+            f.check_name(path.key("name"), "name", name, names::dns1035_or_label(is_namespace))
+        }
         Some(name) => f.check_name(path.key("name"), "name", name, names::dns1123_subdomain),
     }
     if let Some(ns) = meta.namespace.as_deref() {
@@ -139,9 +150,17 @@ fn duplicates(documents: &[Document], problems: &mut Vec<Problem>) {
             continue;
         }
         if let Some(first) = seen.insert((m.kind(), m.namespace(), m.name()), doc) {
-            let at = doc.problem(Problem::error(format!("{} is declared twice", m.reference())), FieldPath::root().key("metadata").key("name"));
+            let at = doc.problem(
+                Problem::error(format!("{} is declared twice", m.reference())),
+                FieldPath::root().key("metadata").key("name"),
+            );
             let first_at = first.node.locate(&FieldPath::root().key("metadata").key("name"));
-            problems.push(at.help(Some(format!("first declared at {}:{}:{}", first.source.name(), first_at.line, first_at.column))));
+            problems.push(at.help(Some(format!(
+                "first declared at {}:{}:{}",
+                first.source.name(),
+                first_at.line,
+                first_at.column
+            ))));
         }
     }
 }

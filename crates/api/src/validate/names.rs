@@ -85,9 +85,12 @@ fn qualified_name_part(s: &str) -> Result<(), String> {
         return Err(format!("must be no more than 63 characters (is {})", s.len()));
     }
     let ok = s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    let ends = s.starts_with(|c: char| c.is_ascii_alphanumeric()) && s.ends_with(|c: char| c.is_ascii_alphanumeric());
+    let ends = s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric());
     if !ok || !ends {
-        return Err("must consist of alphanumerics, '-', '_' or '.', and start and end with an alphanumeric".into());
+        return Err(
+            "must consist of alphanumerics, '-', '_' or '.', and start and end with an alphanumeric".into()
+        );
     }
     Ok(())
 }
@@ -106,7 +109,11 @@ fn lowercase_help(s: &str) -> String {
     if s.chars().any(|c| c.is_ascii_uppercase()) {
         "must be lowercase".into()
     } else {
-        let bad: String = s.chars().filter(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '.')).take(1).collect();
+        let bad: String = s
+            .chars()
+            .filter(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '.'))
+            .take(1)
+            .collect();
         format!("must consist of lowercase letters, digits and '-' (found {bad:?})")
     }
 }

@@ -24,7 +24,12 @@ pub fn pod_spec(spec: &PodSpec, path: &FieldPath, f: &mut Findings) {
             init: true,
             first_name_optional: false,
         },
-        ContainerList { path: path.key("containers"), containers: spec.containers.iter().collect(), init: false, first_name_optional: false },
+        ContainerList {
+            path: path.key("containers"),
+            containers: spec.containers.iter().collect(),
+            init: false,
+            first_name_optional: false,
+        },
     ];
     if spec.containers.is_empty() {
         f.error(path.key("containers"), "a pod needs at least one container");
@@ -67,7 +72,8 @@ pub fn containers(lists: &[ContainerList<'_>], volume_names: &BTreeSet<String>, 
             } else {
                 f.check_name(path.key("name"), "container name", &c.name, names::dns1123_label);
                 if let Some(first) = names_seen.insert(c.name.clone(), path.key("name")) {
-                    f.error(path.key("name"), format!("duplicate container name {:?}", c.name)).with_help(format!("also used at {first}"));
+                    f.error(path.key("name"), format!("duplicate container name {:?}", c.name))
+                        .with_help(format!("also used at {first}"));
                 }
             }
             match c.image.as_deref() {
@@ -83,7 +89,11 @@ pub fn containers(lists: &[ContainerList<'_>], volume_names: &BTreeSet<String>, 
             ports(c, &path, list.init, &mut ports_seen, f);
             env(c, &path, f);
             mounts(c, &path, volume_names, f);
-            for (field, probe) in [("livenessProbe", &c.liveness_probe), ("readinessProbe", &c.readiness_probe), ("startupProbe", &c.startup_probe)] {
+            for (field, probe) in [
+                ("livenessProbe", &c.liveness_probe),
+                ("readinessProbe", &c.readiness_probe),
+                ("startupProbe", &c.startup_probe),
+            ] {
                 if let Some(probe) = probe {
                     self::probe(probe, &path.key(field), f);
                     if list.init {
@@ -92,18 +102,33 @@ pub fn containers(lists: &[ContainerList<'_>], volume_names: &BTreeSet<String>, 
                 }
             }
             if let Some(policy) = c.image_pull_policy.as_deref() {
-                enumeration(f, path.key("imagePullPolicy"), "imagePullPolicy", policy, &["Always", "IfNotPresent", "Never"]);
+                enumeration(
+                    f,
+                    path.key("imagePullPolicy"),
+                    "imagePullPolicy",
+                    policy,
+                    &["Always", "IfNotPresent", "Never"],
+                );
             }
         }
     }
 }
 
-fn ports(c: &Container, path: &FieldPath, init: bool, seen: &mut HashMap<(i32, String), FieldPath>, f: &mut Findings) {
+fn ports(
+    c: &Container,
+    path: &FieldPath,
+    init: bool,
+    seen: &mut HashMap<(i32, String), FieldPath>,
+    f: &mut Findings,
+) {
     let mut port_names = BTreeSet::new();
     for (j, port) in c.ports.iter().flatten().enumerate() {
         let p = path.key("ports").index(j);
         if !(1..=65535).contains(&port.container_port) {
-            f.error(p.key("containerPort"), format!("invalid port {}: must be between 1 and 65535", port.container_port));
+            f.error(
+                p.key("containerPort"),
+                format!("invalid port {}: must be between 1 and 65535", port.container_port),
+            );
         }
         if let Some(host_port) = port.host_port
             && !(0..=65535).contains(&host_port)
@@ -118,9 +143,17 @@ fn ports(c: &Container, path: &FieldPath, init: bool, seen: &mut HashMap<(i32, S
                 f.error(p.key("name"), format!("duplicate port name {name:?}"));
             }
         }
-        if !init && let Some(first) = seen.insert((port.container_port, protocol.clone()), p.key("containerPort")) {
-            f.error(p.key("containerPort"), format!("duplicate port {}/{protocol}: containers of a pod share one network", port.container_port))
-                .with_help(format!("also declared at {first}"));
+        if !init
+            && let Some(first) = seen.insert((port.container_port, protocol.clone()), p.key("containerPort"))
+        {
+            f.error(
+                p.key("containerPort"),
+                format!(
+                    "duplicate port {}/{protocol}: containers of a pod share one network",
+                    port.container_port
+                ),
+            )
+            .with_help(format!("also declared at {first}"));
         }
     }
 }
@@ -128,7 +161,9 @@ fn ports(c: &Container, path: &FieldPath, init: bool, seen: &mut HashMap<(i32, S
 fn env(c: &Container, path: &FieldPath, f: &mut Findings) {
     for (j, var) in c.env.iter().flatten().enumerate() {
         let p = path.key("env").index(j);
-        let valid = !var.name.is_empty() && !var.name.starts_with(|c: char| c.is_ascii_digit()) && !var.name.contains('=');
+        let valid = !var.name.is_empty()
+            && !var.name.starts_with(|c: char| c.is_ascii_digit())
+            && !var.name.contains('=');
         if !valid {
             f.error(p.key("name"), format!("invalid environment variable name {:?}: must not be empty, start with a digit or contain '='", var.name));
         }
@@ -136,7 +171,13 @@ fn env(c: &Container, path: &FieldPath, f: &mut Findings) {
             f.error(p.clone(), format!("{:?} sets both value and valueFrom", var.name));
         }
         if let Some(from) = &var.value_from {
-            let sources = [from.field_ref.is_some(), from.resource_field_ref.is_some(), from.config_map_key_ref.is_some(), from.secret_key_ref.is_some(), from.file_key_ref.is_some()];
+            let sources = [
+                from.field_ref.is_some(),
+                from.resource_field_ref.is_some(),
+                from.config_map_key_ref.is_some(),
+                from.secret_key_ref.is_some(),
+                from.file_key_ref.is_some(),
+            ];
             if sources.iter().filter(|s| **s).count() != 1 {
                 f.error(p.key("valueFrom"), "valueFrom needs exactly one of fieldRef, resourceFieldRef, configMapKeyRef, secretKeyRef, fileKeyRef");
             }
@@ -154,7 +195,10 @@ fn mounts(c: &Container, path: &FieldPath, volume_names: &BTreeSet<String>, f: &
             finding.help = help.or_else(|| Some("declare it under volumes (or volumeClaimTemplates)".into()));
         }
         if !mount.mount_path.starts_with('/') {
-            f.error(p.key("mountPath"), format!("invalid mountPath {:?}: must be an absolute path", mount.mount_path));
+            f.error(
+                p.key("mountPath"),
+                format!("invalid mountPath {:?}: must be an absolute path", mount.mount_path),
+            );
         } else if !paths.insert(mount.mount_path.trim_end_matches('/').to_owned()) {
             f.error(p.key("mountPath"), format!("duplicate mountPath {:?}", mount.mount_path));
         }
@@ -162,7 +206,8 @@ fn mounts(c: &Container, path: &FieldPath, volume_names: &BTreeSet<String>, f: &
 }
 
 fn probe(probe: &Probe, path: &FieldPath, f: &mut Findings) {
-    let handlers = [probe.exec.is_some(), probe.http_get.is_some(), probe.tcp_socket.is_some(), probe.grpc.is_some()];
+    let handlers =
+        [probe.exec.is_some(), probe.http_get.is_some(), probe.tcp_socket.is_some(), probe.grpc.is_some()];
     if handlers.iter().filter(|h| **h).count() != 1 {
         f.error(path.clone(), "a probe needs exactly one of exec, httpGet, tcpSocket, grpc");
     }
@@ -184,7 +229,8 @@ fn probe(probe: &Probe, path: &FieldPath, f: &mut Findings) {
 /// Records a value outside a set, with a suggestion.
 pub fn enumeration(f: &mut Findings, path: FieldPath, what: &str, value: &str, allowed: &[&str]) {
     if !allowed.contains(&value) {
-        let finding = f.error(path, format!("unsupported {what} {value:?}: expected one of {}", allowed.join(", ")));
+        let finding =
+            f.error(path, format!("unsupported {what} {value:?}: expected one of {}", allowed.join(", ")));
         finding.help = crate::suggest::did_you_mean(value, allowed.iter().copied());
     }
 }

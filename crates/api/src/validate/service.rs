@@ -33,7 +33,10 @@ pub fn stateful_service(svc: &StatefulService, all: &[Document], f: &mut Finding
             Some(n) => {
                 f.check_name(p.key("metadata").key("name"), "claim template name", n, names::dns1123_label);
                 if !volume_names.insert(n.to_owned()) {
-                    f.error(p.key("metadata").key("name"), format!("{n:?} is already the name of a volume or claim template"));
+                    f.error(
+                        p.key("metadata").key("name"),
+                        format!("{n:?} is already the name of a volume or claim template"),
+                    );
                 }
             }
         }
@@ -41,22 +44,43 @@ pub fn stateful_service(svc: &StatefulService, all: &[Document], f: &mut Finding
     }
     for (i, c) in spec.containers.iter().enumerate().skip(1) {
         if let Some(reserved) = ["user-container", "stead-proxy"].into_iter().find(|r| c.name() == Some(r)) {
-            f.error(path.key("containers").index(i).key("name"), format!("container name {reserved:?} is reserved for stead"));
+            f.error(
+                path.key("containers").index(i).key("name"),
+                format!("container name {reserved:?} is reserved for stead"),
+            );
         }
     }
     if let Some(first) = spec.containers.first() {
         if let Some(n) = first.name().filter(|n| *n != "user-container") {
-            f.warn(path.key("containers").index(0).key("name"), format!("the user function's container is always named \"user-container\"; {n:?} is not used"));
+            f.warn(
+                path.key("containers").index(0).key("name"),
+                format!(
+                    "the user function's container is always named \"user-container\"; {n:?} is not used"
+                ),
+            );
         }
         for (j, var) in first.env.iter().flatten().enumerate() {
             if var.name == "PORT" {
-                f.warn(path.key("containers").index(0).key("env").index(j), "PORT is set by stead to the user function's port; this value is replaced");
+                f.warn(
+                    path.key("containers").index(0).key("env").index(j),
+                    "PORT is set by stead to the user function's port; this value is replaced",
+                );
             }
         }
     }
     let lists = [
-        ContainerList { path: path.key("initContainers"), containers: spec.init_containers.iter().flatten().collect(), init: true, first_name_optional: false },
-        ContainerList { path: path.key("containers"), containers: spec.containers.iter().map(|c| &c.0).collect(), init: false, first_name_optional: true },
+        ContainerList {
+            path: path.key("initContainers"),
+            containers: spec.init_containers.iter().flatten().collect(),
+            init: true,
+            first_name_optional: false,
+        },
+        ContainerList {
+            path: path.key("containers"),
+            containers: spec.containers.iter().map(|c| &c.0).collect(),
+            init: false,
+            first_name_optional: true,
+        },
     ];
     containers(&lists, &volume_names, f);
 
@@ -171,7 +195,9 @@ fn find_store<'a>(svc: &StatefulService, all: &'a [Document]) -> Option<&'a crat
     let name = svc.spec.store_name()?;
     let namespace = svc.metadata.namespace.as_deref().unwrap_or("default");
     all.iter().find_map(|d| match &d.manifest {
-        Manifest::StatefulStore(s) if d.manifest.name() == name && d.manifest.namespace() == namespace => Some(s.as_ref()),
+        Manifest::StatefulStore(s) if d.manifest.name() == name && d.manifest.namespace() == namespace => {
+            Some(s.as_ref())
+        }
         _ => None,
     })
 }
@@ -180,10 +206,14 @@ fn store_reference(svc: &StatefulService, all: &[Document], f: &mut Findings) {
     let spec = &svc.spec;
     let path = FieldPath::root().key("spec");
     let from_datastore = spec.datastore.as_ref().map(|d| d.name.as_str());
-    let from_store_config = spec.store_config.as_ref().and_then(|s| s.stateful_store.as_ref()).map(|s| s.name.as_str());
+    let from_store_config =
+        spec.store_config.as_ref().and_then(|s| s.stateful_store.as_ref()).map(|s| s.name.as_str());
     let field = match (from_datastore, from_store_config) {
         (Some(a), Some(b)) if a != b => {
-            f.error(path.key("storeConfig").key("statefulStore").key("name"), format!("names store {b:?} but datastore.name names {a:?}"));
+            f.error(
+                path.key("storeConfig").key("statefulStore").key("name"),
+                format!("names store {b:?} but datastore.name names {a:?}"),
+            );
             return;
         }
         (Some(_), _) => path.key("datastore").key("name"),
@@ -196,7 +226,9 @@ fn store_reference(svc: &StatefulService, all: &[Document], f: &mut Findings) {
             let namespace = svc.metadata.namespace.as_deref().unwrap_or("default");
             let known: Vec<&str> = all
                 .iter()
-                .filter(|d| matches!(d.manifest, Manifest::StatefulStore(_)) && d.manifest.namespace() == namespace)
+                .filter(|d| {
+                    matches!(d.manifest, Manifest::StatefulStore(_)) && d.manifest.namespace() == namespace
+                })
                 .map(|d| d.manifest.name())
                 .collect();
             let finding = f.warn(field, format!("StatefulStore {name:?} is not among the loaded manifests"));
@@ -208,7 +240,13 @@ fn store_reference(svc: &StatefulService, all: &[Document], f: &mut Findings) {
             if let Some(kind) = store.spec.kind()
                 && !kind.supported_by_proxy()
             {
-                f.warn(field.clone(), format!("StatefulStore {name:?} is a {} store, which stead's proxy does not support yet", kind.as_str()));
+                f.warn(
+                    field.clone(),
+                    format!(
+                        "StatefulStore {name:?} is a {} store, which stead's proxy does not support yet",
+                        kind.as_str()
+                    ),
+                );
             }
             if spec.proxy_mode() == ProxyMode::None {
                 f.warn(field, "no sidecar runs with proxy.mode none, so the store is not used");

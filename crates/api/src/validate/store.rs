@@ -14,12 +14,21 @@ pub fn stateful_store(store: &StatefulStore, f: &mut Findings) {
         }
         [(kind, field)] => {
             if !kind.supported_by_proxy() {
-                f.warn(path.key(*field), format!("{} stores are accepted but stead's proxy does not support them yet", kind.as_str()));
+                f.warn(
+                    path.key(*field),
+                    format!(
+                        "{} stores are accepted but stead's proxy does not support them yet",
+                        kind.as_str()
+                    ),
+                );
             }
         }
         [_, (_, second), ..] => {
             let fields: Vec<&str> = declared.iter().map(|(_, f)| *f).collect();
-            f.error(path.key(*second), format!("a StatefulStore declares one store, this one declares {}", fields.join(", ")));
+            f.error(
+                path.key(*second),
+                format!("a StatefulStore declares one store, this one declares {}", fields.join(", ")),
+            );
         }
     }
     if spec.in_memory == Some(false) && declared.is_empty() {
@@ -36,15 +45,21 @@ pub fn stateful_store(store: &StatefulStore, f: &mut Findings) {
         if let Some(creds) = &config.credentials {
             for (field, value) in [("username", &creds.username), ("password", &creds.password)] {
                 if value.is_some() {
-                    f.error(p.key("credentials").key(field), format!("a literal {field} would be copied into every pod spec"))
-                        .with_help("put it in a Secret and name its key under config.credentialsFromSecret");
+                    f.error(
+                        p.key("credentials").key(field),
+                        format!("a literal {field} would be copied into every pod spec"),
+                    )
+                    .with_help("put it in a Secret and name its key under config.credentialsFromSecret");
                 }
             }
         }
         if spec.kind() == Some(StoreKind::Postgres) && config.service.is_none() {
             f.error(p.key("service"), "missing required field \"service\" (the PostgreSQL host)");
         }
-    } else if matches!(spec.type_, Some(crate::types::LegacyStoreType::Postgres | crate::types::LegacyStoreType::Cassandra)) {
+    } else if matches!(
+        spec.type_,
+        Some(crate::types::LegacyStoreType::Postgres | crate::types::LegacyStoreType::Cassandra)
+    ) {
         f.error(path.key("config"), "missing required field \"config\" (the store's host and credentials)");
     }
     if let Some(pg) = &spec.postgres {
@@ -56,7 +71,10 @@ pub fn stateful_store(store: &StatefulStore, f: &mut Findings) {
             port_range(f, p.key("port"), port);
         }
         if pg.google_cloud_sql.is_some() {
-            f.warn(p.key("googleCloudSql"), "stead does not provision Cloud SQL; point host at an existing server");
+            f.warn(
+                p.key("googleCloudSql"),
+                "stead does not provision Cloud SQL; point host at an existing server",
+            );
         }
     }
     if let Some(c) = &spec.cassandra {
