@@ -103,6 +103,12 @@ impl fmt::Display for FieldPath {
     }
 }
 
+impl FieldPath {
+    pub fn from_segments(segs: impl IntoIterator<Item = Seg>) -> Self {
+        Self(segs.into_iter().collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,11 +132,5 @@ mod tests {
         for s in ["spec.containers[0].ports[1].containerPort", r#"metadata.labels["a.b/c"].x"#, "", "a"] {
             assert_eq!(FieldPath::parse(s).to_string(), s);
         }
-    }
-}
-
-impl FieldPath {
-    pub fn from_segments(segs: impl IntoIterator<Item = Seg>) -> Self {
-        Self(segs.into_iter().collect())
     }
 }

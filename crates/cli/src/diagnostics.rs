@@ -1,6 +1,6 @@
 //! Printing problems: a miette report per problem, then a count.
 
-use miette::{GraphicalReportHandler, GraphicalTheme};
+use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme};
 use std::io::IsTerminal;
 use stead_api::{Problem, Severity};
 
@@ -16,7 +16,7 @@ pub fn report(problems: &[Problem]) -> usize {
         let mut out = String::new();
         // The one-line form first: greppable, and what editors jump to.
         out.push_str(&format!("{}: {problem}\n", severity(problem.severity)));
-        if handler.render_report(&mut out, problem).is_ok() {
+        if handler.render_report(&mut out, &Snippet(problem)).is_ok() {
             eprint!("{out}");
         } else {
             eprintln!("{problem}");
@@ -39,4 +39,31 @@ fn severity(s: Severity) -> &'static str {
 
 fn plural(n: usize, word: &str) -> String {
     if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
+}
+
+/// A problem as miette draws it under its one-line form: the message alone, with the snippet.
+#[derive(Debug)]
+struct Snippet<'a>(&'a Problem);
+
+impl std::fmt::Display for Snippet<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.message)
+    }
+}
+
+impl std::error::Error for Snippet<'_> {}
+
+impl miette::Diagnostic for Snippet<'_> {
+    fn severity(&self) -> Option<miette::Severity> {
+        Diagnostic::severity(self.0)
+    }
+    fn help<'b>(&'b self) -> Option<Box<dyn std::fmt::Display + 'b>> {
+        Diagnostic::help(self.0)
+    }
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        Diagnostic::source_code(self.0)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        Diagnostic::labels(self.0)
+    }
 }

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::types::NameRef;
 
 /// The desired state of a store.
+// kube's attribute syntax repeats keys (printcolumn, derive) by design.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "cloudstate.io",

@@ -118,6 +118,12 @@ fn lowercase_help(s: &str) -> String {
     }
 }
 
+/// Services (and StatefulServices, which become Services) need DNS-1035 labels; Namespaces need
+/// DNS-1123 labels.
+pub fn dns1035_or_label(is_namespace: bool) -> fn(&str) -> Result<(), String> {
+    if is_namespace { dns1123_label } else { dns1035_label }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,10 +167,4 @@ mod tests {
             let _ = (dns1123_label(&s), dns1123_subdomain(&s), port_name(&s), label_key(&s), label_value(&s));
         }
     }
-}
-
-/// Services (and StatefulServices, which become Services) need DNS-1035 labels; Namespaces need
-/// DNS-1123 labels.
-pub fn dns1035_or_label(is_namespace: bool) -> fn(&str) -> Result<(), String> {
-    if is_namespace { dns1123_label } else { dns1035_label }
 }
