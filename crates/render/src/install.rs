@@ -1,12 +1,12 @@
 //! The CRDs and the operator's install manifests: namespace, service account, least-privilege
 //! RBAC and the operator Deployment.
 
+use crate::store_env::field_ref;
 use crate::{RenderOptions, object};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, Namespace,
-    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecurityContext, ServiceAccount,
+    Capabilities, Container, ContainerPort, HTTPGetAction, Namespace, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, ServiceAccount,
 };
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
@@ -101,14 +101,6 @@ fn operator_deployment(opts: &RenderOptions) -> Deployment {
         period_seconds: Some(10),
         ..Probe::default()
     };
-    let env_from_field = |name: &str, path: &str| EnvVar {
-        name: name.to_owned(),
-        value: None,
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector { field_path: path.to_owned(), api_version: None }),
-            ..EnvVarSource::default()
-        }),
-    };
     let container = Container {
         name: "operator".to_owned(),
         image: Some(opts.proxy_image.clone()),
@@ -120,8 +112,8 @@ fn operator_deployment(opts: &RenderOptions) -> Deployment {
             ..ContainerPort::default()
         }]),
         env: Some(vec![
-            env_from_field("POD_NAME", "metadata.name"),
-            env_from_field("POD_NAMESPACE", "metadata.namespace"),
+            field_ref("POD_NAME", "metadata.name"),
+            field_ref("POD_NAMESPACE", "metadata.namespace"),
         ]),
         readiness_probe: Some(probe("/readyz")),
         liveness_probe: Some(probe("/healthz")),

@@ -2,7 +2,7 @@
 //!
 //! Credentials only ever reach the pod through `secretKeyRef`; a literal never does.
 
-use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, SecretKeySelector};
 use stead_api::types::{StatefulService, StatefulStore, StoreKind};
 
 /// Where the embedded store's volume is mounted in the sidecar.
@@ -179,6 +179,18 @@ fn secret_ref(name: &str, secret: &str, key: &str) -> EnvVar {
                 key: key.to_owned(),
                 optional: None,
             }),
+            ..EnvVarSource::default()
+        }),
+    }
+}
+
+/// A variable from the pod's own fields (downward API).
+pub fn field_ref(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector { field_path: path.to_owned(), api_version: None }),
             ..EnvVarSource::default()
         }),
     }

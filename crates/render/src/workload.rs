@@ -1,13 +1,12 @@
 //! The pod template (user container, tasks, sidecar) and the workload that runs it.
 
 use crate::labels::{Identity, PROXY_MODE_ANNOTATION, STORE_ANNOTATION, UPSTREAMS_ANNOTATION};
-use crate::store_env::{self, EMBEDDED_MOUNT_PATH, EMBEDDED_VOLUME, literal};
+use crate::store_env::{self, EMBEDDED_MOUNT_PATH, EMBEDDED_VOLUME, field_ref, literal};
 use crate::{PORTS, RenderOptions};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    VolumeMount, VolumeResourceRequirements,
+    Container, ContainerPort, HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -237,15 +236,4 @@ fn default_sidecar_resources() -> ResourceRequirements {
 
 fn port(name: &str, number: i32) -> ContainerPort {
     ContainerPort { name: Some(name.to_owned()), container_port: number, ..ContainerPort::default() }
-}
-
-fn field_ref(name: &str, path: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value: None,
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector { field_path: path.to_owned(), api_version: None }),
-            ..EnvVarSource::default()
-        }),
-    }
 }

@@ -14,23 +14,35 @@ pub struct ContainerList<'a> {
     pub first_name_optional: bool,
 }
 
+impl<'a> ContainerList<'a> {
+    /// A pod's init containers and app containers, which share one name and port space.
+    pub fn pod(
+        path: &FieldPath,
+        init: Vec<&'a Container>,
+        app: Vec<&'a Container>,
+        first_name_optional: bool,
+    ) -> [Self; 2] {
+        [
+            Self {
+                path: path.key("initContainers"),
+                containers: init,
+                init: true,
+                first_name_optional: false,
+            },
+            Self { path: path.key("containers"), containers: app, init: false, first_name_optional },
+        ]
+    }
+}
+
 /// Checks a whole pod spec.
 pub fn pod_spec(spec: &PodSpec, path: &FieldPath, f: &mut Findings) {
     let volume_names = volumes(spec.volumes.as_deref().unwrap_or_default(), &path.key("volumes"), f);
-    let lists = [
-        ContainerList {
-            path: path.key("initContainers"),
-            containers: spec.init_containers.iter().flatten().collect(),
-            init: true,
-            first_name_optional: false,
-        },
-        ContainerList {
-            path: path.key("containers"),
-            containers: spec.containers.iter().collect(),
-            init: false,
-            first_name_optional: false,
-        },
-    ];
+    let lists = ContainerList::pod(
+        path,
+        spec.init_containers.iter().flatten().collect(),
+        spec.containers.iter().collect(),
+        false,
+    );
     if spec.containers.is_empty() {
         f.error(path.key("containers"), "a pod needs at least one container");
     }

@@ -68,20 +68,12 @@ pub fn stateful_service(svc: &StatefulService, all: &[Document], f: &mut Finding
             }
         }
     }
-    let lists = [
-        ContainerList {
-            path: path.key("initContainers"),
-            containers: spec.init_containers.iter().flatten().collect(),
-            init: true,
-            first_name_optional: false,
-        },
-        ContainerList {
-            path: path.key("containers"),
-            containers: spec.containers.iter().map(|c| &c.0).collect(),
-            init: false,
-            first_name_optional: true,
-        },
-    ];
+    let lists = ContainerList::pod(
+        &path,
+        spec.init_containers.iter().flatten().collect(),
+        spec.containers.iter().map(|c| &c.0).collect(),
+        true,
+    );
     containers(&lists, &volume_names, f);
 
     // The sidecar.

@@ -1,0 +1,225 @@
+//! [`EmbeddedStore`]: a redb database file, typically on the pod's volume.
+//!
+//! Reads run on tokio's blocking pool in their own read transactions (MVCC: they never wait for
+//! the writer). All writes go through one writer thread that commits them in batches (see
+//! `writer`), so that concurrent entities share fsyncs while every call still returns only after
+//! its own write is durable.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use prost_types::Any;
+use redb::{Database, ReadTransaction, ReadableDatabase as _};
+use tokio::sync::{mpsc, oneshot};
+
+mod records;
+mod writer;
+
+use records::{EVENTS, SNAPSHOTS, VALUES, decode_event, decode_snapshot, decode_value};
+pub use writer::WriterStats;
+use writer::{Counters, WriteOp, WriteRequest};
+
+use super::{Append, Snapshot, Store, StoreError, StoredEvent, ValueKey, ValueState};
+
+/// The store's name in error messages.
+const STORE: &str = "embedded";
+/// Most requests committed in one transaction.
+const MAX_BATCH: usize = 1024;
+/// Requests that may wait for the writer before senders wait too.
+const QUEUE: usize = 4096;
+
+/// Failure to open an embedded store.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The database file could not be created, opened or initialized.
+    #[error("opening embedded store {path}: {source}")]
+    Database {
+        /// The file.
+        path: PathBuf,
+        /// What redb reported.
+        source: redb::Error,
+    },
+    /// The writer thread could not be started.
+    #[error("starting the writer thread of embedded store {path}: {source}")]
+    Writer {
+        /// The file.
+        path: PathBuf,
+        /// What the OS reported.
+        source: std::io::Error,
+    },
+}
+
+/// A durable store in one redb file. One process may have a file open at a time.
+#[derive(Debug)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    writes: mpsc::Sender<WriteRequest>,
+    counters: Arc<Counters>,
+    writer: JoinHandle<()>,
+    path: PathBuf,
+}
+
+impl EmbeddedStore {
+    /// Opens the database at `path`, creating the file and its tables if needed, and starts the
+    /// writer thread. Blocks while redb opens the file (and repairs it after a crash).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
+        Self::open_with(path.as_ref(), MAX_BATCH, None)
+    }
+
+    fn open_with(
+        path: &Path,
+        max_batch: usize,
+        gate: Option<oneshot::Receiver<()>>,
+    ) -> Result<Self, OpenError> {
+        let path = path.to_path_buf();
+        let db = create(&path).map_err(|source| OpenError::Database { path: path.clone(), source })?;
+        let db = Arc::new(db);
+        let counters = Arc::new(Counters::default());
+        let (writes, requests) = mpsc::channel(QUEUE);
+        let writer = {
+            let (db, counters) = (db.clone(), counters.clone());
+            std::thread::Builder::new()
+                .name("stead-store-writer".into())
+                .spawn(move || writer::run(db, requests, counters, max_batch, gate))
+                .map_err(|source| OpenError::Writer { path: path.clone(), source })?
+        };
+        Ok(Self { db, writes, counters, writer, path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What the writer has done so far.
+    pub fn stats(&self) -> WriterStats {
+        self.counters.snapshot()
+    }
+
+    /// Finishes the queued writes, stops the writer and closes the file, so that it can be
+    /// opened again (by this process or another).
+    pub async fn close(self) -> Result<(), StoreError> {
+        let Self { db, writes, writer, .. } = self;
+        drop(writes);
+        tokio::task::spawn_blocking(move || {
+            let joined = writer.join();
+            drop(db);
+            joined
+        })
+        .await
+        .map_err(backend)?
+        .map_err(|_| StoreError::Backend { store: STORE, source: "the writer thread panicked".into() })
+    }
+
+    async fn write(&self, op: WriteOp) -> Result<u64, StoreError> {
+        let (reply, outcome) = oneshot::channel();
+        self.writes
+            .send(WriteRequest { op, reply })
+            .await
+            .map_err(|_| StoreError::Closed { store: STORE })?;
+        outcome.await.map_err(|_| StoreError::Closed { store: STORE })?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&ReadTransaction) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db.begin_read().map_err(backend)?)).await.map_err(backend)?
+    }
+}
+
+fn create(path: &Path) -> Result<Database, redb::Error> {
+    let db = Database::create(path)?;
+    let txn = db.begin_write()?;
+    txn.open_table(EVENTS)?;
+    txn.open_table(SNAPSHOTS)?;
+    txn.open_table(VALUES)?;
+    txn.commit()?;
+    Ok(db)
+}
+
+fn backend(source: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Backend { store: STORE, source: Box::new(source) }
+}
+
+impl Store for EmbeddedStore {
+    async fn append(&self, append: Append) -> Result<u64, StoreError> {
+        self.write(WriteOp::Append(append)).await
+    }
+
+    async fn read_events(&self, persistence_id: &str, after: u64) -> Result<Vec<StoredEvent>, StoreError> {
+        let pid = persistence_id.to_string();
+        self.read(move |txn| {
+            let Some(from) = after.checked_add(1) else { return Ok(Vec::new()) };
+            let table = txn.open_table(EVENTS).map_err(backend)?;
+            let mut events = Vec::new();
+            for entry in table.range((pid.as_str(), from)..=(pid.as_str(), u64::MAX)).map_err(backend)? {
+                let (key, value) = entry.map_err(backend)?;
+                let sequence_number = key.value().1;
+                events.push(StoredEvent {
+                    sequence_number,
+                    payload: decode_event(&pid, sequence_number, value.value())?,
+                });
+            }
+            Ok(events)
+        })
+        .await
+    }
+
+    async fn highest_sequence(&self, persistence_id: &str) -> Result<u64, StoreError> {
+        let pid = persistence_id.to_string();
+        self.read(move |txn| {
+            let table = txn.open_table(EVENTS).map_err(backend)?;
+            writer::highest(&table, &pid).map_err(backend)
+        })
+        .await
+    }
+
+    async fn save_snapshot(&self, persistence_id: &str, snapshot: Snapshot) -> Result<(), StoreError> {
+        self.write(WriteOp::SaveSnapshot { persistence_id: persistence_id.to_string(), snapshot })
+            .await
+            .map(|_| ())
+    }
+
+    async fn latest_snapshot(&self, persistence_id: &str) -> Result<Option<Snapshot>, StoreError> {
+        let pid = persistence_id.to_string();
+        self.read(move |txn| {
+            let table = txn.open_table(SNAPSHOTS).map_err(backend)?;
+            match table.get(pid.as_str()).map_err(backend)? {
+                None => Ok(None),
+                Some(bytes) => decode_snapshot(&pid, bytes.value()).map(Some),
+            }
+        })
+        .await
+    }
+
+    async fn get_value(&self, key: &ValueKey) -> Result<ValueState, StoreError> {
+        let key = key.clone();
+        self.read(move |txn| {
+            let table = txn.open_table(VALUES).map_err(backend)?;
+            match table.get((key.persistence_id.as_str(), key.entity_id.as_str())).map_err(backend)? {
+                None => Ok(ValueState::default()),
+                Some(bytes) => decode_value(&key.persistence_id, &key.entity_id, bytes.value()),
+            }
+        })
+        .await
+    }
+
+    async fn update_value(
+        &self,
+        key: &ValueKey,
+        expected_revision: u64,
+        value: Any,
+    ) -> Result<u64, StoreError> {
+        self.write(WriteOp::Value { key: key.clone(), expected: expected_revision, value: Some(value) }).await
+    }
+
+    async fn delete_value(&self, key: &ValueKey, expected_revision: u64) -> Result<u64, StoreError> {
+        self.write(WriteOp::Value { key: key.clone(), expected: expected_revision, value: None }).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,74 @@
+//! The redb tables and how their values are encoded (protobuf, via prost derive).
+
+use prost::Message as _;
+use prost_types::Any;
+use redb::TableDefinition;
+
+use super::STORE;
+use crate::store::{Snapshot, StoreError, ValueState};
+
+/// `(persistence id, sequence number)` to an encoded `google.protobuf.Any`.
+pub(super) const EVENTS: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("events");
+/// Persistence id to its newest snapshot ([`SnapshotRecord`]).
+pub(super) const SNAPSHOTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("snapshots");
+/// `(persistence id, entity id)` to a value entity's state ([`ValueRecord`]).
+pub(super) const VALUES: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("values");
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct SnapshotRecord {
+    #[prost(uint64, tag = "1")]
+    pub sequence_number: u64,
+    #[prost(message, optional, tag = "2")]
+    pub payload: Option<Any>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct ValueRecord {
+    #[prost(uint64, tag = "1")]
+    pub revision: u64,
+    #[prost(message, optional, tag = "2")]
+    pub value: Option<Any>,
+}
+
+pub(super) fn encode_snapshot(snapshot: &Snapshot) -> Vec<u8> {
+    SnapshotRecord { sequence_number: snapshot.sequence_number, payload: Some(snapshot.payload.clone()) }
+        .encode_to_vec()
+}
+
+pub(super) fn decode_event(
+    persistence_id: &str,
+    sequence_number: u64,
+    bytes: &[u8],
+) -> Result<Any, StoreError> {
+    Any::decode(bytes).map_err(|source| StoreError::Corrupt {
+        store: STORE,
+        record: format!("event {sequence_number} of {persistence_id:?}"),
+        source,
+    })
+}
+
+pub(super) fn decode_snapshot(persistence_id: &str, bytes: &[u8]) -> Result<Snapshot, StoreError> {
+    let record = SnapshotRecord::decode(bytes).map_err(|source| StoreError::Corrupt {
+        store: STORE,
+        record: format!("snapshot of {persistence_id:?}"),
+        source,
+    })?;
+    Ok(Snapshot { sequence_number: record.sequence_number, payload: record.payload.unwrap_or_default() })
+}
+
+pub(super) fn encode_value(state: &ValueState) -> Vec<u8> {
+    ValueRecord { revision: state.revision, value: state.value.clone() }.encode_to_vec()
+}
+
+pub(super) fn decode_value(
+    persistence_id: &str,
+    entity_id: &str,
+    bytes: &[u8],
+) -> Result<ValueState, StoreError> {
+    let record = ValueRecord::decode(bytes).map_err(|source| StoreError::Corrupt {
+        store: STORE,
+        record: format!("value of entity {entity_id:?} of {persistence_id:?}"),
+        source,
+    })?;
+    Ok(ValueState { revision: record.revision, value: record.value })
+}

@@ -1,0 +1,151 @@
+//! Tests of the writer's batching and of durability across reopening. The behaviour shared
+//! with other stores is tested in `tests/store.rs`.
+
+use std::time::Duration;
+
+use prost_types::Any;
+use tokio::sync::oneshot;
+
+use super::writer::{WriteOp, WriteRequest};
+use super::{EmbeddedStore, OpenError, QUEUE};
+use crate::store::{Append, Snapshot, Store, StoreError, ValueKey};
+
+fn event(text: &str) -> Any {
+    Any { type_url: "type.googleapis.com/test.Event".into(), value: text.as_bytes().to_vec() }
+}
+
+fn append(pid: &str, first_sequence: u64, texts: &[&str]) -> WriteOp {
+    WriteOp::Append(Append {
+        persistence_id: pid.into(),
+        first_sequence,
+        events: texts.iter().map(|t| event(t)).collect(),
+        snapshot: None,
+    })
+}
+
+/// Opens a store whose writer waits for the returned gate before its first batch.
+fn gated(dir: &tempfile::TempDir, max_batch: usize) -> (EmbeddedStore, oneshot::Sender<()>) {
+    let (open, gate) = oneshot::channel();
+    let store = EmbeddedStore::open_with(&dir.path().join("store.redb"), max_batch, Some(gate))
+        .expect("store opens in a fresh directory");
+    (store, open)
+}
+
+/// Queues requests in this order, without waiting for results.
+fn queue(store: &EmbeddedStore, ops: Vec<WriteOp>) -> Vec<oneshot::Receiver<Result<u64, StoreError>>> {
+    ops.into_iter()
+        .map(|op| {
+            let (reply, outcome) = oneshot::channel();
+            store.writes.try_send(WriteRequest { op, reply }).expect("queue has room");
+            outcome
+        })
+        .collect()
+}
+
+async fn results(outcomes: Vec<oneshot::Receiver<Result<u64, StoreError>>>) -> Vec<Result<u64, String>> {
+    let mut out = Vec::new();
+    for outcome in outcomes {
+        let result = tokio::time::timeout(Duration::from_secs(10), outcome)
+            .await
+            .expect("writer answers within 10s")
+            .expect("writer keeps the reply channel");
+        out.push(result.map_err(|e| e.metric_label().to_string()));
+    }
+    out
+}
+
+#[tokio::test]
+async fn queued_writes_share_one_commit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, gate) = gated(&dir, 1024);
+    let ops = (0..50).map(|i| append(&format!("cart|{i}"), 1, &["added"])).collect();
+    let outcomes = queue(&store, ops);
+    assert_eq!(store.writes.capacity(), QUEUE - 50);
+    gate.send(()).expect("writer waits on the gate");
+    assert!(results(outcomes).await.iter().all(|r| *r == Ok(1)));
+    let stats = store.stats();
+    assert_eq!((stats.commits, stats.requests), (1, 50));
+    for i in 0..50 {
+        assert_eq!(store.highest_sequence(&format!("cart|{i}")).await.expect("read"), 1);
+    }
+}
+
+#[tokio::test]
+async fn batches_are_capped() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, gate) = gated(&dir, 2);
+    let outcomes = queue(&store, (0..5).map(|i| append(&format!("e{i}"), 1, &["x"])).collect());
+    gate.send(()).expect("writer waits on the gate");
+    assert_eq!(results(outcomes).await.len(), 5);
+    assert_eq!(store.stats().commits, 3);
+}
+
+#[tokio::test]
+async fn a_conflict_in_a_batch_does_not_affect_the_others() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, gate) = gated(&dir, 1024);
+    let outcomes = queue(
+        &store,
+        vec![
+            append("a", 1, &["a1"]),
+            append("a", 1, &["a1-stale"]),
+            append("b", 1, &["b1", "b2"]),
+            append("a", 2, &["a2"]),
+            append("a", 9, &["gap"]),
+        ],
+    );
+    gate.send(()).expect("writer waits on the gate");
+    assert_eq!(
+        results(outcomes).await,
+        vec![Ok(1), Err("event_conflict".into()), Ok(2), Ok(2), Err("sequence_gap".into())]
+    );
+    assert_eq!(store.stats().commits, 1);
+    let a: Vec<_> = store.read_events("a", 0).await.expect("read").into_iter().map(|e| e.payload).collect();
+    assert_eq!(a, vec![event("a1"), event("a2")]);
+}
+
+#[tokio::test]
+async fn everything_survives_closing_and_reopening() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store.redb");
+    let key = ValueKey::new("carts", "c1");
+    {
+        let store = EmbeddedStore::open(&path).expect("open");
+        let append = Append {
+            persistence_id: "cart|1".into(),
+            first_sequence: 1,
+            events: vec![event("e1"), event("e2")],
+            snapshot: Some(event("state-2")),
+        };
+        assert_eq!(store.append(append).await.expect("append"), 2);
+        assert_eq!(store.update_value(&key, 0, event("v1")).await.expect("update"), 1);
+        store.close().await.expect("close");
+    }
+    let store = EmbeddedStore::open(&path).expect("reopen");
+    let events = store.read_events("cart|1", 0).await.expect("read");
+    assert_eq!(events.iter().map(|e| e.sequence_number).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(events[1].payload, event("e2"));
+    let snapshot = store.latest_snapshot("cart|1").await.expect("snapshot");
+    assert_eq!(snapshot, Some(Snapshot { sequence_number: 2, payload: event("state-2") }));
+    let value = store.get_value(&key).await.expect("value");
+    assert_eq!((value.revision, value.value), (1, Some(event("v1"))));
+    // The journal continues where it ended.
+    let next = Append {
+        persistence_id: "cart|1".into(),
+        first_sequence: 2,
+        events: vec![event("x")],
+        snapshot: None,
+    };
+    assert!(matches!(store.append(next).await, Err(StoreError::EventConflict { sequence_number: 2, .. })));
+    store.close().await.expect("close");
+}
+
+#[test]
+fn open_errors_name_the_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("missing-dir").join("store.redb");
+    let error = EmbeddedStore::open(&path).expect_err("a file in a missing directory cannot be created");
+    assert!(matches!(error, OpenError::Database { .. }));
+    let message = error.to_string();
+    assert!(message.starts_with(&format!("opening embedded store {}: ", path.display())), "{message}");
+}
