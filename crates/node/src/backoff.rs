@@ -1,0 +1,282 @@
+//! Restart decisions and the kubelet's crash-loop backoff.
+//!
+//! Backoff, as the kubelet's `flowcontrol.Backoff` with `backOffPeriod = 10s` and
+//! `MaxContainerBackOff = 5m`: the first restart waits 10 s, each later one doubles, capped at 5 min.
+//! The delay resets to 10 s when the container exits more than 10 min (twice the cap) after the
+//! previous backoff was recorded, i.e. after it ran for 10 minutes.
+
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+use std::time::{Duration, Instant};
+
+/// The first backoff delay.
+pub const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
+/// The largest backoff delay.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Running for longer than this between exits resets the delay.
+pub const RESET_AFTER: Duration = Duration::from_secs(600);
+
+/// A pod's or container's `restartPolicy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+/// An unknown `restartPolicy` string.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unknown restartPolicy {0:?}: expected Always, OnFailure or Never")]
+pub struct UnknownRestartPolicy(pub String);
+
+impl RestartPolicy {
+    /// Parses the field; absent means `Always`, Kubernetes' default.
+    pub fn parse(value: Option<&str>) -> Result<RestartPolicy, UnknownRestartPolicy> {
+        match value {
+            None | Some("Always") => Ok(RestartPolicy::Always),
+            Some("OnFailure") => Ok(RestartPolicy::OnFailure),
+            Some("Never") => Ok(RestartPolicy::Never),
+            Some(other) => Err(UnknownRestartPolicy(other.to_owned())),
+        }
+    }
+
+    /// The pod-level policy.
+    pub fn of_pod(spec: &PodSpec) -> Result<RestartPolicy, UnknownRestartPolicy> {
+        RestartPolicy::parse(spec.restart_policy.as_deref())
+    }
+
+    /// Whether a container that exited with `exit_code` is started again under this policy.
+    pub fn restarts(self, exit_code: i32) -> bool {
+        match self {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => exit_code != 0,
+            RestartPolicy::Never => false,
+        }
+    }
+}
+
+/// The role a container plays in its pod, which decides how its exits are handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContainerRole {
+    /// An ordinary init container: must exit 0 before the next one starts.
+    Init,
+    /// An init container with `restartPolicy: Always` (a sidecar): keeps running, always restarted.
+    Sidecar,
+    /// An app container.
+    App,
+}
+
+impl ContainerRole {
+    /// The role of an init container, from its own `restartPolicy`.
+    pub fn of_init(container: &Container) -> ContainerRole {
+        if container.restart_policy.as_deref() == Some("Always") {
+            ContainerRole::Sidecar
+        } else {
+            ContainerRole::Init
+        }
+    }
+}
+
+/// What to do after a container exits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitDecision {
+    /// Start it again after the backoff delay.
+    Restart,
+    /// An init container succeeded: go on to the next one.
+    InitDone,
+    /// Leave it terminated; the pod goes on (app container not restarted).
+    Stay,
+    /// An init container failed and will not be retried: the pod fails.
+    FailPod,
+}
+
+/// Decides what follows an exit, as the kubelet does for each kind of container.
+pub fn on_exit(pod_policy: RestartPolicy, role: ContainerRole, exit_code: i32) -> ExitDecision {
+    match role {
+        ContainerRole::Sidecar => ExitDecision::Restart,
+        ContainerRole::Init if exit_code == 0 => ExitDecision::InitDone,
+        // Init containers are retried under Always and OnFailure alike.
+        ContainerRole::Init if pod_policy == RestartPolicy::Never => ExitDecision::FailPod,
+        ContainerRole::Init => ExitDecision::Restart,
+        ContainerRole::App if pod_policy.restarts(exit_code) => ExitDecision::Restart,
+        ContainerRole::App => ExitDecision::Stay,
+    }
+}
+
+/// One container's crash-loop backoff.
+#[derive(Clone, Debug, Default)]
+pub struct Backoff {
+    entry: Option<Entry>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    delay: Duration,
+    last_update: Instant,
+}
+
+impl Backoff {
+    /// Records an exit at `finished_at` and returns the delay before the next start.
+    pub fn record_exit(&mut self, finished_at: Instant) -> Duration {
+        let delay = match self.entry {
+            Some(e) if finished_at.saturating_duration_since(e.last_update) <= RESET_AFTER => {
+                e.delay.saturating_mul(2).min(MAX_BACKOFF)
+            }
+            _ => INITIAL_BACKOFF,
+        };
+        self.entry = Some(Entry { delay, last_update: finished_at });
+        delay
+    }
+
+    /// The instant the container may start again, if it is in backoff.
+    pub fn restart_at(&self) -> Option<Instant> {
+        self.entry.map(|e| e.last_update + e.delay)
+    }
+
+    /// Whether a start at `now` must still wait (the kubelet then reports `CrashLoopBackOff`).
+    pub fn in_backoff(&self, now: Instant) -> bool {
+        self.restart_at().is_some_and(|at| now < at)
+    }
+
+    /// The current delay, if any exit was recorded.
+    pub fn current_delay(&self) -> Option<Duration> {
+        self.entry.map(|e| e.delay)
+    }
+
+    /// The kubelet's waiting message, e.g. `back-off 40s restarting failed container=app pod=web-0_default(uid)`.
+    pub fn message(&self, container: &str, pod: &str, namespace: &str, uid: &str) -> String {
+        let secs = self.current_delay().unwrap_or(INITIAL_BACKOFF).as_secs();
+        let delay = if secs >= 60 && secs.is_multiple_of(60) {
+            format!("{}m0s", secs / 60)
+        } else if secs >= 60 {
+            format!("{}m{}s", secs / 60, secs % 60)
+        } else {
+            format!("{secs}s")
+        };
+        format!("back-off {delay} restarting failed container={container} pod={pod}_{namespace}({uid})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn doubling_to_cap() {
+        let t0 = Instant::now();
+        let mut b = Backoff::default();
+        let mut t = t0;
+        let mut seen = vec![];
+        for _ in 0..8 {
+            let d = b.record_exit(t);
+            seen.push(d.as_secs());
+            t += d + Duration::from_secs(1); // crashes right after each restart
+        }
+        assert_eq!(seen, [10, 20, 40, 80, 160, 300, 300, 300]);
+    }
+
+    #[test]
+    fn resets_after_ten_minutes_of_running() {
+        let t0 = Instant::now();
+        let mut b = Backoff::default();
+        b.record_exit(t0);
+        b.record_exit(t0 + Duration::from_secs(20));
+        assert_eq!(b.current_delay(), Some(Duration::from_secs(20)));
+        // Exactly 10 minutes later: still doubles.
+        assert_eq!(b.record_exit(t0 + Duration::from_secs(620)).as_secs(), 40);
+        // More than 10 minutes later: resets.
+        assert_eq!(b.record_exit(t0 + Duration::from_secs(1221)).as_secs(), 10);
+    }
+
+    #[test]
+    fn in_backoff_window() {
+        let t0 = Instant::now();
+        let mut b = Backoff::default();
+        assert!(!b.in_backoff(t0));
+        b.record_exit(t0);
+        assert!(b.in_backoff(t0 + Duration::from_secs(9)));
+        assert!(!b.in_backoff(t0 + Duration::from_secs(10)));
+        assert_eq!(b.restart_at(), Some(t0 + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn messages() {
+        let t0 = Instant::now();
+        let mut b = Backoff::default();
+        b.record_exit(t0);
+        assert_eq!(
+            b.message("app", "web-0", "default", "u1"),
+            "back-off 10s restarting failed container=app pod=web-0_default(u1)"
+        );
+        for i in 1..6 {
+            b.record_exit(t0 + Duration::from_secs(i));
+        }
+        assert_eq!(
+            b.message("app", "web-0", "default", "u1"),
+            "back-off 5m0s restarting failed container=app pod=web-0_default(u1)"
+        );
+        b.record_exit(t0 + Duration::from_secs(10_000));
+        b.record_exit(t0 + Duration::from_secs(10_001));
+        b.record_exit(t0 + Duration::from_secs(10_002));
+        b.record_exit(t0 + Duration::from_secs(10_003));
+        assert_eq!(b.message("a", "p", "n", "u"), "back-off 1m20s restarting failed container=a pod=p_n(u)");
+    }
+
+    #[test]
+    fn policy_table() {
+        use ContainerRole::*;
+        use ExitDecision::*;
+        use RestartPolicy::*;
+        let cases = [
+            (Always, App, 0, Restart),
+            (Always, App, 1, Restart),
+            (OnFailure, App, 0, Stay),
+            (OnFailure, App, 137, Restart),
+            (Never, App, 0, Stay),
+            (Never, App, 1, Stay),
+            (Always, Init, 0, InitDone),
+            (Always, Init, 1, Restart),
+            (OnFailure, Init, 1, Restart),
+            (Never, Init, 1, FailPod),
+            (Never, Init, 0, InitDone),
+            (Never, Sidecar, 0, Restart),
+            (Never, Sidecar, 1, Restart),
+        ];
+        for (policy, role, code, want) in cases {
+            assert_eq!(on_exit(policy, role, code), want, "{policy:?} {role:?} exit {code}");
+        }
+    }
+
+    #[test]
+    fn parse_policy() {
+        assert_eq!(RestartPolicy::parse(None), Ok(RestartPolicy::Always));
+        assert_eq!(RestartPolicy::parse(Some("Never")), Ok(RestartPolicy::Never));
+        assert_eq!(
+            RestartPolicy::parse(Some("Sometimes")).unwrap_err().to_string(),
+            "unknown restartPolicy \"Sometimes\": expected Always, OnFailure or Never"
+        );
+        let sidecar: Container =
+            serde_json::from_value(serde_json::json!({"name": "s", "restartPolicy": "Always"})).unwrap();
+        assert_eq!(ContainerRole::of_init(&sidecar), ContainerRole::Sidecar);
+    }
+
+    proptest! {
+        /// Delays are always within [10 s, 5 min] and never more than double the previous one.
+        #[test]
+        fn bounded(gaps in proptest::collection::vec(0u64..2000, 1..40)) {
+            let mut b = Backoff::default();
+            let mut t = Instant::now();
+            let mut prev: Option<Duration> = None;
+            for g in gaps {
+                t += Duration::from_secs(g);
+                let d = b.record_exit(t);
+                prop_assert!(d >= INITIAL_BACKOFF && d <= MAX_BACKOFF);
+                if let Some(p) = prev {
+                    prop_assert!(d <= p * 2);
+                    if g > RESET_AFTER.as_secs() { prop_assert_eq!(d, INITIAL_BACKOFF); }
+                }
+                prev = Some(d);
+            }
+        }
+    }
+}

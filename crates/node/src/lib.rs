@@ -1,0 +1,47 @@
+//! stead's pod runtime ("node"): runs Kubernetes pods on one Linux machine.
+//!
+//! Architecture invariants:
+//! - The input is a `k8s_openapi` `Pod`; the output is processes, files under the state directory,
+//!   a `PodStatus` and logs. The crate knows nothing about StatefulSets, Deployments or Services:
+//!   names, ordinals and claim names are decided by the caller.
+//! - The kubelet's rules (`$(VAR)` expansion, env resolution, restart backoff, probe timing, container
+//!   sequencing, pod status) are pure functions and state machines with no IO and no clock of their
+//!   own: time comes in as arguments.
+//! - Every syscall goes through [`syscall::Syscall`] and every netlink call through
+//!   [`netlink::Netlink`]; the sandbox logic is written against those traits and tested with their
+//!   recording fakes. Real-namespace tests run only as root (`tests/root_sandbox.rs`).
+//! - Nothing outside the state directory given by the caller is written, except kernel objects
+//!   (namespaces, links, mounts) that the sandbox's teardown removes again, and `hostPath` volumes
+//!   of type `*OrCreate`, which the pod explicitly asks for.
+//! - Volumes of persistent claims (`<state>/volumes/<namespace>/<claim>`) are never deleted here.
+//! - Nothing panics on input: every bad input is an error naming the pod, container, variable or
+//!   volume, and the value.
+//! - `unsafe` is allowed only in [`syscall`] by the design; it is not used so far.
+//!
+//! Code map:
+//! - kubelet rules: [`expand`], [`env`](mod@env) (with [`quantity`]), [`backoff`], [`probe`], [`lifecycle`],
+//!   [`status`], [`host_process`];
+//! - sandbox: [`preflight`], [`syscall`], [`netlink`], [`ipam`], [`pod_files`], [`volumes`], [`sandbox`];
+//! - processes: [`init`] (the container init, run as `stead-container-init --spec <json>`), [`process`]
+//!   (spawn, log, wait, graceful stop of a process group);
+//! - output: [`logs`].
+
+pub mod backoff;
+pub mod env;
+pub mod expand;
+mod fsutil;
+pub mod host_process;
+pub mod init;
+pub mod ipam;
+pub mod lifecycle;
+pub mod logs;
+pub mod netlink;
+pub mod pod_files;
+pub mod preflight;
+pub mod probe;
+pub mod process;
+pub mod quantity;
+pub mod sandbox;
+pub mod status;
+pub mod syscall;
+pub mod volumes;

@@ -1,0 +1,166 @@
+//! Running one container process: spawn it through the container init, copy its output into its log,
+//! wait for it, and stop it gracefully.
+//!
+//! - The process gets its own process group (`setpgid(0, 0)`), so a stop signals the whole group:
+//!   SIGTERM, then SIGKILL after the grace period (`terminationGracePeriodSeconds`). Descendants that
+//!   leave the group (`setsid`) escape it: killing those needs the cgroup (`cgroup.kill`), not built.
+//! - stdout and stderr are piped into a [`LogWriter`] with a timestamp per line.
+//! - The exit is reported as [`Exit`]: a code, or the signal that killed it. OOM kills cannot be told
+//!   apart from other SIGKILLs without a memory cgroup (not built), so they show as `Signal(9)`.
+
+use crate::init::InitSpec;
+use crate::logs::{LogWriter, Stream, wall_now};
+use crate::status::Exit;
+use crate::syscall::{Syscall, SyscallError};
+use nix::sys::signal::Signal;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::task::JoinHandle;
+
+/// Process failures, naming the container.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("container {container:?}: starting {init}: {source}")]
+    Spawn { container: String, init: String, source: std::io::Error },
+    #[error("container {container:?}: encoding the init spec: {source}")]
+    Spec { container: String, source: serde_json::Error },
+    #[error("container {container:?}: waiting for process {pid}: {source}")]
+    Wait { container: String, pid: i32, source: std::io::Error },
+    #[error("container {container:?}: signalling process group {pid}: {source}")]
+    Signal { container: String, pid: i32, source: SyscallError },
+    #[error("container {container:?}: the process has no pid (already reaped)")]
+    NoPid { container: String },
+}
+
+/// A running container process.
+#[derive(Debug)]
+pub struct ContainerProcess {
+    container: String,
+    child: tokio::process::Child,
+    pid: i32,
+    copiers: Vec<JoinHandle<()>>,
+    log: Arc<Mutex<LogWriter>>,
+}
+
+/// Starts `spec` through the init executable `init_exe`, logging to `log`. Needs a tokio runtime.
+pub fn spawn(
+    container: &str,
+    init_exe: &Path,
+    spec: &InitSpec,
+    log: LogWriter,
+) -> Result<ContainerProcess, ProcessError> {
+    let json = serde_json::to_string(spec)
+        .map_err(|source| ProcessError::Spec { container: container.to_owned(), source })?;
+    let mut cmd = std::process::Command::new(init_exe);
+    cmd.arg("--spec")
+        .arg(json)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = tokio::process::Command::from(cmd).spawn().map_err(|source| ProcessError::Spawn {
+        container: container.to_owned(),
+        init: init_exe.display().to_string(),
+        source,
+    })?;
+    let pid = child
+        .id()
+        .and_then(|p| i32::try_from(p).ok())
+        .ok_or_else(|| ProcessError::NoPid { container: container.to_owned() })?;
+    let log = Arc::new(Mutex::new(log));
+    let mut copiers = vec![];
+    if let Some(out) = child.stdout.take() {
+        copiers.push(tokio::spawn(copy(out, Stream::Stdout, log.clone())));
+    }
+    if let Some(err) = child.stderr.take() {
+        copiers.push(tokio::spawn(copy(err, Stream::Stderr, log.clone())));
+    }
+    Ok(ContainerProcess { container: container.to_owned(), child, pid, copiers, log })
+}
+
+async fn copy(mut from: impl tokio::io::AsyncRead + Unpin, stream: Stream, log: Arc<Mutex<LogWriter>>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if let Ok(mut w) = log.lock() {
+                    // A log write failure must not kill the container; the line is lost.
+                    let _ = w.write(stream, &buf[..n], wall_now());
+                }
+            }
+        }
+    }
+}
+
+fn exit_of(status: std::process::ExitStatus) -> Exit {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Exit::Code(code),
+        (None, Some(sig)) => Exit::Signal(sig),
+        (None, None) => Exit::Code(-1),
+    }
+}
+
+impl ContainerProcess {
+    /// The process id, which is also its process group id.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Waits for the process to exit and its output to be logged.
+    pub async fn wait(&mut self) -> Result<Exit, ProcessError> {
+        let status = self.child.wait().await.map_err(|source| ProcessError::Wait {
+            container: self.container.clone(),
+            pid: self.pid,
+            source,
+        })?;
+        for c in self.copiers.drain(..) {
+            let _ = c.await;
+        }
+        if let Ok(mut w) = self.log.lock() {
+            let _ = w.finish(wall_now());
+        }
+        Ok(exit_of(status))
+    }
+
+    /// Sends `signal` to the whole process group. A group that is already gone is not an error.
+    pub fn signal<S: Syscall>(&self, sys: &S, signal: Signal) -> Result<(), ProcessError> {
+        match sys.killpg(self.pid, signal) {
+            Err(e) if e.errno != nix::errno::Errno::ESRCH => {
+                Err(ProcessError::Signal { container: self.container.clone(), pid: self.pid, source: e })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Graceful stop: SIGTERM to the group, wait up to `grace`, then SIGKILL to the group.
+    pub async fn stop<S: Syscall>(&mut self, sys: &S, grace: Duration) -> Result<Exit, ProcessError> {
+        self.signal(sys, Signal::SIGTERM)?;
+        let status = match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.signal(sys, Signal::SIGKILL)?;
+                self.child.wait().await
+            }
+        };
+        let status = status.map_err(|source| ProcessError::Wait {
+            container: self.container.clone(),
+            pid: self.pid,
+            source,
+        })?;
+        // The leader is gone; make sure nothing else of its group survives.
+        self.signal(sys, Signal::SIGKILL)?;
+        for c in self.copiers.drain(..) {
+            let _ = c.await;
+        }
+        if let Ok(mut w) = self.log.lock() {
+            let _ = w.finish(wall_now());
+        }
+        Ok(exit_of(status))
+    }
+}
