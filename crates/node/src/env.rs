@@ -265,20 +265,9 @@ impl Cache {
         container: &str,
         what: &str,
     ) -> Result<Option<ConfigMap>, EnvError> {
-        if let Some(hit) = self.config_maps.get(name) {
-            return Ok(hit.clone());
-        }
-        let got = lookup.config_map(namespace, name).map_err(|source| {
-            let problem = EnvProblem::Lookup {
-                kind: "configmap",
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-                source,
-            };
-            env_err(container, what, problem)
-        })?;
-        self.config_maps.insert(name.to_owned(), got.clone());
-        Ok(got)
+        let fetch = || lookup.config_map(namespace, name);
+        memo(&mut self.config_maps, "configmap", namespace, name, fetch)
+            .map_err(|p| env_err(container, what, p))
     }
 
     fn secret(
@@ -289,21 +278,30 @@ impl Cache {
         container: &str,
         what: &str,
     ) -> Result<Option<Secret>, EnvError> {
-        if let Some(hit) = self.secrets.get(name) {
-            return Ok(hit.clone());
-        }
-        let got = lookup.secret(namespace, name).map_err(|source| {
-            let problem = EnvProblem::Lookup {
-                kind: "secret",
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-                source,
-            };
-            env_err(container, what, problem)
-        })?;
-        self.secrets.insert(name.to_owned(), got.clone());
-        Ok(got)
+        let fetch = || lookup.secret(namespace, name);
+        memo(&mut self.secrets, "secret", namespace, name, fetch).map_err(|p| env_err(container, what, p))
     }
+}
+
+/// One lookup per object and pod start: the cached answer, else `fetch`'s, remembered.
+fn memo<T: Clone>(
+    cache: &mut HashMap<String, Option<T>>,
+    kind: &'static str,
+    namespace: &str,
+    name: &str,
+    fetch: impl FnOnce() -> Result<Option<T>, LookupError>,
+) -> Result<Option<T>, EnvProblem> {
+    if let Some(hit) = cache.get(name) {
+        return Ok(hit.clone());
+    }
+    let got = fetch().map_err(|source| EnvProblem::Lookup {
+        kind,
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        source,
+    })?;
+    cache.insert(name.to_owned(), got.clone());
+    Ok(got)
 }
 
 /// Resolves a `valueFrom`; `Ok(None)` means "optional and absent: leave the variable unset".
