@@ -98,7 +98,7 @@ fn service_yaml() -> impl Strategy<Value = String> {
         proptest::option::of(proptest::collection::vec(("[a-z]{1,6}|\\*", "[a-z]{1,6}|\\*"), 0..3));
     (name, port, replicas, mode, stateful, whitelist).prop_map(|(name, port, replicas, mode, stateful, whitelist)| {
         let mut text = format!(
-            "apiVersion: cloudstate.io/v1alpha1\nkind: StatefulService\nmetadata: {{name: {name}}}\nspec:\n  replicas: {replicas}\n  proxy: {{mode: {mode}}}\n  containers:\n  - image: app:1\n    ports: [{{containerPort: {port}}}]\n"
+            "apiVersion: cloudstate.io/v1alpha1\nkind: StatefulService\nmetadata: {{name: \"{name}\"}}\nspec:\n  replicas: {replicas}\n  proxy: {{mode: {mode}}}\n  containers:\n  - image: app:1\n    ports: [{{containerPort: {port}}}]\n"
         );
         if stateful {
             text.push_str("  serviceName: peers\n  volumeClaimTemplates:\n  - metadata: {name: data}\n    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n");
