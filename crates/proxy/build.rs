@@ -28,5 +28,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out_dir.join("cloudstate_descriptor.bin"), fds.encode_to_vec())?;
 
     tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
+
+    // The tests' shopping cart (a user service), in its own directory: its imports must not
+    // overwrite the protocol's generated files. The set is also what the Python user function
+    // loads, so both sides use the same descriptors.
+    println!("cargo:rerun-if-changed=tests/python/proto");
+    let cart_dir = out_dir.join("shoppingcart");
+    std::fs::create_dir_all(&cart_dir)?;
+    // Encoded by protox itself: prost-types' messages would drop the `entity_key` options.
+    let mut compiler = protox::Compiler::new(["tests/python/proto", "proto"])?;
+    compiler.include_imports(true);
+    compiler.open_files(["shoppingcart.proto", "shoppingcart_domain.proto"])?;
+    std::fs::write(cart_dir.join("descriptor.bin"), compiler.encode_file_descriptor_set())?;
+    let cart = compiler.file_descriptor_set();
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .out_dir(&cart_dir)
+        .compile_fds(cart)?;
     Ok(())
 }

@@ -33,6 +33,20 @@ pub enum Command {
     Render(RenderArgs),
     /// Print the CustomResourceDefinitions (and, with --install, the operator's install manifests)
     Crd(CrdArgs),
+    /// Run the sidecar proxy (configured by its environment: HTTP_PORT, USER_FUNCTION_PORT, STEAD_STORE, ...)
+    Proxy,
+    /// Run manifests here, in the foreground: apply, show progress and logs; Ctrl-C stops in order
+    Up(UpArgs),
+    /// Stop and delete what a set of manifests runs here (volumes stay unless --volumes)
+    Down(DownArgs),
+    /// Act as a container's init (used by the pod runtime; not for people)
+    #[command(hide = true, name = "container-init")]
+    ContainerInit {
+        #[arg(long)]
+        spec: String,
+    },
+    /// Run the Kubernetes operator (the default), or install or uninstall it in a cluster
+    Operator(OperatorArgs),
     /// Print version information
     Version,
     /// Print a shell completion script
@@ -40,6 +54,56 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// A file or directory; repeatable [default: stead.yaml in this folder or a parent]
+    #[arg(short = 'f', long = "filename", value_name = "PATH")]
+    pub files: Vec<PathBuf>,
+    /// Exit 0 once everything is Ready, non-zero with the reason when a pod cannot get there
+    /// (what was started is stopped on exit: there is no daemon to hand it to yet)
+    #[arg(long)]
+    pub wait: bool,
+    /// Give up after this long without Ready (e.g. 90s, 5m)
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Option<std::time::Duration>,
+    /// Do not stream the containers' logs
+    #[arg(long)]
+    pub no_logs: bool,
+    /// stead's state directory [default: /var/lib/stead as root, else ~/.local/state/stead]
+    #[arg(long, value_name = "DIR", env = "STEAD_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// A file or directory; repeatable [default: stead.yaml in this folder or a parent]
+    #[arg(short = 'f', long = "filename", value_name = "PATH")]
+    pub files: Vec<PathBuf>,
+    /// Also delete the StatefulSets' volume claims and their data
+    #[arg(long)]
+    pub volumes: bool,
+    /// stead's state directory
+    #[arg(long, value_name = "DIR", env = "STEAD_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// `90s`, `5m`, `1h`, `250ms`, or plain seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 =
+        number.parse().map_err(|_| format!("invalid duration {text:?}: expected e.g. 90s or 5m"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("invalid duration {text:?}: unit {unit:?} is not one of ms, s, m, h")),
+    };
+    std::time::Duration::try_from_secs_f64(seconds).map_err(|e| format!("invalid duration {text:?}: {e}"))
 }
 
 /// Where manifests come from.
@@ -73,6 +137,59 @@ pub struct CrdArgs {
     /// The operator image, with --install [default: stead:<version>]
     #[arg(long, value_name = "IMAGE", env = "STEAD_PROXY_IMAGE")]
     pub image: Option<String>,
+}
+
+/// `stead operator [run|install|uninstall]`; with no verb, runs (as the install Deployment does).
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct OperatorArgs {
+    #[command(subcommand)]
+    pub command: Option<OperatorCommand>,
+    #[command(flatten)]
+    pub run: OperatorRunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorCommand {
+    /// Run the controller in the current cluster context (leader-elected; stops on SIGTERM)
+    Run(OperatorRunArgs),
+    /// Apply the CRDs, namespace, RBAC and operator Deployment (or print them with --dry-run)
+    Install(OperatorInstallArgs),
+    /// Remove what install applied; the CRDs, and so every StatefulService, stay unless --purge
+    Uninstall(OperatorUninstallArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OperatorRunArgs {
+    /// Where /metrics, /healthz and /readyz listen
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: std::net::SocketAddr,
+    /// The sidecar image rendered into pods [default: stead:<version>]
+    #[arg(long, value_name = "IMAGE", env = "STEAD_PROXY_IMAGE")]
+    pub proxy_image: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct OperatorInstallArgs {
+    /// Print what would be applied instead of applying it (no cluster needed)
+    #[arg(long, conflicts_with = "server_dry_run")]
+    pub dry_run: bool,
+    /// Send everything to the API server with dryRun=All (validates; nothing is stored)
+    #[arg(long)]
+    pub server_dry_run: bool,
+    /// Output format, with --dry-run
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Yaml)]
+    pub output: OutputFormat,
+    /// The operator (and sidecar) image [default: stead:<version>]
+    #[arg(long, value_name = "IMAGE", env = "STEAD_PROXY_IMAGE")]
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct OperatorUninstallArgs {
+    /// Also delete the CRDs, and with them every StatefulService and StatefulStore in the cluster
+    #[arg(long)]
+    pub purge: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -2,6 +2,11 @@ use clap::Parser;
 use stead_cli::{Cli, exit};
 
 fn main() {
+    // The container init must run before any thread exists (it changes this thread's
+    // namespaces and then execs), so it is recognised before anything else.
+    if std::env::args().nth(1).as_deref() == Some("container-init") {
+        std::process::exit(stead_node::init::init_main());
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

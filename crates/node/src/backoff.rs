@@ -1,9 +1,10 @@
 //! Restart decisions and the kubelet's crash-loop backoff.
 //!
-//! Backoff, as the kubelet's `flowcontrol.Backoff` with `backOffPeriod = 10s` and
-//! `MaxContainerBackOff = 5m`: the first restart waits 10 s, each later one doubles, capped at 5 min.
-//! The delay resets to 10 s when the container exits more than 10 min (twice the cap) after the
-//! previous backoff was recorded, i.e. after it ran for 10 minutes.
+//! Backoff, as the kubelet's `doBackOff` with `flowcontrol.Backoff` (`backOffPeriod = 10s`,
+//! `MaxContainerBackOff = 5m`): the first exit is restarted at once (there is no backoff entry yet;
+//! the restart creates one of 10 s). A later exit waits the entry's delay (`CrashLoopBackOff`, "back-off
+//! 10s ..."), and the restart after it doubles the delay, capped at 5 min: waits of 0, 10, 20, 40 s, ...
+//! An exit more than 10 min (twice the cap) after the previous one starts over (restart at once).
 
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use std::time::{Duration, Instant};
@@ -106,6 +107,8 @@ pub fn on_exit(pod_policy: RestartPolicy, role: ContainerRole, exit_code: i32) -
 #[derive(Clone, Debug, Default)]
 pub struct Backoff {
     entry: Option<Entry>,
+    /// The wait after the latest exit, and when it ends.
+    wait: Option<(Duration, Instant)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -115,21 +118,29 @@ struct Entry {
 }
 
 impl Backoff {
-    /// Records an exit at `finished_at` and returns the delay before the next start.
+    /// Records an exit at `finished_at` and returns the delay before the next start (zero: at once).
     pub fn record_exit(&mut self, finished_at: Instant) -> Duration {
-        let delay = match self.entry {
+        let wait = match self.entry {
             Some(e) if finished_at.saturating_duration_since(e.last_update) <= RESET_AFTER => {
-                e.delay.saturating_mul(2).min(MAX_BACKOFF)
+                // In backoff for the entry's delay; the restart after it doubles the delay.
+                self.entry = Some(Entry {
+                    delay: e.delay.saturating_mul(2).min(MAX_BACKOFF),
+                    last_update: finished_at,
+                });
+                e.delay
             }
-            _ => INITIAL_BACKOFF,
+            _ => {
+                self.entry = Some(Entry { delay: INITIAL_BACKOFF, last_update: finished_at });
+                Duration::ZERO
+            }
         };
-        self.entry = Some(Entry { delay, last_update: finished_at });
-        delay
+        self.wait = Some((wait, finished_at + wait));
+        wait
     }
 
-    /// The instant the container may start again, if it is in backoff.
+    /// The instant the container may start again, after its latest exit.
     pub fn restart_at(&self) -> Option<Instant> {
-        self.entry.map(|e| e.last_update + e.delay)
+        self.wait.map(|(_, at)| at)
     }
 
     /// Whether a start at `now` must still wait (the kubelet then reports `CrashLoopBackOff`).
@@ -137,9 +148,9 @@ impl Backoff {
         self.restart_at().is_some_and(|at| now < at)
     }
 
-    /// The current delay, if any exit was recorded.
+    /// The wait after the latest exit, if any exit was recorded.
     pub fn current_delay(&self) -> Option<Duration> {
-        self.entry.map(|e| e.delay)
+        self.wait.map(|(d, _)| d)
     }
 
     /// The kubelet's waiting message, e.g. `back-off 40s restarting failed container=app pod=web-0_default(uid)`.
@@ -172,20 +183,21 @@ mod tests {
             seen.push(d.as_secs());
             t += d + Duration::from_secs(1); // crashes right after each restart
         }
-        assert_eq!(seen, [10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(seen, [0, 10, 20, 40, 80, 160, 300, 300]);
     }
 
     #[test]
     fn resets_after_ten_minutes_of_running() {
         let t0 = Instant::now();
         let mut b = Backoff::default();
-        b.record_exit(t0);
-        b.record_exit(t0 + Duration::from_secs(20));
-        assert_eq!(b.current_delay(), Some(Duration::from_secs(20)));
-        // Exactly 10 minutes later: still doubles.
-        assert_eq!(b.record_exit(t0 + Duration::from_secs(620)).as_secs(), 40);
-        // More than 10 minutes later: resets.
-        assert_eq!(b.record_exit(t0 + Duration::from_secs(1221)).as_secs(), 10);
+        assert_eq!(b.record_exit(t0), Duration::ZERO, "the first exit restarts at once");
+        assert_eq!(b.record_exit(t0 + Duration::from_secs(20)).as_secs(), 10);
+        assert_eq!(b.current_delay(), Some(Duration::from_secs(10)));
+        // Exactly 10 minutes later: still grows.
+        assert_eq!(b.record_exit(t0 + Duration::from_secs(620)).as_secs(), 20);
+        // More than 10 minutes later: starts over.
+        assert_eq!(b.record_exit(t0 + Duration::from_secs(1221)), Duration::ZERO);
+        assert_eq!(b.record_exit(t0 + Duration::from_secs(1222)).as_secs(), 10);
     }
 
     #[test]
@@ -194,9 +206,11 @@ mod tests {
         let mut b = Backoff::default();
         assert!(!b.in_backoff(t0));
         b.record_exit(t0);
-        assert!(b.in_backoff(t0 + Duration::from_secs(9)));
-        assert!(!b.in_backoff(t0 + Duration::from_secs(10)));
-        assert_eq!(b.restart_at(), Some(t0 + Duration::from_secs(10)));
+        assert!(!b.in_backoff(t0), "first exit: no wait");
+        b.record_exit(t0 + Duration::from_secs(1));
+        assert!(b.in_backoff(t0 + Duration::from_secs(10)));
+        assert!(!b.in_backoff(t0 + Duration::from_secs(11)));
+        assert_eq!(b.restart_at(), Some(t0 + Duration::from_secs(11)));
     }
 
     #[test]
@@ -204,21 +218,21 @@ mod tests {
         let t0 = Instant::now();
         let mut b = Backoff::default();
         b.record_exit(t0);
+        b.record_exit(t0 + Duration::from_secs(1));
         assert_eq!(
             b.message("app", "web-0", "default", "u1"),
             "back-off 10s restarting failed container=app pod=web-0_default(u1)"
         );
-        for i in 1..6 {
+        for i in 2..8 {
             b.record_exit(t0 + Duration::from_secs(i));
         }
         assert_eq!(
             b.message("app", "web-0", "default", "u1"),
             "back-off 5m0s restarting failed container=app pod=web-0_default(u1)"
         );
-        b.record_exit(t0 + Duration::from_secs(10_000));
-        b.record_exit(t0 + Duration::from_secs(10_001));
-        b.record_exit(t0 + Duration::from_secs(10_002));
-        b.record_exit(t0 + Duration::from_secs(10_003));
+        for i in 0..5 {
+            b.record_exit(t0 + Duration::from_secs(10_000 + i));
+        }
         assert_eq!(b.message("a", "p", "n", "u"), "back-off 1m20s restarting failed container=a pod=p_n(u)");
     }
 
@@ -261,7 +275,8 @@ mod tests {
     }
 
     proptest! {
-        /// Delays are always within [10 s, 5 min] and never more than double the previous one.
+        /// Waits are zero or within [10 s, 5 min], never more than double the previous one, and zero
+        /// for a first exit or after a long run.
         #[test]
         fn bounded(gaps in proptest::collection::vec(0u64..2000, 1..40)) {
             let mut b = Backoff::default();
@@ -270,10 +285,12 @@ mod tests {
             for g in gaps {
                 t += Duration::from_secs(g);
                 let d = b.record_exit(t);
-                prop_assert!(d >= INITIAL_BACKOFF && d <= MAX_BACKOFF);
+                prop_assert!(d == Duration::ZERO || (d >= INITIAL_BACKOFF && d <= MAX_BACKOFF));
                 if let Some(p) = prev {
-                    prop_assert!(d <= p * 2);
-                    if g > RESET_AFTER.as_secs() { prop_assert_eq!(d, INITIAL_BACKOFF); }
+                    prop_assert!(d <= (p * 2).max(INITIAL_BACKOFF));
+                    if g > RESET_AFTER.as_secs() { prop_assert_eq!(d, Duration::ZERO); }
+                } else {
+                    prop_assert_eq!(d, Duration::ZERO);
                 }
                 prev = Some(d);
             }

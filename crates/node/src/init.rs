@@ -27,6 +27,10 @@ pub struct InitSpec {
     /// `NAME=value` strings.
     pub env: Vec<String>,
     pub working_dir: Option<PathBuf>,
+    /// Cgroup directories to join (write our pid to `cgroup.procs`) before anything else, so every
+    /// descendant is tracked; see [`crate::cgroups`].
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
 }
 
 /// Why the init could not exec the program.
@@ -44,6 +48,8 @@ pub enum InitError {
     NotExecutable(PathBuf),
     #[error(transparent)]
     Syscall(#[from] SyscallError),
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::CgroupError),
 }
 
 impl InitError {
@@ -94,6 +100,7 @@ pub fn resolve_program(program: &str, env: &[String]) -> Result<PathBuf, InitErr
 pub fn run<S: Syscall>(sys: &S, spec: &InitSpec) -> InitError {
     let go = || -> Result<InitError, InitError> {
         let program = spec.argv.first().ok_or(InitError::EmptyArgv)?;
+        crate::cgroups::join(&spec.cgroups)?;
         crate::sandbox::enter(sys, spec.netns.as_deref(), spec.uts.as_deref(), &spec.mounts)?;
         if let Some(dir) = &spec.working_dir {
             sys.chdir(dir)?;
@@ -120,6 +127,29 @@ pub fn main_with_args<S: Syscall>(sys: &S, args: impl IntoIterator<Item = String
     ExitCode::from(err.exit_code())
 }
 
+/// The container init as a whole program, for a hidden subcommand of another binary (the `stead`
+/// binary's `container-init`): reads this process's arguments, takes the value after the first
+/// `--spec`, enters the sandbox and execs. Returns the exit code only on failure.
+///
+/// Call it before any thread is started (before building a tokio runtime): `unshare(CLONE_NEWNS)`
+/// and `setns` act on the calling thread, and the exec'd program must inherit them.
+pub fn init_main() -> i32 {
+    let args: Vec<String> = std::env::args().collect();
+    let rest: Vec<String> = match args.iter().position(|a| a == "--spec") {
+        Some(i) => args[i..].to_vec(),
+        None => vec![],
+    };
+    let err = match (rest.first().map(String::as_str), rest.get(1)) {
+        (Some("--spec"), Some(json)) => match serde_json::from_str::<InitSpec>(json) {
+            Ok(spec) => run(&crate::syscall::LinuxSyscall, &spec),
+            Err(e) => InitError::Spec(e),
+        },
+        _ => InitError::Usage,
+    };
+    eprintln!("stead-container-init: {err}");
+    i32::from(err.exit_code())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +169,7 @@ mod tests {
             argv: vec!["sh".into(), "-c".into(), "true".into()],
             env: vec!["PATH=/bin:/usr/bin".into()],
             working_dir: Some("/tmp".into()),
+            cgroups: vec![],
         };
         let err = run(&sys, &spec);
         assert!(err.to_string().contains("recording fake"), "{err}");

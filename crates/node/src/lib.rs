@@ -18,27 +18,38 @@
 //!   volume, and the value.
 //! - `unsafe` is allowed only in [`syscall`] by the design; it is not used so far.
 //!
+//! - A pod's mutable state belongs to its worker task in [`kubelet`]; container and probe tasks only
+//!   send it events, and the [`kubelet::Kubelet`] handle reads a snapshot.
+//! - Every process of a container is in the container's cgroups ([`cgroups`]) when the machine has
+//!   any, so a kill leaves no orphan even when a process left its process group.
+//!
 //! Code map:
+//! - the pod loop: [`kubelet`] ([`kubelet::Kubelet`], the engine's handle), [`prober`] (probe and hook
+//!   transports), [`cgroups`] (limits, OOM, kill-all);
 //! - kubelet rules: [`expand`], [`env`](mod@env) (with [`quantity`]), [`backoff`], [`probe`], [`lifecycle`],
 //!   [`status`], [`host_process`];
 //! - sandbox: [`preflight`], [`syscall`], [`netlink`], [`ipam`], [`pod_files`], [`volumes`], [`sandbox`];
-//! - processes: [`init`] (the container init, run as `stead-container-init --spec <json>`), [`process`]
+//! - processes: [`init`] (the container init, run as `stead-container-init --spec <json>` or through
+//!   [`init::init_main`] from another binary), [`process`]
 //!   (spawn, log, wait, graceful stop of a process group);
 //! - output: [`logs`].
 
 pub mod backoff;
+pub mod cgroups;
 pub mod env;
 pub mod expand;
 mod fsutil;
 pub mod host_process;
 pub mod init;
 pub mod ipam;
+pub mod kubelet;
 pub mod lifecycle;
 pub mod logs;
 pub mod netlink;
 pub mod pod_files;
 pub mod preflight;
 pub mod probe;
+pub mod prober;
 pub mod process;
 pub mod quantity;
 pub mod sandbox;

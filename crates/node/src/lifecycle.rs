@@ -40,6 +40,8 @@ struct Slot {
     last_state: Option<ContainerState>,
     backoff: Backoff,
     ready: bool,
+    /// `containerStatuses[].started`: true unless a startup probe has yet to succeed.
+    started: bool,
 }
 
 /// One pod's container sequencing.
@@ -49,6 +51,7 @@ pub struct PodLifecycle {
     policy: RestartPolicy,
     slots: Vec<Slot>,
     failed: bool,
+    stopping: bool,
 }
 
 /// What a running container did.
@@ -70,6 +73,7 @@ impl PodLifecycle {
             last_state: None,
             backoff: Backoff::default(),
             ready: false,
+            started: false,
         };
         let slots = spec
             .init_containers
@@ -78,12 +82,22 @@ impl PodLifecycle {
             .map(|c| slot(&c.name, ContainerRole::of_init(c)))
             .chain(spec.containers.iter().map(|c| slot(&c.name, ContainerRole::App)))
             .collect();
-        Ok(PodLifecycle { pod: pod.to_owned(), policy, slots, failed: false })
+        Ok(PodLifecycle { pod: pod.to_owned(), policy, slots, failed: false, stopping: false })
     }
 
     /// True once an init container failed under `restartPolicy: Never`: nothing more will start.
     pub fn failed(&self) -> bool {
         self.failed
+    }
+
+    /// The pod is being stopped: nothing starts again, and exits from now on are final.
+    pub fn stop(&mut self) {
+        self.stopping = true;
+    }
+
+    /// Whether [`PodLifecycle::stop`] was called.
+    pub fn stopping(&self) -> bool {
+        self.stopping
     }
 
     /// Whether every init container has completed (sidecars: started).
@@ -93,7 +107,7 @@ impl PodLifecycle {
 
     /// The containers to start at `now`, in order.
     pub fn due(&self, now: Instant) -> Vec<String> {
-        if self.failed {
+        if self.failed || self.stopping {
             return vec![];
         }
         let startable = |s: &Slot| match &s.run {
@@ -155,6 +169,7 @@ impl PodLifecycle {
                     slot.restart_count = slot.restart_count.saturating_add(1);
                 }
                 slot.run = Run::Running { since: wall };
+                slot.started = true;
                 None
             }
             Event::Exited(exit) => {
@@ -163,12 +178,14 @@ impl PodLifecycle {
                     _ => wall,
                 };
                 let code = terminated_state(exit, since, wall).terminated.map_or(0, |t| t.exit_code);
-                let decision = on_exit(policy, slot.role, code);
+                let decision =
+                    if self.stopping { ExitDecision::Stay } else { on_exit(policy, slot.role, code) };
                 let retry_at = match decision {
                     ExitDecision::Restart => Some(now + slot.backoff.record_exit(now)),
                     _ => None,
                 };
                 slot.ready = false;
+                slot.started = false;
                 slot.run = Run::Exited { retry_at, state: Box::new(terminated_state(exit, since, wall)) };
                 if decision == ExitDecision::FailPod {
                     self.failed = true;
@@ -185,14 +202,21 @@ impl PodLifecycle {
         }
     }
 
+    /// Sets a running container's `started` (false while its startup probe has not succeeded).
+    pub fn set_started(&mut self, container: &str, started: bool) {
+        if let Some(s) = self.slots.iter_mut().find(|s| s.name == container) {
+            s.started = started && matches!(s.run, Run::Running { .. });
+        }
+    }
+
     /// What the status computation needs, as of `now`.
     pub fn observation(&self, now: Instant, uid: &str) -> PodObservation {
         let (ns, name) = self.pod.split_once('/').unwrap_or(("default", &self.pod));
-        let mut obs = PodObservation { terminal: self.failed, ..Default::default() };
+        let mut obs = PodObservation { terminal: self.failed || self.stopping, ..Default::default() };
         for s in &self.slots {
             let o = match &s.run {
                 Run::NotStarted => continue,
-                Run::Running { since } => Observed::running(*since, s.ready, true),
+                Run::Running { since } => Observed::running(*since, s.ready, s.started),
                 Run::Exited { retry_at: Some(at), state } if *at > now => {
                     let msg = s.backoff.message(&s.name, name, ns, uid);
                     let mut o = Observed::waiting("CrashLoopBackOff", Some(msg));

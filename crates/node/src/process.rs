@@ -3,10 +3,11 @@
 //!
 //! - The process gets its own process group (`setpgid(0, 0)`), so a stop signals the whole group:
 //!   SIGTERM, then SIGKILL after the grace period (`terminationGracePeriodSeconds`). Descendants that
-//!   leave the group (`setsid`) escape it: killing those needs the cgroup (`cgroup.kill`), not built.
+//!   leave the group (`setsid`) escape it: the kubelet kills those through the container's cgroups
+//!   ([`crate::cgroups`]).
 //! - stdout and stderr are piped into a [`LogWriter`] with a timestamp per line.
-//! - The exit is reported as [`Exit`]: a code, or the signal that killed it. OOM kills cannot be told
-//!   apart from other SIGKILLs without a memory cgroup (not built), so they show as `Signal(9)`.
+//! - The exit is reported as [`Exit`]: a code, or the signal that killed it. The kubelet turns a SIGKILL
+//!   into `OOMKilled` when the container's memory cgroup counted an OOM kill.
 
 use crate::init::InitSpec;
 use crate::logs::{LogWriter, Stream, wall_now};
@@ -46,6 +47,31 @@ pub struct ContainerProcess {
     log: Arc<Mutex<LogWriter>>,
 }
 
+/// The program that acts as the container init, with its leading arguments (e.g. the `stead` binary
+/// and `["container-init"]`); `--spec <json>` is appended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InitProgram {
+    pub program: std::path::PathBuf,
+    pub args: Vec<String>,
+}
+
+impl InitProgram {
+    /// The `stead-container-init` binary (or any program taking `--spec <json>` directly).
+    pub fn bare(program: &Path) -> InitProgram {
+        InitProgram { program: program.to_owned(), args: vec![] }
+    }
+
+    /// A command that runs `spec` in its own process group, with an empty environment (the container's
+    /// comes from the spec) and stdin closed; stdout and stderr are the caller's to set.
+    pub fn command(&self, container: &str, spec: &InitSpec) -> Result<tokio::process::Command, ProcessError> {
+        let json = serde_json::to_string(spec)
+            .map_err(|source| ProcessError::Spec { container: container.to_owned(), source })?;
+        let mut cmd = std::process::Command::new(&self.program);
+        cmd.args(&self.args).arg("--spec").arg(json).env_clear().stdin(Stdio::null()).process_group(0);
+        Ok(tokio::process::Command::from(cmd))
+    }
+}
+
 /// Starts `spec` through the init executable `init_exe`, logging to `log`. Needs a tokio runtime.
 pub fn spawn(
     container: &str,
@@ -53,19 +79,21 @@ pub fn spawn(
     spec: &InitSpec,
     log: LogWriter,
 ) -> Result<ContainerProcess, ProcessError> {
-    let json = serde_json::to_string(spec)
-        .map_err(|source| ProcessError::Spec { container: container.to_owned(), source })?;
-    let mut cmd = std::process::Command::new(init_exe);
-    cmd.arg("--spec")
-        .arg(json)
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut child = tokio::process::Command::from(cmd).spawn().map_err(|source| ProcessError::Spawn {
+    spawn_with(container, &InitProgram::bare(init_exe), spec, log)
+}
+
+/// Starts `spec` through `init`, logging to `log`. Needs a tokio runtime.
+pub fn spawn_with(
+    container: &str,
+    init: &InitProgram,
+    spec: &InitSpec,
+    log: LogWriter,
+) -> Result<ContainerProcess, ProcessError> {
+    let mut cmd = init.command(container, spec)?;
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {
         container: container.to_owned(),
-        init: init_exe.display().to_string(),
+        init: init.program.display().to_string(),
         source,
     })?;
     let pid = child
@@ -126,6 +154,16 @@ impl ContainerProcess {
             let _ = w.finish(wall_now());
         }
         Ok(exit_of(status))
+    }
+
+    /// Waits for the process to exit, without finishing the log (cancel-safe: use it in `select!`, then
+    /// [`ContainerProcess::wait`] returns at once).
+    pub async fn exited(&mut self) -> Result<(), ProcessError> {
+        self.child.wait().await.map(drop).map_err(|source| ProcessError::Wait {
+            container: self.container.clone(),
+            pid: self.pid,
+            source,
+        })
     }
 
     /// Sends `signal` to the whole process group. A group that is already gone is not an error.

@@ -188,7 +188,7 @@ pub async fn setup<S: Syscall, N: Netlink>(
     nl: &N,
     plan: &SandboxPlan,
     pod: &Pod,
-    lookup: &dyn ObjectLookup,
+    lookup: &(dyn ObjectLookup + Sync),
     ctx: &EnvContext,
 ) -> Result<(), SandboxError> {
     match setup_inner(sys, nl, plan, pod, lookup, ctx).await {
@@ -205,7 +205,7 @@ async fn setup_inner<S: Syscall, N: Netlink>(
     nl: &N,
     plan: &SandboxPlan,
     pod: &Pod,
-    lookup: &dyn ObjectLookup,
+    lookup: &(dyn ObjectLookup + Sync),
     ctx: &EnvContext,
 ) -> Result<(), SandboxError> {
     let p = plan.pod.as_str();
@@ -214,7 +214,7 @@ async fn setup_inner<S: Syscall, N: Netlink>(
         move |source| SandboxError::Io { pod, path, source }
     };
     for (path, content) in &plan.files {
-        crate::fsutil::write_atomic(path, content.as_bytes(), 0o644).map_err(io(path))?;
+        crate::fsutil::replace_file(path, content.as_bytes(), 0o644).map_err(io(path))?;
     }
     for pin in [&plan.netns_path, &plan.uts_path] {
         if let Some(dir) = pin.parent() {

@@ -18,7 +18,7 @@
 //! secrets, but we keep Kubernetes semantics: set `defaultMode: 0400` to get that.
 
 use crate::env::{EnvContext, ObjectLookup, field_value};
-use crate::fsutil::write_atomic;
+use crate::fsutil::replace_file;
 use k8s_openapi::api::core::v1::{KeyToPath, Pod, Volume};
 use std::collections::BTreeMap;
 use std::fs;
@@ -438,7 +438,7 @@ pub fn write_payload(dir: &Path, files: &BTreeMap<String, FileContent>) -> std::
     fs::create_dir(&ts_dir)?;
     fs::set_permissions(&ts_dir, fs::Permissions::from_mode(0o755))?;
     for (path, content) in files {
-        write_atomic(&ts_dir.join(path), &content.data, content.mode)?;
+        replace_file(&ts_dir.join(path), &content.data, content.mode)?;
     }
     // User-visible names: one symlink per top-level component, into ..data.
     let tops: std::collections::BTreeSet<String> = files

@@ -266,6 +266,7 @@ fn container_process_runs_inside_the_pod_sandbox() {
             argv: vec!["sh".into(), "-c".into(), script],
             env: vec!["PATH=/usr/bin:/bin".into()],
             working_dir: None,
+            cgroups: vec![],
         };
         let log = stead_node::logs::LogWriter::open(logs.path(), 0, Default::default())
             .map_err(|e| e.to_string())?;

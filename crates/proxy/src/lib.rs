@@ -1,9 +1,20 @@
 //! `stead-proxy`: the sidecar that sits in front of a CloudState user function.
 //!
 //! It speaks the CloudState protocol 0.2 to the user function (which is the gRPC *server*; the
-//! proxy is its client) and keeps entity state in a store.
+//! proxy is its client), serves the user's gRPC services to clients, and keeps entity state in
+//! a store. In passthrough mode it forwards any TCP traffic to the user port instead.
 //!
 //! Code map:
+//! - [`config`]: [`ProxyConfig`], read only from the environment (render's names).
+//! - [`runtime`]: [`run`] / [`Proxy`]: startup (store, discovery, catalog), the client-facing
+//!   h2c server, the [`runtime::Call`] dispatcher (forwards, side effects), and one task per
+//!   active entity (`event_sourced.rs` drives [`eventsourced::Entity`], `value_entity.rs`),
+//!   activated and passivated through a [`runtime::Registry`].
+//! - [`discovery`]: `EntityDiscovery.discover` with backoff, version check, `reportError`.
+//! - [`catalog`]: the discovered services resolved with prost-reflect (entity keys, types).
+//! - [`codec`]: the pass-through bytes codec for gRPC.
+//! - [`passthrough`]: protocol detection (HTTP/1, HTTP/2, opaque TCP) and forwarding.
+//! - [`health`] and [`metrics`]: `/ready`, `/alive`, `/metrics`.
 //! - [`protocol`]: the protocol's messages and gRPC stubs, generated at build time from the
 //!   `.proto` files in `proto/` (written for stead from the protocol's facts, checked against the
 //!   descriptors shipped by the official Python library in `tests/python_descriptors.rs`).
@@ -13,16 +24,34 @@
 //!   IO (init, one command at a time, events durable before the reply, restarts and retries).
 //!
 //! Invariants:
-//! - An event is written at most once: `(persistence_id, sequence_number)` is unique in every
-//!   store, and an append that would reuse a sequence number fails with a conflict instead of
-//!   overwriting.
-//! - Sequence numbers of one persistence id are contiguous and start at 1.
-//! - A store reports success only once the write is durable for that store (in-memory: visible
-//!   to every later read; embedded: committed and fsynced; PostgreSQL: committed).
-//! - An event-sourced command is answered only after its events are durable; a failed command's
-//!   events are never stored.
-//! - Nothing on an input-driven path panics; errors name the thing and the value.
+//! - Architecture invariant: an event is written at most once: `(persistence_id,
+//!   sequence_number)` is unique in every store, and an append that would reuse a sequence
+//!   number fails with a conflict instead of overwriting. The losing replica reloads the journal
+//!   and sends the command again against the fresh state (at most [`eventsourced::MAX_ATTEMPTS`]
+//!   times, then the command fails cleanly).
+//! - Architecture invariant: sequence numbers of one persistence id are contiguous and start at 1.
+//! - Architecture invariant: a store reports success only once the write is durable for that
+//!   store (in-memory: visible to every later read; embedded: committed and fsynced; PostgreSQL:
+//!   committed).
+//! - Architecture invariant: an event-sourced command is answered only after its events are
+//!   durable; a failed command's events and side effects are never stored or performed. A value
+//!   entity's update or delete is durable before its reply.
+//! - Architecture invariant: one command at a time per entity in one proxy; one task per active
+//!   entity, and a command always reaches a live task (sends and passivation share a lock).
+//! - Architecture invariant: nothing on an input-driven path panics; errors name the thing and
+//!   the value. Configuration comes only from the environment.
 
+pub mod catalog;
+pub mod codec;
+pub mod config;
+pub mod discovery;
 pub mod eventsourced;
+pub mod health;
+pub mod metrics;
+pub mod passthrough;
 pub mod protocol;
+pub mod runtime;
 pub mod store;
+
+pub use config::{ConfigError, ProxyConfig, ProxyMode, StoreConfig};
+pub use runtime::{Proxy, ProxyError, run};

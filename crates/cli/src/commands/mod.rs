@@ -1,7 +1,10 @@
 //! One module per verb.
 
 mod crd;
+mod operator;
+mod proxy;
 mod render;
+mod up;
 mod validate;
 
 use crate::{Cli, Command, exit};
@@ -13,6 +16,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Validate(args) => validate::run(&args),
         Command::Render(args) => render::run(&args),
         Command::Crd(args) => crd::run(&args),
+        Command::Operator(args) => operator::run(args),
+        Command::Proxy => proxy::run(),
+        Command::Up(args) => up::run_up(&args),
+        Command::Down(args) => up::run_down(&args),
+        // main() runs the init before anything else; reaching this means it was not first.
+        Command::ContainerInit { .. } => Ok(stead_node::init::init_main()),
         Command::Version => {
             println!("stead {}", env!("CARGO_PKG_VERSION"));
             println!("api: {}", stead_api::types::API_VERSION);

@@ -30,3 +30,89 @@ pub async fn postgres_schema() -> Option<tokio_postgres::Config> {
     config.options(format!("-c search_path={schema}"));
     Some(config)
 }
+
+pub mod cart;
+
+/// Proxy settings for a fresh schema of the test database (see [`postgres_schema`]).
+pub async fn postgres_proxy_config() -> Option<stead_proxy::config::PostgresConfig> {
+    let config = postgres_schema().await?;
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        _ => "127.0.0.1".to_string(),
+    };
+    let options = config.get_options().unwrap_or_default();
+    let schema = options.strip_prefix("-c search_path=").map(str::to_string);
+    Some(stead_proxy::config::PostgresConfig {
+        host,
+        port: config.get_ports().first().copied().unwrap_or(5432),
+        database: config.get_dbname().unwrap_or("postgres").to_string(),
+        username: config.get_user().unwrap_or("postgres").to_string(),
+        password: config.get_password().map(|p| String::from_utf8_lossy(p).into_owned()).unwrap_or_default(),
+        schema,
+        pool_size: 8,
+    })
+}
+
+/// A free loopback address (bound then released).
+pub fn free_addr() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds a loopback port");
+    listener.local_addr().expect("local address")
+}
+
+/// A proxy running in this process.
+pub struct RunningProxy {
+    /// Where clients connect.
+    pub addr: std::net::SocketAddr,
+    /// `/ready`, `/alive`.
+    pub health: std::net::SocketAddr,
+    /// `/metrics`.
+    pub metrics: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), stead_proxy::ProxyError>>,
+}
+
+/// Starts a proxy in front of `user_function` with `store`, on loopback ports chosen by the system.
+pub async fn start_proxy(
+    user_function: std::net::SocketAddr,
+    store: stead_proxy::StoreConfig,
+) -> RunningProxy {
+    let mut config = stead_proxy::ProxyConfig::local("127.0.0.1:0".parse().expect("addr"), user_function);
+    config.store = store;
+    start_configured(config).await
+}
+
+/// Starts a proxy with `config`.
+pub async fn start_configured(config: stead_proxy::ProxyConfig) -> RunningProxy {
+    let proxy = stead_proxy::Proxy::bind(config).await.expect("the proxy binds its ports");
+    let (addr, health, metrics) = (proxy.local_addr(), proxy.health_addr(), proxy.metrics_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(proxy.serve(async move {
+        let _ = stopped.await;
+    }));
+    RunningProxy { addr, health, metrics, stop, task }
+}
+
+impl RunningProxy {
+    /// Stops the proxy and returns how its run ended.
+    pub async fn stop(self) -> Result<(), stead_proxy::ProxyError> {
+        let _ = self.stop.send(());
+        tokio::time::timeout(std::time::Duration::from_secs(20), self.task)
+            .await
+            .expect("the proxy stops within 20 s")
+            .expect("the proxy task does not panic")
+    }
+}
+
+/// A plain HTTP/1.1 GET on loopback; returns the status code and body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connects");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("writes");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("reads");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}

@@ -1,0 +1,35 @@
+//! `stead proxy`: the sidecar. Configuration comes only from the environment (as render writes
+//! it); this verb sets up logging and the runtime, then hands over to `stead_proxy::run`.
+
+use anyhow::Context as _;
+
+use crate::exit;
+
+pub fn run() -> anyhow::Result<i32> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STEAD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let config = stead_proxy::ProxyConfig::from_env(|name| std::env::var(name).ok())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the proxy's runtime")?;
+    runtime.block_on(stead_proxy::run(config, shutdown_signal()))?;
+    Ok(exit::OK)
+}
+
+/// Ctrl-C or SIGTERM (what Kubernetes and the local engine send).
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,340 @@
+//! `stead up`: run a set of manifests here, in the foreground, as `docker compose up` does:
+//! apply, show each pod's progress, stream every container's log with a `pod/container |`
+//! prefix, and on Ctrl-C stop in reverse ordinal order (a second Ctrl-C forces). `stead down`
+//! stops and deletes what a set of manifests runs (keeping volumes unless `--volumes`).
+
+use crate::{DownArgs, UpArgs, diagnostics, exit, inputs};
+use anyhow::Context as _;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use stead_engine::ObjectKey;
+use stead_engine::local::{Local, LocalConfig, LocalError};
+use stead_node::logs::LogFollower;
+
+/// Files `up` and `down` look for when no `-f` is given, in the current folder and then its
+/// parents (as compose looks for `compose.yaml`).
+pub const SPEC_FILES: &[&str] = &["stead.yaml", "stead.yml"];
+
+pub fn run_up(args: &UpArgs) -> anyhow::Result<i32> {
+    let Some(manifests) = load(&args.files)? else { return Ok(exit::INVALID) };
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(up(args, manifests))
+}
+
+pub fn run_down(args: &DownArgs) -> anyhow::Result<i32> {
+    let Some(manifests) = load(&args.files)? else { return Ok(exit::INVALID) };
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async {
+        let local = match start(&args.state_dir).await {
+            Ok(local) => local,
+            Err(code) => return Ok(code),
+        };
+        let keys = keys_of(&manifests);
+        let present: Vec<ObjectKey> = keys.into_iter().filter(|k| local.store().get(k).is_some()).collect();
+        local.stop(&present, args.volumes, ctrl_c()).await?;
+        for key in &present {
+            println!("{} deleted", resource_name(key));
+        }
+        local.shutdown().await;
+        Ok(exit::OK)
+    })
+}
+
+fn load(files: &[PathBuf]) -> anyhow::Result<Option<Vec<stead_api::Manifest>>> {
+    let files = if files.is_empty() { vec![discover()?] } else { files.to_vec() };
+    let loaded = inputs::load_and_validate(&files);
+    if diagnostics::report(&loaded.problems) > 0 {
+        return Ok(None);
+    }
+    Ok(Some(loaded.documents.into_iter().map(|d| d.manifest).collect()))
+}
+
+/// `stead.yaml` in the current folder or the nearest parent that has one.
+fn discover() -> anyhow::Result<PathBuf> {
+    let cwd = std::env::current_dir().context("reading the current folder")?;
+    for dir in cwd.ancestors() {
+        for name in SPEC_FILES {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    anyhow::bail!(
+        "no {} in {} or its parents; pass the manifests with -f PATH",
+        SPEC_FILES.join(" or "),
+        cwd.display()
+    )
+}
+
+/// stead's state directory: `--state-dir`, else `/var/lib/stead` as root, else the user's.
+pub fn state_dir(given: &Option<PathBuf>) -> PathBuf {
+    if let Some(dir) = given {
+        return dir.clone();
+    }
+    if nix_is_root() {
+        return PathBuf::from("/var/lib/stead");
+    }
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/state")));
+    base.unwrap_or_else(std::env::temp_dir).join("stead")
+}
+
+fn nix_is_root() -> bool {
+    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+}
+
+async fn start(state: &Option<PathBuf>) -> Result<Local, i32> {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("stead"));
+    match Local::start(LocalConfig::new(state_dir(state), exe)).await {
+        Ok(local) => Ok(local),
+        Err(e) => {
+            eprintln!("error: {e}");
+            if matches!(e, LocalError::Runtime(_)) && !nix_is_root() {
+                eprintln!(
+                    "hint: the local engine makes network namespaces and a bridge; run it as root (sudo stead up ...)"
+                );
+            }
+            Err(exit::INVALID)
+        }
+    }
+}
+
+fn keys_of(manifests: &[stead_api::Manifest]) -> Vec<ObjectKey> {
+    manifests.iter().filter_map(|m| m.to_json().ok()).filter_map(|v| ObjectKey::of(&v).ok()).collect()
+}
+
+fn resource_name(key: &ObjectKey) -> String {
+    format!("{}/{}", key.kind.name().to_ascii_lowercase(), key.name)
+}
+
+async fn up(args: &UpArgs, manifests: Vec<stead_api::Manifest>) -> anyhow::Result<i32> {
+    let started = Instant::now();
+    let local = match start(&args.state_dir).await {
+        Ok(local) => local,
+        Err(code) => return Ok(code),
+    };
+    let applied = match local.apply(&manifests) {
+        Ok(applied) => applied,
+        Err(e) => {
+            eprintln!("error: {e}");
+            local.shutdown().await;
+            return Ok(exit::INVALID);
+        }
+    };
+    let out = Output::new();
+    for (key, changed) in &applied {
+        out.line(&format!("{} {}", resource_name(key), if *changed { "applied" } else { "unchanged" }));
+    }
+    let keys: Vec<ObjectKey> = applied.into_iter().map(|(k, _)| k).collect();
+    let deadline = args.timeout.map(|t| started + t);
+
+    let mut progress = Progress::default();
+    let mut logs = Logs::default();
+    let mut announced_ready = false;
+    let interrupt = ctrl_c();
+    tokio::pin!(interrupt);
+    let code = loop {
+        tokio::select! {
+            _ = &mut interrupt => {
+                out.note("stopping (press Ctrl-C again to force)");
+                break exit::OK;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(150)) => {}
+        }
+        progress.show(&local, &keys, &out);
+        if !args.no_logs {
+            logs.follow(&local, &keys, &out);
+        }
+        let readiness = local.readiness(&keys);
+        if readiness.ready && !announced_ready {
+            announced_ready = true;
+            out.note(&format!("ready in {:.1?}", started.elapsed()));
+            if args.wait {
+                break exit::OK;
+            }
+        }
+        if args.wait
+            && let Some(blocked) = &readiness.blocked
+        {
+            out.note(&format!("not ready: {blocked}"));
+            break exit::INVALID;
+        }
+        if let Some(deadline) = deadline
+            && Instant::now() > deadline
+            && !readiness.ready
+        {
+            let why: Vec<String> = readiness.waiting.iter().map(|(o, w)| format!("{o}: {w}")).collect();
+            out.note(&format!("timed out waiting for: {}", why.join("; ")));
+            break exit::INVALID;
+        }
+    };
+    let stopping = Instant::now();
+    local.stop(&keys, false, ctrl_c()).await?;
+    if !args.no_logs {
+        logs.follow(&local, &keys, &out);
+    }
+    local.shutdown().await;
+    out.note(&format!("stopped in {:.1?}", stopping.elapsed()));
+    Ok(code)
+}
+
+async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Where `up` writes: stdout, coloured when it is a terminal.
+struct Output {
+    colour: bool,
+}
+
+const COLOURS: &[&str] = &["36", "33", "32", "35", "34", "96", "93", "92", "95", "94"];
+
+impl Output {
+    fn new() -> Output {
+        Output { colour: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() }
+    }
+
+    fn line(&self, text: &str) {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{text}");
+    }
+
+    fn note(&self, text: &str) {
+        if self.colour {
+            self.line(&format!("\x1b[1m==> {text}\x1b[0m"));
+        } else {
+            self.line(&format!("==> {text}"));
+        }
+    }
+
+    fn prefixed(&self, prefix: &str, width: usize, text: &str) {
+        let padded = format!("{prefix:<width$} |");
+        if self.colour {
+            let n = prefix.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+            let colour = COLOURS[n % COLOURS.len()];
+            self.line(&format!("\x1b[{colour}m{padded}\x1b[0m {text}"));
+        } else {
+            self.line(&format!("{padded} {text}"));
+        }
+    }
+}
+
+/// Pod status lines, printed when a pod's summary changes.
+#[derive(Default)]
+struct Progress {
+    last: BTreeMap<String, String>,
+}
+
+impl Progress {
+    fn show(&mut self, local: &Local, keys: &[ObjectKey], out: &Output) {
+        let store = local.store();
+        let mut seen = BTreeSet::new();
+        for key in local.pods_of(keys) {
+            let Some(pod) = store.get(&key) else { continue };
+            let summary = summary(&pod);
+            let name = format!("pod/{}", key.name);
+            seen.insert(name.clone());
+            if self.last.get(&name) != Some(&summary) {
+                out.note(&format!("{name} {summary}"));
+                self.last.insert(name, summary);
+            }
+        }
+        self.last.retain(|name, _| {
+            let keep = seen.contains(name);
+            if !keep {
+                out.note(&format!("{name} gone"));
+            }
+            keep
+        });
+    }
+}
+
+/// `Running 2/2`, `Pending`, `CrashLoopBackOff (restarts 3)`: what `kubectl get pods` shows.
+fn summary(pod: &serde_json::Value) -> String {
+    let spec_containers = pod["spec"]["containers"].as_array().map_or(0, Vec::len);
+    let statuses = pod["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+    let ready = statuses.iter().filter(|c| c["ready"] == true).count();
+    let restarts: i64 = statuses.iter().filter_map(|c| c["restartCount"].as_i64()).sum();
+    let column = match serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(pod.clone()) {
+        Ok(p) => stead_node::status::status_column(&p),
+        Err(_) => pod["status"]["phase"].as_str().unwrap_or("Pending").to_string(),
+    };
+    let terminating = if stead_engine::store::is_deleting(pod) { " (terminating)" } else { "" };
+    let restarts = if restarts > 0 { format!(", restarts {restarts}") } else { String::new() };
+    format!("{column} {ready}/{spec_containers}{restarts}{terminating}")
+}
+
+/// Followers of every container's log, by pod uid, container and instance.
+#[derive(Default)]
+struct Logs {
+    followers: BTreeMap<(String, String), (PathBuf, LogFollower)>,
+}
+
+impl Logs {
+    fn follow(&mut self, local: &Local, keys: &[ObjectKey], out: &Output) {
+        let store = local.store();
+        let mut lines = Vec::new();
+        for key in local.pods_of(keys) {
+            let Some(pod) = store.get(&key) else { continue };
+            let containers = pod["spec"]["initContainers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .chain(pod["spec"]["containers"].as_array().into_iter().flatten())
+                .filter_map(|c| c["name"].as_str().map(str::to_string))
+                .collect::<Vec<_>>();
+            for container in containers {
+                let Some(path) = local.kubelet().log_path(&key.namespace, &key.name, &container, false)
+                else {
+                    continue;
+                };
+                let prefix = format!("{}/{}", key.name, container);
+                let entry = self.followers.entry((key.name.clone(), container.clone()));
+                let follower = match entry {
+                    std::collections::btree_map::Entry::Occupied(o) => {
+                        let slot = o.into_mut();
+                        if slot.0 != path {
+                            *slot = (path.clone(), new_follower(&path));
+                        }
+                        &mut slot.1
+                    }
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        &mut v.insert((path.clone(), new_follower(&path))).1
+                    }
+                };
+                if let Ok(new) = follower.poll() {
+                    for line in new {
+                        lines.push((
+                            line.time.clone(),
+                            prefix.clone(),
+                            String::from_utf8_lossy(&line.text).into_owned(),
+                        ));
+                    }
+                }
+            }
+        }
+        lines.sort_by(|a, b| a.0.cmp(&b.0));
+        let width = lines.iter().map(|l| l.1.len()).max().unwrap_or(0);
+        for (_, prefix, text) in lines {
+            out.prefixed(&prefix, width, &text);
+        }
+    }
+}
+
+fn new_follower(path: &Path) -> LogFollower {
+    let instance = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".log"))
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or(0);
+    LogFollower::new(path.parent().unwrap_or(Path::new(".")), instance)
+}

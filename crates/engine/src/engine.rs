@@ -1,0 +1,184 @@
+//! The engine: the store, the runtime, and one loop that runs every controller step after every
+//! change until nothing changes (level-triggered, as Kubernetes' controllers are).
+
+use crate::controllers::{self, pods::LocalImages, pods::PodWorker};
+use crate::gc;
+use crate::runtime::Runtime;
+use crate::store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+use stead_render::RenderOptions;
+use tokio::sync::{Notify, broadcast, watch};
+
+/// What the engine needs to know that is not in the store.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// `spec.nodeName` of every pod.
+    pub node_name: String,
+    pub render: RenderOptions,
+    pub images: LocalImages,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            node_name: "stead".into(),
+            render: RenderOptions::default(),
+            images: LocalImages::default(),
+        }
+    }
+}
+
+pub struct Engine {
+    store: Store,
+    runtime: Arc<dyn Runtime>,
+    config: EngineConfig,
+    pods: PodWorker,
+    /// Workloads (uids) whose controllers do nothing while they are stopped in order.
+    paused: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// What each workload waits on, from the last pass.
+    waiting: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+    /// Wakes the loop (a timer a planner asked for, or a caller).
+    kick: Notify,
+}
+
+/// A pass that keeps writing after this many rounds is a bug somewhere; the loop slows down
+/// instead of spinning.
+const MAX_BUSY_PASSES: usize = 200;
+
+impl Engine {
+    pub fn new(store: Store, runtime: Arc<dyn Runtime>, config: EngineConfig) -> Arc<Engine> {
+        let pods =
+            PodWorker::new(store.clone(), runtime.clone(), config.node_name.clone(), config.images.clone());
+        Arc::new(Engine {
+            store,
+            runtime,
+            config,
+            pods,
+            paused: Default::default(),
+            waiting: Default::default(),
+            kick: Notify::new(),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn runtime(&self) -> &Arc<dyn Runtime> {
+        &self.runtime
+    }
+
+    /// What each workload waits on (`statefulset/web` → "pod web-1 is not Running and Ready").
+    pub fn waiting(&self) -> std::collections::BTreeMap<String, String> {
+        self.waiting.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    /// Stops (or resumes) the controllers of these workloads (by uid).
+    pub fn pause(&self, uids: impl IntoIterator<Item = String>, paused: bool) {
+        if let Ok(mut set) = self.paused.lock() {
+            for uid in uids {
+                if paused {
+                    set.insert(uid);
+                } else {
+                    set.remove(&uid);
+                }
+            }
+        }
+        self.kick();
+    }
+
+    /// Asks the loop for another pass.
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    /// One pass of every controller step. Returns how many writes it made.
+    pub fn reconcile_once(&self) -> usize {
+        let mut writes = 0;
+        let (n, errors) = controllers::statefulservice::reconcile_all(&self.store, &self.config.render);
+        writes += n;
+        for e in errors {
+            tracing::warn!(error = %e, "statefulservice");
+        }
+        let pass = controllers::workloads::reconcile_all(
+            &self.store,
+            k8s_openapi::jiff::Timestamp::now(),
+            &self.paused.lock().map(|p| p.clone()).unwrap_or_default(),
+        );
+        writes += pass.writes;
+        for e in &pass.errors {
+            tracing::warn!(error = %e, "workloads");
+        }
+        if let Ok(mut waiting) = self.waiting.lock() {
+            *waiting = pass.waiting;
+        }
+        match self.pods.reconcile_all() {
+            Ok(n) => writes += n,
+            Err(e) => tracing::warn!(error = %e, "pods"),
+        }
+        match gc::collect(&self.store) {
+            Ok(n) => writes += n,
+            Err(e) => tracing::warn!(error = %e, "garbage collection"),
+        }
+        writes
+    }
+
+    /// Runs until `shutdown` turns true. Pods keep running; stopping them is the caller's choice
+    /// (see [`Engine::stop_all`]).
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut changes = self.store.watch();
+        let mut statuses = self.runtime.subscribe();
+        let mut busy = 0;
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let writes = self.reconcile_once();
+            if writes > 0 {
+                busy += 1;
+                if busy > MAX_BUSY_PASSES {
+                    tracing::error!("controllers keep writing without settling; slowing down");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    busy = 0;
+                }
+                drain(&mut changes);
+                tokio::task::yield_now().await;
+                continue;
+            }
+            busy = 0;
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                _ = self.kick.notified() => {}
+                event = changes.recv() => {
+                    if matches!(event, Err(broadcast::error::RecvError::Closed)) { return; }
+                    drain(&mut changes);
+                }
+                update = statuses.recv() => match update {
+                    Ok(update) => {
+                        if let Err(e) = self.pods.record(&update) {
+                            tracing::warn!(error = %e, "pod status");
+                        }
+                        while let Ok(update) = statuses.try_recv() {
+                            if let Err(e) = self.pods.record(&update) {
+                                tracing::warn!(error = %e, "pod status");
+                            }
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+}
+
+fn drain<T: Clone>(rx: &mut broadcast::Receiver<T>) {
+    loop {
+        match rx.try_recv() {
+            Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+            Err(_) => return,
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! stead's local engine: the object store, the controller loops that run StatefulServices,
+//! StatefulSets, Deployments and Services on one machine, and the daemon's API.
+//!
+//! Code map:
+//! - [`store`]: every object with Kubernetes metadata semantics (uid, resourceVersion,
+//!   generation, finalizers, graceful deletion), persisted in redb, with a watch stream;
+//! - [`gc`]: the garbage collector (owner references; background, foreground, orphan);
+//! - [`kinds`]: the kinds served and the words kubectl users type for them;
+//! - [`controllers`]: the steps of the loop (StatefulService through `stead_render`, pods);
+//! - [`runtime`]: the pod runtime as a trait (the real one is `stead_node`'s kubelet; a fake for
+//!   tests);
+//! - [`engine`]: the loop.
+//!
+//! Architecture invariant: the engine runs exactly the objects `stead_render` produces; local
+//! differences (host-process commands for images) are applied to the copy handed to the runtime,
+//! never to the stored object.
+//!
+//! Architecture invariant: a pod leaves the store only after the runtime stopped it.
+
+pub mod controllers;
+pub mod engine;
+pub mod gc;
+pub mod kinds;
+pub mod local;
+pub mod node_runtime;
+pub mod runtime;
+pub mod store;
+
+pub use engine::{Engine, EngineConfig};
+pub use kinds::Kind;
+pub use store::{DeleteOptions, EventType, ObjectKey, Propagation, Store, StoreError, WatchEvent};

@@ -1,0 +1,105 @@
+//! Passthrough mode: for user containers that are not CloudState user functions. Client
+//! connections on the service port are forwarded to the user port, with metrics.
+//!
+//! Layers, each small and tested alone, in linkerd2-proxy's shape:
+//! accept ([`serve`]) → count the connection → detect the protocol ([`detect`]) → connect the
+//! user port → HTTP/1 or HTTP/2 request proxying ([`http`]) or opaque byte splicing ([`tcp`]).
+//!
+//! Architecture invariant: bytes are never altered for opaque TCP; HTTP requests are forwarded
+//! as they came (same method, path, headers and body), one upstream connection per client
+//! connection. HTTP/1 upgrades (WebSocket) are not supported yet.
+
+pub mod detect;
+pub mod http;
+pub mod tcp;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::metrics::Metrics;
+use crate::runtime::lifecycle::Lifecycle;
+use detect::Protocol;
+
+/// How long a silent client may take before its connection is treated as opaque TCP.
+pub const DETECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Why one forwarded connection ended with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// Reading the client's first bytes failed.
+    #[error("detecting the protocol failed: {0}")]
+    Detect(std::io::Error),
+    /// The user port did not accept.
+    #[error("connecting to the user port {addr} failed: {source}")]
+    Connect {
+        /// The user port.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Copying bytes failed.
+    #[error("forwarding bytes failed: {0}")]
+    Splice(std::io::Error),
+    /// HTTP proxying failed.
+    #[error(transparent)]
+    Http(#[from] http::HttpError),
+}
+
+/// Handles one client connection: detect, connect, forward.
+pub async fn connection(
+    client: TcpStream,
+    upstream: SocketAddr,
+    metrics: Arc<Metrics>,
+) -> Result<Protocol, ConnectionError> {
+    let _ = client.set_nodelay(true);
+    let protocol = detect::detect(&client, DETECT_TIMEOUT).await.map_err(ConnectionError::Detect)?;
+    let _open = metrics.connection(protocol.label());
+    let upstream_stream = TcpStream::connect(upstream)
+        .await
+        .map_err(|source| ConnectionError::Connect { addr: upstream, source })?;
+    let _ = upstream_stream.set_nodelay(true);
+    match protocol {
+        Protocol::Opaque => {
+            tcp::splice(client, upstream_stream).await.map_err(ConnectionError::Splice)?;
+        }
+        Protocol::Http1 | Protocol::Http2 => http::proxy(protocol, client, upstream_stream, metrics).await?,
+    }
+    Ok(protocol)
+}
+
+/// Accepts client connections until the lifecycle stops.
+pub async fn serve(
+    listener: TcpListener,
+    upstream: SocketAddr,
+    metrics: Arc<Metrics>,
+    mut lifecycle: Lifecycle,
+) {
+    loop {
+        let client = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((client, _)) => client,
+                Err(error) => {
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = lifecycle.stopped() => return,
+        };
+        let metrics = metrics.clone();
+        let mut connection_lifecycle = lifecycle.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                result = connection(client, upstream, metrics) => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "a passthrough connection failed");
+                    }
+                }
+                () = connection_lifecycle.stopped() => {}
+            }
+        });
+    }
+}

@@ -1,0 +1,221 @@
+//! The IO around one event-sourced [`Entity`]: its task owns the state machine, the user
+//! function's `handle` stream and the commands waiting for it, and carries out the machine's
+//! effects (send, persist, complete, report, restart) in order.
+//!
+//! Architecture invariant: the task is the only writer of its journal in this proxy, and it
+//! awaits each append before feeding the machine anything else (the machine's contract).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, BoxStream, StreamExt as _};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::Status;
+
+use super::dispatch::Dispatcher;
+use crate::catalog::Service;
+use crate::discovery::{MAX_MESSAGE_BYTES, report_error};
+use crate::eventsourced::{CommandRequest, Effect, Entity, Outcome, Ticket};
+use crate::protocol::cloudstate::eventsourced::event_sourced_client::EventSourcedClient;
+use crate::protocol::cloudstate::eventsourced::{EventSourcedStreamIn, EventSourcedStreamOut};
+use crate::store::{AnyStore, Snapshot, Store as _, StoreError, StoredEvent};
+
+/// A client's command and where its answer goes.
+#[derive(Debug)]
+pub struct Request {
+    /// The command.
+    pub command: CommandRequest,
+    /// The answer.
+    pub reply: oneshot::Sender<Outcome>,
+}
+
+type UserStream = BoxStream<'static, Result<EventSourcedStreamOut, Status>>;
+
+/// Opens `handle` without waiting for the response headers (some servers send them only with
+/// their first reply): the call is a stream whose first poll makes it.
+fn open(dispatcher: &Dispatcher, outgoing: UnboundedReceiver<EventSourcedStreamIn>) -> UserStream {
+    let mut client = EventSourcedClient::new(dispatcher.channel.clone())
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let call = async move { client.handle(UnboundedReceiverStream::new(outgoing)).await };
+    stream::once(call)
+        .flat_map(|opened| match opened {
+            Ok(response) => response.into_inner().boxed(),
+            Err(status) => stream::iter([Err(status)]).boxed(),
+        })
+        .boxed()
+}
+
+/// The entity's task: until passivation or shutdown.
+pub async fn run(
+    dispatcher: Arc<Dispatcher>,
+    service: Arc<Service>,
+    entity_id: String,
+    mut commands: UnboundedReceiver<Request>,
+) {
+    let Some(store) = dispatcher.store.clone() else {
+        // The catalog refuses event-sourced entities without a store; nothing to do.
+        return;
+    };
+    let mut lifecycle = dispatcher.lifecycle.clone();
+    let _active = dispatcher.metrics.entity_active("event_sourced");
+    let key = (service.name.clone(), entity_id.clone());
+    let passivation = service.passivation.unwrap_or(dispatcher.passivation);
+    let mut task = Task {
+        dispatcher: dispatcher.clone(),
+        store,
+        entity: Entity::new(&service.name, &service.persistence_id, &entity_id),
+        waiting: HashMap::new(),
+        outgoing: None,
+        stream: None,
+        restarts_in_a_row: 0,
+    };
+    let mut work: VecDeque<Effect> = VecDeque::from([Effect::Restart { reason: "activation".into() }]);
+    let mut last_activity = Instant::now();
+    loop {
+        task.carry_out(&mut work).await;
+        let idle = task.entity.is_idle();
+        let deadline = tokio::time::Instant::from_std(last_activity + passivation);
+        tokio::select! {
+            message = next(&mut task.stream) => {
+                match message {
+                    Some(Ok(out)) => match out.message {
+                        Some(message) => {
+                            task.restarts_in_a_row = 0;
+                            work.extend(task.entity.user_message(message));
+                        }
+                        None => work.extend(task.entity.stream_closed("the user function sent an empty message")),
+                    },
+                    Some(Err(status)) => work.extend(task.entity.stream_closed(&status.to_string())),
+                    None => {
+                        task.stream = None;
+                        work.extend(task.entity.stream_closed("the stream ended"));
+                    }
+                }
+                last_activity = Instant::now();
+            }
+            request = commands.recv() => {
+                let Some(request) = request else { break };
+                task.accept(request, &mut work);
+                last_activity = Instant::now();
+            }
+            () = tokio::time::sleep_until(deadline), if idle => {
+                match dispatcher.event_sourced.passivate(&key, &mut commands) {
+                    Some(request) => task.accept(request, &mut work),
+                    None => break,
+                }
+                last_activity = Instant::now();
+            }
+            () = lifecycle.stopped() => break,
+        }
+    }
+    // Answers still owed end here: their callers see the entity stop.
+    task.waiting.clear();
+}
+
+async fn next(stream: &mut Option<UserStream>) -> Option<Result<EventSourcedStreamOut, Status>> {
+    match stream {
+        Some(stream) => stream.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Task {
+    dispatcher: Arc<Dispatcher>,
+    store: Arc<AnyStore>,
+    entity: Entity,
+    waiting: HashMap<Ticket, oneshot::Sender<Outcome>>,
+    outgoing: Option<UnboundedSender<EventSourcedStreamIn>>,
+    stream: Option<UserStream>,
+    restarts_in_a_row: u32,
+}
+
+impl Task {
+    fn accept(&mut self, request: Request, work: &mut VecDeque<Effect>) {
+        let (ticket, effects) = self.entity.command(request.command);
+        self.waiting.insert(ticket, request.reply);
+        work.extend(effects);
+    }
+
+    /// Carries out effects in order until none is left.
+    async fn carry_out(&mut self, work: &mut VecDeque<Effect>) {
+        while let Some(effect) = work.pop_front() {
+            match effect {
+                Effect::Send(message) => {
+                    // A closed stream shows up as its end on the receiving side.
+                    if let Some(outgoing) = &self.outgoing {
+                        let _ = outgoing.send(message);
+                    }
+                }
+                Effect::Persist(append) => {
+                    let start = Instant::now();
+                    let result = self.store.append(append).await;
+                    self.dispatcher.metrics.store("append", outcome_label(&result), start);
+                    work.extend(self.entity.persisted(result));
+                }
+                Effect::Complete { ticket, outcome } => {
+                    if let Some(reply) = self.waiting.remove(&ticket) {
+                        // The caller may have given up (timeout); nothing to do then.
+                        let _ = reply.send(outcome);
+                    }
+                }
+                Effect::ReportError(message) => {
+                    tokio::spawn(report_error(self.dispatcher.channel.clone(), message));
+                }
+                Effect::Restart { reason } => {
+                    if self.restarts_in_a_row > 0 {
+                        tracing::warn!(journal = self.entity.journal_id(), %reason, "restarting the entity");
+                    }
+                    self.outgoing = None;
+                    self.stream = None;
+                    let (snapshot, events) = self.load().await;
+                    let (outgoing, receiver) = unbounded_channel();
+                    self.outgoing = Some(outgoing);
+                    self.stream = Some(open(&self.dispatcher, receiver));
+                    self.restarts_in_a_row = self.restarts_in_a_row.saturating_add(1);
+                    work.extend(self.entity.recovered(snapshot, events));
+                }
+            }
+        }
+    }
+
+    /// The latest snapshot and the events after it, retried with backoff while the store fails
+    /// (and, after repeated restarts, delayed so a broken user function is not hammered).
+    async fn load(&mut self) -> (Option<Snapshot>, Vec<StoredEvent>) {
+        let mut delay = Duration::from_millis(50);
+        if self.restarts_in_a_row > 1 {
+            let wait = Duration::from_millis(50 << self.restarts_in_a_row.min(7));
+            tokio::time::sleep(wait).await;
+        }
+        loop {
+            let start = Instant::now();
+            let loaded = async {
+                let journal = self.entity.journal_id();
+                let snapshot = self.store.latest_snapshot(journal).await?;
+                let after = snapshot.as_ref().map_or(0, |s| s.sequence_number);
+                let events = self.store.read_events(journal, after).await?;
+                Ok::<_, StoreError>((snapshot, events))
+            }
+            .await;
+            self.dispatcher.metrics.store("load", outcome_label(&loaded), start);
+            match loaded {
+                Ok(loaded) => return loaded,
+                Err(error) => {
+                    tracing::warn!(journal = self.entity.journal_id(), %error, "loading the entity failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn outcome_label<T>(result: &Result<T, StoreError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(error) => error.metric_label(),
+    }
+}

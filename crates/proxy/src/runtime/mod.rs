@@ -1,0 +1,257 @@
+//! The sidecar at run time: [`Proxy::bind`] takes the ports, [`Proxy::serve`] runs until
+//! shutdown; [`run`] does both.
+//!
+//! Entity mode, in order: health and metrics servers (not ready yet), the store, discovery
+//! (retried with backoff), the version check and the [`Catalog`] (every problem reported to
+//! the user function and logged; startup stops), ready, then clients. Passthrough mode: see
+//! [`crate::passthrough`].
+
+mod dispatch;
+mod event_sourced;
+pub(crate) mod lifecycle;
+mod registry;
+mod server;
+mod value_entity;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+pub use dispatch::{Call, MAX_FORWARDS};
+pub use registry::Registry;
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::config::{ProxyConfig, ProxyMode, StoreConfig};
+use crate::discovery::{self, DiscoveryError};
+use crate::health::{self, Readiness};
+use crate::metrics::Metrics;
+use crate::protocol::entity_type;
+use crate::store::{
+    AnyStore, ConnectError, EmbeddedStore, MemoryStore, OpenError, PostgresStore, StoreError,
+};
+
+/// Why the proxy could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// A port could not be bound.
+    #[error("binding the {what} port {addr}: {source}")]
+    Bind {
+        /// Which port.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The embedded store did not open.
+    #[error(transparent)]
+    Embedded(#[from] OpenError),
+    /// PostgreSQL was not reachable or its tables could not be created.
+    #[error(transparent)]
+    Postgres(#[from] ConnectError),
+    /// Closing the store failed.
+    #[error("closing the store: {0}")]
+    Close(#[from] StoreError),
+    /// Discovery failed for good.
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    /// The user function declared something the proxy cannot serve.
+    #[error("the user function's entities cannot be served: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Catalog(Vec<CatalogError>),
+}
+
+/// A proxy with its ports bound.
+#[derive(Debug)]
+pub struct Proxy {
+    config: ProxyConfig,
+    listener: TcpListener,
+    health: TcpListener,
+    metrics: TcpListener,
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ProxyError> {
+    TcpListener::bind(addr).await.map_err(|source| ProxyError::Bind { what, addr, source })
+}
+
+fn local(listener: &TcpListener) -> SocketAddr {
+    listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+/// Binds and serves until `shutdown` completes.
+pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()> + Send) -> Result<(), ProxyError> {
+    Proxy::bind(config).await?.serve(shutdown).await
+}
+
+impl Proxy {
+    /// Binds the client, health and metrics ports (port 0: chosen by the system).
+    pub async fn bind(config: ProxyConfig) -> Result<Self, ProxyError> {
+        let listener = bind("proxy", config.listen).await?;
+        let health = bind("health", config.health).await?;
+        let metrics = bind("metrics", config.metrics).await?;
+        Ok(Self { config, listener, health, metrics })
+    }
+
+    /// Where clients connect.
+    pub fn local_addr(&self) -> SocketAddr {
+        local(&self.listener)
+    }
+
+    /// Where `/ready` and `/alive` are.
+    pub fn health_addr(&self) -> SocketAddr {
+        local(&self.health)
+    }
+
+    /// Where `/metrics` is.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        local(&self.metrics)
+    }
+
+    /// Serves until `shutdown` completes (or startup fails).
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ProxyError> {
+        let Self { config, listener, health, metrics: metrics_listener } = self;
+        let metrics = Metrics::new();
+        let (lifecycle, stopper) = lifecycle::lifecycle();
+        let ready = Arc::new(AtomicBool::new(false));
+        let readiness = match config.mode {
+            ProxyMode::Entity => Readiness::Flag(ready.clone()),
+            ProxyMode::Passthrough => Readiness::UserPort(config.user_function),
+        };
+        spawn_http(health, health::health_router(readiness), lifecycle.clone());
+        spawn_http(metrics_listener, health::metrics_router(metrics.clone()), lifecycle.clone());
+        tracing::info!(
+            mode = ?config.mode, listen = %local(&listener), user_function = %config.user_function,
+            "stead-proxy starting"
+        );
+        let store = match config.mode {
+            ProxyMode::Entity => open_store(&config.store).await,
+            ProxyMode::Passthrough => Ok(None),
+        };
+        let result = match store {
+            Err(error) => Err(error),
+            Ok(store) => {
+                let result = tokio::select! {
+                    result = async {
+                        match config.mode {
+                            ProxyMode::Passthrough => {
+                                crate::passthrough::serve(listener, config.user_function, metrics.clone(), lifecycle.clone()).await;
+                                Ok(())
+                            }
+                            ProxyMode::Entity => {
+                                entity_mode(&config, listener, store.clone(), metrics.clone(), lifecycle.clone(), ready).await
+                            }
+                        }
+                    } => result,
+                    () = shutdown => Ok(()),
+                };
+                result.map(|()| store)
+            }
+        };
+        drop(lifecycle);
+        if !stopper.stop(Duration::from_secs(10)).await {
+            tracing::warn!("some proxy tasks did not stop within 10s");
+        }
+        match result {
+            Ok(Some(store)) => close(store).await,
+            Ok(None) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+fn spawn_http(listener: TcpListener, router: axum::Router, mut lifecycle: lifecycle::Lifecycle) {
+    tokio::spawn(async move {
+        let mut stop = lifecycle.clone();
+        let served = health::serve(listener, router, async move { stop.stopped().await }).await;
+        if let Err(error) = served {
+            tracing::error!(%error, "a management server failed");
+        }
+        lifecycle.stopped().await;
+    });
+}
+
+/// Closes the store once nothing else holds it (the embedded store's file is then free).
+async fn close(store: Arc<AnyStore>) -> Result<(), ProxyError> {
+    match Arc::try_unwrap(store) {
+        Ok(AnyStore::Embedded(store)) => Ok(store.close().await?),
+        Ok(_) => Ok(()),
+        Err(_) => {
+            tracing::warn!("the store is still in use at shutdown; it closes when its last user ends");
+            Ok(())
+        }
+    }
+}
+
+async fn open_store(config: &StoreConfig) -> Result<Option<Arc<AnyStore>>, ProxyError> {
+    Ok(match config {
+        StoreConfig::None => None,
+        StoreConfig::Memory => Some(Arc::new(AnyStore::Memory(MemoryStore::new()))),
+        StoreConfig::Embedded { path } => Some(Arc::new(AnyStore::Embedded(EmbeddedStore::open(path)?))),
+        StoreConfig::Postgres(pg) => {
+            Some(Arc::new(AnyStore::Postgres(PostgresStore::connect(pg.connection(), pg.pool_size).await?)))
+        }
+    })
+}
+
+/// The entity types a proxy with (or without) a store serves; CRDTs are not supported yet.
+pub fn supported_entity_types(has_store: bool) -> Vec<String> {
+    let mut types = vec![entity_type::ACTION.to_string()];
+    if has_store {
+        types.insert(0, entity_type::VALUE_ENTITY.to_string());
+        types.insert(0, entity_type::EVENT_SOURCED.to_string());
+    }
+    types
+}
+
+/// Entity mode until the lifecycle stops.
+async fn entity_mode(
+    config: &ProxyConfig,
+    listener: TcpListener,
+    store: Option<Arc<AnyStore>>,
+    metrics: Arc<Metrics>,
+    lifecycle: lifecycle::Lifecycle,
+    ready: Arc<AtomicBool>,
+) -> Result<(), ProxyError> {
+    let channel = discovery::channel(config.user_function)?;
+    let info = discovery::proxy_info(supported_entity_types(store.is_some()));
+    let spec = discovery::discover(
+        channel.clone(),
+        info,
+        config.discovery_backoff_min,
+        config.discovery_backoff_max,
+    )
+    .await;
+    if let Err(error) = discovery::check_version(&spec) {
+        discovery::report_error(channel, error.to_string()).await;
+        return Err(error.into());
+    }
+    let catalog = match Catalog::build(&spec, store.is_some()) {
+        Ok(catalog) => catalog,
+        Err(problems) => {
+            for problem in &problems {
+                discovery::report_error(channel.clone(), problem.to_string()).await;
+            }
+            return Err(ProxyError::Catalog(problems));
+        }
+    };
+    let services: Vec<String> =
+        catalog.services().map(|s| format!("{} ({})", s.name, s.kind.label())).collect();
+    tracing::info!(services = ?services, "discovered the user function's entities; ready");
+    let dispatcher = Arc::new(dispatch::Dispatcher {
+        catalog,
+        channel,
+        store,
+        metrics,
+        lifecycle: lifecycle.clone(),
+        passivation: config.passivation_timeout,
+        relay_timeout: config.relay_timeout,
+        event_sourced: Registry::default(),
+        value_entities: Registry::default(),
+    });
+    ready.store(true, Ordering::Release);
+    server::serve(listener, dispatcher, lifecycle).await;
+    Ok(())
+}

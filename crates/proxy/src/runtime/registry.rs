@@ -1,0 +1,88 @@
+//! [`Registry`]: the active entities of one entity type, each a task fed through a channel.
+//!
+//! Architecture invariant: a command handed to [`Registry::send`] reaches exactly one live entity
+//! task. Sends and passivation both happen under the registry's lock, so an entity task only
+//! leaves the map when its channel is empty, and a send never goes to a task that has left.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+/// Active entities by key (`service`, `entity id`).
+#[derive(Debug)]
+pub struct Registry<C> {
+    entities: Mutex<HashMap<(String, String), UnboundedSender<C>>>,
+}
+
+impl<C> Default for Registry<C> {
+    fn default() -> Self {
+        Self { entities: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<C> Registry<C> {
+    /// Sends `command` to the entity's task, starting one with `spawn` if none is active.
+    pub fn send(&self, key: (String, String), command: C, spawn: impl FnOnce(UnboundedReceiver<C>)) {
+        let mut entities = self.entities.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let command = match entities.get(&key) {
+            Some(sender) => match sender.send(command) {
+                Ok(()) => return,
+                // The task ended (failed or stopped): start a new one.
+                Err(error) => error.0,
+            },
+            None => command,
+        };
+        let (sender, receiver) = unbounded_channel();
+        // The receiver is alive: this send cannot fail.
+        let _ = sender.send(command);
+        entities.insert(key, sender);
+        spawn(receiver);
+    }
+
+    /// Removes the entity unless a command is waiting, which is returned instead.
+    pub fn passivate(&self, key: &(String, String), receiver: &mut UnboundedReceiver<C>) -> Option<C> {
+        let mut entities = self.entities.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match receiver.try_recv() {
+            Ok(command) => Some(command),
+            Err(_) => {
+                entities.remove(key);
+                None
+            }
+        }
+    }
+
+    /// How many entities are active.
+    pub fn len(&self) -> usize {
+        self.entities.lock().map_or(0, |e| e.len())
+    }
+
+    /// Whether none is active.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_task_per_key_and_passivation_hands_back_waiting_commands() {
+        let registry = Registry::<u32>::default();
+        let key = ("svc".to_string(), "1".to_string());
+        let mut spawned = Vec::new();
+        registry.send(key.clone(), 1, |rx| spawned.push(rx));
+        registry.send(key.clone(), 2, |rx| spawned.push(rx));
+        assert_eq!(spawned.len(), 1);
+        let mut rx = spawned.pop().expect("spawned");
+        assert_eq!(rx.try_recv().ok(), Some(1));
+        assert_eq!(registry.passivate(&key, &mut rx), Some(2));
+        assert_eq!(registry.passivate(&key, &mut rx), None);
+        assert!(registry.is_empty());
+        drop(rx);
+        let mut again = Vec::new();
+        registry.send(key, 3, |rx| again.push(rx));
+        assert_eq!(again.len(), 1);
+    }
+}
