@@ -74,6 +74,19 @@ pub struct UpArgs {
     /// stead's state directory [default: /var/lib/stead as root, else ~/.local/state/stead]
     #[arg(long, value_name = "DIR", env = "STEAD_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// The pod network of this machine.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// Pod addresses come from this range; the bridge takes its first address
+    #[arg(long, value_name = "CIDR", default_value = "10.244.0.0/16", env = "STEAD_POD_CIDR")]
+    pub pod_cidr: String,
+    /// The bridge pods are attached to
+    #[arg(long, value_name = "NAME", default_value = "stead0", env = "STEAD_BRIDGE")]
+    pub bridge: String,
 }
 
 #[derive(Debug, Args)]
@@ -87,6 +100,8 @@ pub struct DownArgs {
     /// stead's state directory
     #[arg(long, value_name = "DIR", env = "STEAD_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub node: NodeArgs,
 }
 
 /// `90s`, `5m`, `1h`, `250ms`, or plain seconds.

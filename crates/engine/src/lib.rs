@@ -9,7 +9,8 @@
 //! - [`controllers`]: the steps of the loop (StatefulService through `stead_render`, pods);
 //! - [`runtime`]: the pod runtime as a trait (the real one is `stead_node`'s kubelet; a fake for
 //!   tests);
-//! - [`engine`]: the loop.
+//! - [`engine`]: the loop;
+//! - [`daemon`]: the store behind HTTP/JSON on a unix socket (`stead daemon` and its client verbs).
 //!
 //! Architecture invariant: the engine runs exactly the objects `stead_render` produces; local
 //! differences (host-process commands for images) are applied to the copy handed to the runtime,
@@ -18,6 +19,7 @@
 //! Architecture invariant: a pod leaves the store only after the runtime stopped it.
 
 pub mod controllers;
+pub mod daemon;
 pub mod engine;
 pub mod gc;
 pub mod kinds;

@@ -3,7 +3,7 @@
 //! prefix, and on Ctrl-C stop in reverse ordinal order (a second Ctrl-C forces). `stead down`
 //! stops and deletes what a set of manifests runs (keeping volumes unless `--volumes`).
 
-use crate::{DownArgs, UpArgs, diagnostics, exit, inputs};
+use crate::{DownArgs, NodeArgs, UpArgs, diagnostics, exit, inputs};
 use anyhow::Context as _;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal as _, Write as _};
@@ -29,7 +29,7 @@ pub fn run_down(args: &DownArgs) -> anyhow::Result<i32> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
-        let local = match start(&args.state_dir).await {
+        let local = match start(&args.state_dir, &args.node).await {
             Ok(local) => local,
             Err(code) => return Ok(code),
         };
@@ -89,9 +89,18 @@ fn nix_is_root() -> bool {
     std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
 }
 
-async fn start(state: &Option<PathBuf>) -> Result<Local, i32> {
+async fn start(state: &Option<PathBuf>, node: &NodeArgs) -> Result<Local, i32> {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("stead"));
-    match Local::start(LocalConfig::new(state_dir(state), exe)).await {
+    let mut config = LocalConfig::new(state_dir(state), exe);
+    match node.pod_cidr.parse() {
+        Ok(cidr) => config.pod_cidr = cidr,
+        Err(e) => {
+            eprintln!("error: --pod-cidr {:?}: {e}", node.pod_cidr);
+            return Err(exit::USAGE);
+        }
+    }
+    config.bridge = node.bridge.clone();
+    match Local::start(config).await {
         Ok(local) => Ok(local),
         Err(e) => {
             eprintln!("error: {e}");
@@ -115,7 +124,7 @@ fn resource_name(key: &ObjectKey) -> String {
 
 async fn up(args: &UpArgs, manifests: Vec<stead_api::Manifest>) -> anyhow::Result<i32> {
     let started = Instant::now();
-    let local = match start(&args.state_dir).await {
+    let local = match start(&args.state_dir, &args.node).await {
         Ok(local) => local,
         Err(code) => return Ok(code),
     };
