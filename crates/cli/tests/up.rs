@@ -92,3 +92,89 @@ spec:
     // started the second replica.
     assert!(!stdout.contains("pod/broken-1"), "{stdout}");
 }
+
+/// Processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| String::from_utf8_lossy(c).contains(marker))
+        .count()
+}
+
+#[test]
+fn a_killed_engine_restarts_to_the_declared_state_without_duplicate_pods() {
+    if !is_root() {
+        eprintln!("skipped: stead up needs root for network namespaces and a bridge (run .ci/run)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let marker = format!("stead-restart-{}", std::process::id());
+    let file = dir.path().join("stead.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: keep}}
+spec:
+  serviceName: keep
+  replicas: 2
+  selector: {{matchLabels: {{app: keep}}}}
+  template:
+    metadata: {{labels: {{app: keep}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: app
+        image: busybox
+        command: ["sh", "-c", "echo up; sleep 3600; : {marker}"]
+"#
+        ),
+    )
+    .unwrap();
+    let stead = assert_cmd::cargo::cargo_bin("stead");
+    let state = dir.path().join("state");
+    let args = |cmd: &mut std::process::Command| {
+        cmd.current_dir(dir.path()).arg("--state-dir").arg(&state).args([
+            "--pod-cidr",
+            "10.244.202.0/24",
+            "--bridge",
+            "stup2",
+        ]);
+    };
+    // First engine: runs until Ready, then is killed without a chance to clean up.
+    let mut first = std::process::Command::new(&stead);
+    first.args(["up", "--no-logs"]).stdout(std::process::Stdio::piped());
+    args(&mut first);
+    let mut child = first.spawn().unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !seen.contains("ready in") && std::time::Instant::now() < deadline {
+        let mut buf = [0u8; 4096];
+        let n = std::io::Read::read(&mut out, &mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.contains("ready in"), "{seen}");
+    assert_eq!(processes_with(&marker), 2, "two pods run");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(processes_with(&marker), 2, "the pods outlive a killed engine");
+
+    // Second engine on the same state: the leftovers are stopped, the declared pods run again,
+    // never more than one process per identity.
+    let mut second = std::process::Command::new(&stead);
+    second.args(["up", "--wait", "--timeout", "60s", "--no-logs"]);
+    args(&mut second);
+    let output = Command::from_std(second).timeout(Duration::from_secs(120)).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("statefulset/keep unchanged"), "the store survived: {stdout}");
+    assert_eq!(processes_with(&marker), 0, "everything stopped at the end");
+}
