@@ -113,6 +113,10 @@ impl Engine {
         if let Ok(mut waiting) = self.waiting.lock() {
             *waiting = pass.waiting;
         }
+        match controllers::claims::reconcile_all(&self.store) {
+            Ok(n) => writes += n,
+            Err(e) => tracing::warn!(error = %e, "claims"),
+        }
         match self.pods.reconcile_all() {
             Ok(n) => writes += n,
             Err(e) => tracing::warn!(error = %e, "pods"),

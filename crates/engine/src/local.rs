@@ -134,6 +134,11 @@ impl Local {
         let engine = Engine::new(store, runtime, engine_config);
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(engine.clone().run(rx.clone()))];
+        tasks.push(tokio::spawn(reclaim_volumes(
+            engine.store().clone(),
+            config.state_dir.clone(),
+            rx.clone(),
+        )));
         if let Some(dns) = &dns {
             tasks.push(tokio::spawn(feed_dns(
                 engine.store().clone(),
@@ -535,6 +540,31 @@ async fn start_dns(config: &LocalConfig, bridge: Ipv4Addr) -> Option<DnsServer> 
         Err(e) => {
             tracing::warn!(error = %e, "cluster DNS could not start; pods resolve no cluster names");
             None
+        }
+    }
+}
+
+/// Removes a claim's directory when the claim is deleted (its data goes with it, as with a
+/// `Delete` reclaim policy). Nothing else ever removes one.
+async fn reclaim_volumes(store: Store, state_dir: PathBuf, mut shutdown: watch::Receiver<bool>) {
+    let mut changes = store.watch();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            event = changes.recv() => match event {
+                Ok(event) if event.kind == crate::store::EventType::Deleted
+                    && event.key.kind == Kind::PersistentVolumeClaim =>
+                {
+                    let dir = stead_node::volumes::claim_dir(&state_dir, &event.key.namespace, &event.key.name);
+                    match std::fs::remove_dir_all(&dir) {
+                        Ok(()) => tracing::info!(claim = %event.key, "volume data removed"),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => tracing::warn!(claim = %event.key, error = %e, "removing the volume failed"),
+                    }
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
         }
     }
 }

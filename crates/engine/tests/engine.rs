@@ -65,6 +65,9 @@ async fn a_stateful_service_runs_as_an_ordered_stateful_set() {
     ] {
         assert!(store.get(&key(kind, name)).is_some(), "{kind}/{name}");
     }
+    let claim = store.get(&key(Kind::PersistentVolumeClaim, "data-counter-0")).unwrap();
+    assert_eq!(claim["status"]["phase"], "Bound");
+    assert_eq!(claim["status"]["capacity"]["storage"], "64Mi");
     let pod = store.get(&key(Kind::Pod, "counter-1")).unwrap();
     assert_eq!(pod["metadata"]["labels"]["apps.kubernetes.io/pod-index"], "1");
     assert_eq!(pod["spec"]["hostname"], "counter-1");

@@ -1,6 +1,7 @@
 //! The controller loops' steps. Each step reads the store, decides, writes; the engine runs every
 //! step after every change until nothing changes (level-triggered, like Kubernetes' controllers).
 
+pub mod claims;
 pub mod pods;
 pub mod statefulservice;
 pub mod workloads;
