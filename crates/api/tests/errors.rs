@@ -26,6 +26,12 @@ const CASES: &[(&str, &str, &str, Option<&str>)] = &[
         Some("check the indentation of this line against the lines above it"),
     ),
     (
+        "headless service named like the client service",
+        "  serviceName: cart\n  containers:\n  - image: cart:1\n",
+        "svc.yaml:6:16: spec.serviceName: serviceName \"cart\" is the service's own name, which its client Service already has",
+        Some("name the headless Service differently, e.g. \"cart-pods\""),
+    ),
+    (
         "wrong type",
         "  replicas: three\n  containers:\n  - image: cart:1\n",
         "svc.yaml:6:13: spec.replicas: expected an integer, found string \"three\"",

@@ -39,6 +39,16 @@ pub enum Command {
     Up(UpArgs),
     /// Stop and delete what a set of manifests runs here (volumes stay unless --volumes)
     Down(DownArgs),
+    /// Run the local engine in the background, its API on <state-dir>/stead.sock (for apply, get, ...)
+    Daemon(commands::daemon::DaemonArgs),
+    /// Create or update objects in the daemon from manifests
+    Apply(commands::kubectl::ApplyArgs),
+    /// List objects of a type, or show one, as kubectl does
+    Get(commands::kubectl::GetArgs),
+    /// Delete objects (pods stop gracefully unless --force)
+    Delete(commands::kubectl::DeleteArgs),
+    /// Print a container's log
+    Logs(commands::kubectl::LogsArgs),
     /// Act as a container's init (used by the pod runtime; not for people)
     #[command(hide = true, name = "container-init")]
     ContainerInit {

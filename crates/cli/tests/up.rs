@@ -178,3 +178,36 @@ spec:
     assert!(stdout.contains("statefulset/keep unchanged"), "the store survived: {stdout}");
     assert_eq!(processes_with(&marker), 0, "everything stopped at the end");
 }
+
+#[test]
+fn up_runs_a_stateful_service_with_its_sidecar_and_sticky_volumes() {
+    if !is_root() {
+        eprintln!("skipped: stead up needs root for network namespaces and a bridge (run .ci/run)");
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let run = || {
+        Command::cargo_bin("stead")
+            .unwrap()
+            .args(["up", "-f", &example("notes"), "--wait", "--timeout", "90s"])
+            .arg("--state-dir")
+            .arg(state.path())
+            .args(["--pod-cidr", "10.244.203.0/24", "--bridge", "stup3"])
+            .timeout(Duration::from_secs(150))
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(first.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&first.stderr));
+    assert!(stdout.contains("statefulservice/notes applied"), "{stdout}");
+    // The sidecar (`stead proxy`, this binary) ran in passthrough mode in every pod.
+    assert!(stdout.contains("notes-2/stead-proxy") && stdout.contains("mode=Passthrough"), "{stdout}");
+    assert!(stdout.contains("pod/notes-2 Running 2/2"), "{stdout}");
+    // Second run on the same state: each ordinal gets its own claim back.
+    let second = run();
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(second.status.success(), "{stdout}");
+    let visits = stdout.lines().filter(|l| l.starts_with("notes-1/user-container | notes-1 started")).count();
+    assert_eq!(visits, 2, "notes-1's volume kept the first run's line: {stdout}");
+}

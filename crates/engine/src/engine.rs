@@ -107,6 +107,7 @@ impl Engine {
             &self.paused.lock().map(|p| p.clone()).unwrap_or_default(),
         );
         writes += pass.writes;
+        let pass_writes = pass.writes;
         for e in &pass.errors {
             tracing::warn!(error = %e, "workloads");
         }
@@ -121,9 +122,13 @@ impl Engine {
             Ok(n) => writes += n,
             Err(e) => tracing::warn!(error = %e, "pods"),
         }
+        let before_gc = writes;
         match gc::collect(&self.store) {
             Ok(n) => writes += n,
             Err(e) => tracing::warn!(error = %e, "garbage collection"),
+        }
+        if writes > 0 {
+            tracing::debug!(services = n, workloads = pass_writes, gc = writes - before_gc, total = writes, "pass");
         }
         writes
     }

@@ -122,12 +122,8 @@ impl Local {
         .await?;
         let node = Arc::new(NodeRuntime::new(kubelet));
         let dns = start_dns(&config, node.kubelet().bridge_address()).await.map(Arc::new);
-        let images = LocalImages {
-            commands: vec![(
-                config.proxy_repository.clone(),
-                vec![path_string(&config.stead_exe), "proxy".into()],
-            )],
-        };
+        let images =
+            LocalImages { stead: Some((config.proxy_repository.clone(), path_string(&config.stead_exe))) };
         let engine_config =
             EngineConfig { node_name: config.node_name.clone(), render: config.render.clone(), images };
         let runtime: Arc<dyn Runtime> = node.clone();

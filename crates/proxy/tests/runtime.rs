@@ -158,3 +158,43 @@ fn the_catalog_finds_the_carts_entity_keys_by_either_option_number() {
     let without_store = Catalog::build(&spec, false).expect_err("event sourcing needs a store");
     assert!(without_store[0].to_string().contains("needs a store"), "{}", without_store[0]);
 }
+
+#[test]
+fn the_catalog_finds_entity_keys_declared_with_option_1080() {
+    use stead_proxy::catalog::Catalog;
+    use stead_proxy::protocol::cloudstate::{Entity, EntitySpec};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let proto = r#"
+        syntax = "proto3";
+        package t;
+        import "cloudstate/entity_key.proto";
+        message Req { string tenant = 1 [(.cloudstate.entity_key) = true]; int64 id = 2 [(.cloudstate.entity_key) = true]; string other = 3; }
+        service Counter { rpc Get(Req) returns (Req); }
+    "#;
+    std::fs::write(dir.path().join("t.proto"), proto).expect("writes");
+    let proto_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/proto");
+    let mut compiler =
+        protox::Compiler::new([dir.path(), std::path::Path::new(proto_dir)]).expect("compiler");
+    compiler.include_imports(true);
+    compiler.open_files(["t.proto"]).expect("compiles");
+    let spec = EntitySpec {
+        proto: compiler.encode_file_descriptor_set(),
+        entities: vec![Entity {
+            entity_type: "cloudstate.valueentity.ValueEntity".into(),
+            service_name: "t.Counter".into(),
+            persistence_id: String::new(),
+            passivation_strategy: None,
+        }],
+        service_info: None,
+    };
+    let catalog = Catalog::build(&spec, true).unwrap_or_else(|problems| panic!("{problems:?}"));
+    let service = catalog.service("t.Counter").expect("resolved");
+    assert_eq!(service.persistence_id, "t.Counter", "defaults to the service name");
+    let method = &service.methods["Get"];
+    let names: Vec<&str> = method.key_fields.iter().map(|f| f.name()).collect();
+    assert_eq!(names, vec!["tenant", "id"]);
+    // tenant = "acme" (field 1), id = 42 (field 2), other = "x" (field 3): keys joined with "-".
+    let request = [0x0a, 4, b'a', b'c', b'm', b'e', 0x10, 42, 0x1a, 1, b'x'];
+    assert_eq!(method.entity_id(&request).expect("decodes"), "acme-42");
+    assert!(method.entity_id(&[0x0a, 9]).is_err(), "a truncated request is an error, not a panic");
+}

@@ -112,6 +112,13 @@ pub fn stateful_service(svc: &StatefulService, all: &[Document], f: &mut Finding
     }
     if let Some(service_name) = spec.service_name.as_deref() {
         f.check_name(path.key("serviceName"), "serviceName", service_name, names::dns1035_label);
+        if service_name == name {
+            f.error(
+                path.key("serviceName"),
+                format!("serviceName {service_name:?} is the service's own name, which its client Service already has"),
+            )
+            .with_help(format!("name the headless Service differently, e.g. \"{name}-pods\""));
+        }
     }
     if let Some(strategy) = &spec.update_strategy {
         let p = path.key("updateStrategy");

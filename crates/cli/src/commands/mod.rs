@@ -1,9 +1,13 @@
 //! One module per verb.
 
+pub mod client;
 mod crd;
+pub mod daemon;
+pub mod kubectl;
 mod operator;
 mod proxy;
 mod render;
+mod table;
 mod up;
 mod validate;
 
@@ -20,6 +24,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Proxy => proxy::run(),
         Command::Up(args) => up::run_up(&args),
         Command::Down(args) => up::run_down(&args),
+        Command::Daemon(args) => daemon::run(&args),
+        Command::Apply(args) => kubectl::run_apply(&args),
+        Command::Get(args) => kubectl::run_get(&args),
+        Command::Delete(args) => kubectl::run_delete(&args),
+        Command::Logs(args) => kubectl::run_logs(&args),
         // main() runs the init before anything else; reaching this means it was not first.
         Command::ContainerInit { .. } => Ok(stead_node::init::init_main()),
         Command::Version => {

@@ -17,7 +17,19 @@ use stead_node::logs::LogFollower;
 /// parents (as compose looks for `compose.yaml`).
 pub const SPEC_FILES: &[&str] = &["stead.yaml", "stead.yml"];
 
+/// Engine warnings to stderr (`STEAD_LOG` sets the filter, as `RUST_LOG` would).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STEAD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,hickory_server=error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
 pub fn run_up(args: &UpArgs) -> anyhow::Result<i32> {
+    init_logging();
     let Some(manifests) = load(&args.files)? else { return Ok(exit::INVALID) };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
@@ -25,6 +37,7 @@ pub fn run_up(args: &UpArgs) -> anyhow::Result<i32> {
 }
 
 pub fn run_down(args: &DownArgs) -> anyhow::Result<i32> {
+    init_logging();
     let Some(manifests) = load(&args.files)? else { return Ok(exit::INVALID) };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;

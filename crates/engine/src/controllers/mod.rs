@@ -23,6 +23,7 @@ pub fn apply(store: &Store, desired: Value) -> Result<bool, StoreError> {
     if next == *current {
         return Ok(false);
     }
+    tracing::debug!(object = %key, "apply changes the object");
     store.update(next)?;
     Ok(true)
 }

@@ -15,23 +15,30 @@ use std::time::Duration;
 /// How the local engine runs what Kubernetes would pull as an image (host-process mode).
 #[derive(Clone, Debug, Default)]
 pub struct LocalImages {
-    /// Containers of these image repositories (before the `:tag`) that have no `command` run
-    /// this command (the sidecar image runs the `stead` binary itself: `stead proxy`).
-    pub commands: Vec<(String, Vec<String>)>,
+    /// The sidecar image's repository (before the `:tag`) and the `stead` binary: its containers
+    /// run this binary (`stead proxy` when they have no command; `stead` as the program is this
+    /// binary's path, since the host's PATH may not have it).
+    pub stead: Option<(String, String)>,
 }
 
 impl LocalImages {
     /// The pod as the runtime runs it. The stored pod stays exactly as rendered.
     pub fn localize(&self, mut pod: Value) -> Value {
+        let Some((repo, exe)) = &self.stead else { return pod };
         let Some(containers) = pod["spec"]["containers"].as_array_mut() else { return pod };
         for c in containers {
-            if c.get("command").is_some_and(|v| !v.is_null()) {
-                continue;
-            }
             let image = c["image"].as_str().unwrap_or_default();
             let repository = image.rsplit_once(':').map_or(image, |(repo, _)| repo);
-            if let Some((_, command)) = self.commands.iter().find(|(repo, _)| repo == repository) {
-                c["command"] = json!(command);
+            if repository != repo {
+                continue;
+            }
+            match c["command"].as_array_mut() {
+                Some(command) if !command.is_empty() => {
+                    if command[0] == "stead" {
+                        command[0] = json!(exe);
+                    }
+                }
+                _ => c["command"] = json!([exe, "proxy"]),
             }
         }
         pod

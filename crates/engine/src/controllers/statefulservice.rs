@@ -14,6 +14,8 @@ use stead_render::RenderOptions;
 pub enum ServiceError {
     #[error("statefulservice {namespace}/{name} is malformed: {source}")]
     Malformed { namespace: String, name: String, source: serde_json::Error },
+    #[error("statefulservice {namespace}/{name} would have two children named {child}")]
+    Duplicate { namespace: String, name: String, child: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -57,7 +59,10 @@ fn reconcile(store: &Store, object: &Value, opts: &RenderOptions) -> Result<usiz
         if matches!(key.kind, Kind::StatefulSet | Kind::Deployment) {
             workload = Some(key.clone());
         }
-        wanted.insert(key);
+        if !wanted.insert(key.clone()) {
+            // Two children with one name would overwrite each other on every pass.
+            return Err(ServiceError::Duplicate { namespace, name, child: key.to_string() });
+        }
         writes += usize::from(apply(store, value)?);
     }
     // Children a previous render made and this one does not.
@@ -75,6 +80,7 @@ fn reconcile(store: &Store, object: &Value, opts: &RenderOptions) -> Result<usiz
     let store_missing = store_name.is_some() && stateful_store.is_none();
     let status = status(object, &workload_status, store_name.as_deref().filter(|_| store_missing));
     if object.get("status") != Some(&status) {
+        tracing::debug!(service = %name, old = %object["status"], new = %status, "status changes");
         let mut next = object.clone();
         next["status"] = status;
         if let Some(meta) = next["metadata"].as_object_mut() {

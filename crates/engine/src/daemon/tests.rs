@@ -93,10 +93,15 @@ async fn apply_then_get_and_list_with_selectors() {
             call(&r.state, Method::GET, "/api/pods", "").await.1["items"].as_array().map_or(0, Vec::len) == 3
         })
         .await;
-        let (_, pods) = call(&r.state, Method::GET, "/api/po?namespace=default&labelSelector=app%3Dweb", "").await;
+        let (_, pods) =
+            call(&r.state, Method::GET, "/api/po?namespace=default&labelSelector=app%3Dweb", "").await;
         assert_eq!(pods["kind"], "List");
-        let names: Vec<&str> =
-            pods["items"].as_array().unwrap().iter().map(|p| p["metadata"]["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["metadata"]["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["web-0", "web-1", "web-2"]);
         let (_, none) = call(&r.state, Method::GET, "/api/pods?labelSelector=app%3Ddb", "").await;
         assert_eq!(none["items"], json!([]));
@@ -141,13 +146,17 @@ async fn delete_honours_force_and_grace_period() {
     with_timeout(async {
         let r = start(None);
         call(&r.state, Method::POST, "/apply", WEB).await;
-        until("web-0", async || call(&r.state, Method::GET, "/api/pods/default/web-0", "").await.0 == StatusCode::OK)
-            .await;
+        until("web-0", async || {
+            call(&r.state, Method::GET, "/api/pods/default/web-0", "").await.0 == StatusCode::OK
+        })
+        .await;
         // A forced delete removes the pod now (the StatefulSet makes a new one, with a new uid).
-        let uid = r.state.store.get(&ObjectKey::new(Kind::Pod, "default", "web-0")).unwrap()["metadata"]["uid"]
-            .clone();
+        let uid =
+            r.state.store.get(&ObjectKey::new(Kind::Pod, "default", "web-0")).unwrap()["metadata"]["uid"]
+                .clone();
         let (code, gone) =
-            call(&r.state, Method::DELETE, "/api/pods/default/web-0?gracePeriodSeconds=0&force=true", "").await;
+            call(&r.state, Method::DELETE, "/api/pods/default/web-0?gracePeriodSeconds=0&force=true", "")
+                .await;
         assert_eq!(code, StatusCode::OK);
         assert_eq!(gone["status"], "Success");
         let after = r.state.store.get(&ObjectKey::new(Kind::Pod, "default", "web-0"));
@@ -166,7 +175,8 @@ async fn watch_starts_with_added_for_current_objects_then_streams_changes() {
     with_timeout(async {
         let r = start(None);
         call(&r.state, Method::POST, "/apply", WEB).await;
-        let request = Request::builder().uri("/watch/statefulsets?namespace=default").body(Body::empty()).unwrap();
+        let request =
+            Request::builder().uri("/watch/statefulsets?namespace=default").body(Body::empty()).unwrap();
         let response = router(r.state.clone()).oneshot(request).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         let mut body = response.into_body();
@@ -185,7 +195,10 @@ async fn watch_starts_with_added_for_current_objects_then_streams_changes() {
         assert_eq!(first["type"], "ADDED");
         assert_eq!(first["object"]["metadata"]["name"], "web");
         // The controller writes the set's status: a MODIFIED event follows.
-        r.state.store.delete(&ObjectKey::new(Kind::StatefulSet, "default", "web"), DeleteOptions::default()).unwrap();
+        r.state
+            .store
+            .delete(&ObjectKey::new(Kind::StatefulSet, "default", "web"), DeleteOptions::default())
+            .unwrap();
         loop {
             let event = next_line().await;
             assert_eq!(event["object"]["metadata"]["name"], "web");
@@ -220,8 +233,10 @@ async fn logs_read_the_runtime_files_with_tail_and_say_what_is_missing() {
         assert_eq!(code, StatusCode::NOT_FOUND);
         assert_eq!(missing["message"], "pods \"web-0\" not found");
         call(&r.state, Method::POST, "/apply", WEB).await;
-        until("web-1", async || call(&r.state, Method::GET, "/api/pods/default/web-1", "").await.0 == StatusCode::OK)
-            .await;
+        until("web-1", async || {
+            call(&r.state, Method::GET, "/api/pods/default/web-1", "").await.0 == StatusCode::OK
+        })
+        .await;
         let (code, all) = call(&r.state, Method::GET, "/logs/default/web-0/app", "").await;
         assert_eq!(code, StatusCode::OK);
         assert_eq!(all, Value::String("one\ntwo\nthree\n".into()));
@@ -237,7 +252,8 @@ async fn logs_read_the_runtime_files_with_tail_and_say_what_is_missing() {
         assert_eq!(code, StatusCode::BAD_REQUEST, "web-1 has no log file yet");
 
         // Following: the lines so far, then what is appended.
-        let request = Request::builder().uri("/logs/default/web-0/app?follow=true&tail=1").body(Body::empty()).unwrap();
+        let request =
+            Request::builder().uri("/logs/default/web-0/app?follow=true&tail=1").body(Body::empty()).unwrap();
         let mut body = router(r.state.clone()).oneshot(request).await.unwrap().into_body();
         let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(bytes_text(&first), "three\n");
@@ -265,7 +281,8 @@ async fn serves_on_a_private_unix_socket_and_stops_on_shutdown() {
         let listener = bind_private(&socket).unwrap();
         let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let leftovers: Vec<_> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(leftovers, [std::ffi::OsString::from(SOCKET)]);
         let r = start(None);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
