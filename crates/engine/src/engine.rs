@@ -128,7 +128,13 @@ impl Engine {
             Err(e) => tracing::warn!(error = %e, "garbage collection"),
         }
         if writes > 0 {
-            tracing::debug!(services = n, workloads = pass_writes, gc = writes - before_gc, total = writes, "pass");
+            tracing::debug!(
+                services = n,
+                workloads = pass_writes,
+                gc = writes - before_gc,
+                total = writes,
+                "pass"
+            );
         }
         writes
     }
