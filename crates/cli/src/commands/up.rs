@@ -289,6 +289,7 @@ fn summary(pod: &serde_json::Value) -> String {
         Ok(p) => stead_node::status::status_column(&p),
         Err(_) => pod["status"]["phase"].as_str().unwrap_or("Pending").to_string(),
     };
+    let column = if column.is_empty() { "Pending".to_string() } else { column };
     let terminating = if stead_engine::store::is_deleting(pod) { " (terminating)" } else { "" };
     let restarts = if restarts > 0 { format!(", restarts {restarts}") } else { String::new() };
     format!("{column} {ready}/{spec_containers}{restarts}{terminating}")
