@@ -211,3 +211,72 @@ fn up_runs_a_stateful_service_with_its_sidecar_and_sticky_volumes() {
     let visits = stdout.lines().filter(|l| l.starts_with("notes-1/user-container | notes-1 started")).count();
     assert_eq!(visits, 2, "notes-1's volume kept the first run's line: {stdout}");
 }
+
+#[test]
+fn the_daemon_runs_what_apply_sends_and_get_and_logs_read_it() {
+    if !is_root() {
+        eprintln!("skipped: stead daemon needs root for network namespaces and a bridge (run .ci/run)");
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let stead = assert_cmd::cargo::cargo_bin("stead");
+    let mut daemon = std::process::Command::new(&stead)
+        .args(["daemon", "--pod-cidr", "10.244.204.0/24", "--bridge", "stup4", "--state-dir"])
+        .arg(state.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let socket = state.path().join("stead.sock");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !socket.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let client = |args: &[&str]| {
+        Command::new(&stead)
+            .args(args)
+            .arg("--state-dir")
+            .arg(state.path())
+            .timeout(Duration::from_secs(30))
+            .output()
+            .unwrap()
+    };
+    let applied = client(&["apply", "-f", &example("statefulset")]);
+    let stdout = String::from_utf8_lossy(&applied.stdout).into_owned();
+    assert!(applied.status.success(), "{stdout}{}", String::from_utf8_lossy(&applied.stderr));
+    assert!(stdout.contains("statefulset/example created"), "{stdout}");
+
+    // Three pods, Running and Ready, as kubectl would list them.
+    let mut table = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        table = String::from_utf8_lossy(&client(&["get", "pods"]).stdout).into_owned();
+        if table.lines().filter(|l| l.contains("1/1") && l.contains("Running")).count() == 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(table.starts_with("NAME"), "{table}");
+    assert_eq!(table.lines().filter(|l| l.contains("1/1") && l.contains("Running")).count(), 3, "{table}");
+    let logs = client(&["logs", "example-0", "-c", "listener"]);
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert!(text.contains("Replica 0 listening"), "{text}");
+
+    // SIGTERM: every pod stops, the daemon exits, the socket goes.
+    nix_kill_term(daemon.id());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut exited = None;
+    while exited.is_none() && std::time::Instant::now() < deadline {
+        exited = daemon.try_wait().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if exited.is_none() {
+        let _ = daemon.kill();
+    }
+    assert!(exited.is_some_and(|s| s.success()), "the daemon stops on SIGTERM");
+    assert!(!socket.exists());
+    assert!(!Path::new("/sys/class/net/stup4").exists(), "the pods and the bridge are gone");
+}
+
+fn nix_kill_term(pid: u32) {
+    let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+}

@@ -5,27 +5,24 @@ use super::kubectl::DaemonAddr;
 use crate::exit;
 use anyhow::Context as _;
 use clap::Args;
-use std::path::PathBuf;
-use stead_engine::local::{Local, LocalConfig};
 
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
     #[command(flatten)]
     pub addr: DaemonAddr,
+    #[command(flatten)]
+    pub node: crate::NodeArgs,
 }
 
 pub fn run(args: &DaemonArgs) -> anyhow::Result<i32> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    super::up::init_logging();
     runtime.block_on(async {
         let dir = super::up::state_dir(&args.addr.state_dir);
-        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("stead"));
-        let local = match Local::start(LocalConfig::new(dir.clone(), exe)).await {
+        let local = match super::up::start(&args.addr.state_dir, &args.node).await {
             Ok(local) => local,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(exit::INVALID);
-            }
+            Err(code) => return Ok(code),
         };
         eprintln!("stead daemon: serving on {}", stead_engine::daemon::socket_path(&dir).display());
         stead_engine::daemon::serve(local, stop_signal()).await?;

@@ -18,7 +18,7 @@ use stead_node::logs::LogFollower;
 pub const SPEC_FILES: &[&str] = &["stead.yaml", "stead.yml"];
 
 /// Engine warnings to stderr (`STEAD_LOG` sets the filter, as `RUST_LOG` would).
-fn init_logging() {
+pub(crate) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STEAD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,hickory_server=error"));
     let _ = tracing_subscriber::fmt()
@@ -102,7 +102,7 @@ fn nix_is_root() -> bool {
     std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
 }
 
-async fn start(state: &Option<PathBuf>, node: &NodeArgs) -> Result<Local, i32> {
+pub(crate) async fn start(state: &Option<PathBuf>, node: &NodeArgs) -> Result<Local, i32> {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("stead"));
     let mut config = LocalConfig::new(state_dir(state), exe);
     match node.pod_cidr.parse() {
