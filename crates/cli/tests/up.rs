@@ -220,12 +220,14 @@ fn the_daemon_runs_what_apply_sends_and_get_and_logs_read_it() {
     }
     let state = tempfile::tempdir().unwrap();
     let stead = assert_cmd::cargo::cargo_bin("stead");
-    let mut daemon = std::process::Command::new(&stead)
-        .args(["daemon", "--pod-cidr", "10.244.204.0/24", "--bridge", "stup4", "--state-dir"])
-        .arg(state.path())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut daemon = Reaped(
+        std::process::Command::new(&stead)
+            .args(["daemon", "--pod-cidr", "10.244.204.0/24", "--bridge", "stup4", "--state-dir"])
+            .arg(state.path())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let socket = state.path().join("stead.sock");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !socket.exists() && std::time::Instant::now() < deadline {
@@ -262,19 +264,26 @@ fn the_daemon_runs_what_apply_sends_and_get_and_logs_read_it() {
     assert!(text.contains("Replica 0 listening"), "{text}");
 
     // SIGTERM: every pod stops, the daemon exits, the socket goes.
-    nix_kill_term(daemon.id());
+    nix_kill_term(daemon.0.id());
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let mut exited = None;
     while exited.is_none() && std::time::Instant::now() < deadline {
-        exited = daemon.try_wait().unwrap();
+        exited = daemon.0.try_wait().unwrap();
         std::thread::sleep(Duration::from_millis(50));
-    }
-    if exited.is_none() {
-        let _ = daemon.kill();
     }
     assert!(exited.is_some_and(|s| s.success()), "the daemon stops on SIGTERM");
     assert!(!socket.exists());
     assert!(!Path::new("/sys/class/net/stup4").exists(), "the pods and the bridge are gone");
+}
+
+/// A child that is killed and reaped however the test ends.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn nix_kill_term(pid: u32) {
