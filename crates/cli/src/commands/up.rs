@@ -305,6 +305,7 @@ impl Logs {
     fn follow(&mut self, local: &Local, keys: &[ObjectKey], out: &Output) {
         let store = local.store();
         let mut lines = Vec::new();
+        let mut visited = BTreeSet::new();
         for key in local.pods_of(keys) {
             let Some(pod) = store.get(&key) else { continue };
             let containers = pod["spec"]["initContainers"]
@@ -320,6 +321,7 @@ impl Logs {
                     continue;
                 };
                 let prefix = format!("{}/{}", key.name, container);
+                visited.insert((key.name.clone(), container.clone()));
                 let entry = self.followers.entry((key.name.clone(), container.clone()));
                 let follower = match entry {
                     std::collections::btree_map::Entry::Occupied(o) => {
@@ -341,6 +343,23 @@ impl Logs {
                             String::from_utf8_lossy(&line.text).into_owned(),
                         ));
                     }
+                }
+            }
+        }
+        // Containers whose pod has gone since the last round: what they wrote last is still read
+        // (the follower holds the file open).
+        for ((pod, container), (_, follower)) in self.followers.iter_mut() {
+            if visited.contains(&(pod.clone(), container.clone())) {
+                continue;
+            }
+            if let Ok(new) = follower.poll() {
+                let prefix = format!("{pod}/{container}");
+                for line in new {
+                    lines.push((
+                        line.time.clone(),
+                        prefix.clone(),
+                        String::from_utf8_lossy(&line.text).into_owned(),
+                    ));
                 }
             }
         }
