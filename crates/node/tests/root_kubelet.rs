@@ -363,8 +363,12 @@ fn kill_escalates_to_sigkill_and_leaves_no_orphan() {
         n.kubelet.sync_pod(p.clone(), lookup()).expect("sync");
         wait_status(&n.kubelet, "stubborn", Duration::from_secs(20), |s| condition(s, "Ready")).await;
         let deadline = Instant::now() + Duration::from_secs(10);
+        let post = n.state.path().join("volumes/e2e/data-stubborn/post");
+        // The runtime reports the container Running before its postStart hook has finished
+        // (Kubernetes waits for it; a known difference), so the hook's file is waited for too.
         while !log_text(&n.kubelet, "stubborn", "app", false).contains("started")
             || pod_pids(&uid(&p)).len() < 3
+            || !post.exists()
         {
             assert!(Instant::now() < deadline, "the container did not start its children");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -376,7 +380,6 @@ fn kill_escalates_to_sigkill_and_leaves_no_orphan() {
         assert!(took < Duration::from_secs(20), "did not wait the pod's 30 s ({took:?})");
         let claim: PathBuf = n.state.path().join("volumes/e2e/data-stubborn/marker");
         assert_eq!(std::fs::read_to_string(&claim).expect("preStop ran; the claim stays"), "prestop\n");
-        let post = n.state.path().join("volumes/e2e/data-stubborn/post");
         assert_eq!(std::fs::read_to_string(&post).expect("postStart ran"), "poststart\n");
         let st = n.kubelet.pod_status("e2e", "stubborn").expect("status");
         let term = container(&st, "app").state.clone().and_then(|s| s.terminated).expect("terminated");
