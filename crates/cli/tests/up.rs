@@ -149,8 +149,9 @@ spec:
     let mut first = std::process::Command::new(&stead);
     first.args(["up", "--no-logs"]).stdout(std::process::Stdio::piped());
     args(&mut first);
-    let mut child = first.spawn().unwrap();
-    let mut out = child.stdout.take().unwrap();
+    // Killed and reaped however the test ends, so a failed assertion leaves no engine running.
+    let mut child = Reaped(first.spawn().unwrap());
+    let mut out = child.0.stdout.take().unwrap();
     let mut seen = String::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !seen.contains("ready in") && std::time::Instant::now() < deadline {
@@ -163,8 +164,8 @@ spec:
     }
     assert!(seen.contains("ready in"), "{seen}");
     assert_eq!(processes_with(&marker), 2, "two pods run");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
     assert_eq!(processes_with(&marker), 2, "the pods outlive a killed engine");
 
     // Second engine on the same state: the leftovers are stopped, the declared pods run again,
