@@ -176,11 +176,7 @@ impl Local {
     /// The pods under these objects (their children, grandchildren...).
     pub fn pods_of(&self, keys: &[ObjectKey]) -> Vec<ObjectKey> {
         let store = self.store();
-        let roots: BTreeSet<String> = keys
-            .iter()
-            .filter_map(|k| store.get(k))
-            .filter_map(|o| meta_str(&o, "uid").map(str::to_string))
-            .collect();
+        let roots = uids_of(store, keys);
         let mut pods = descendant_pods(store, &roots);
         pods.extend(keys.iter().filter(|k| k.kind == Kind::Pod && store.get(k).is_some()).cloned());
         pods.sort();
@@ -223,11 +219,7 @@ pub async fn stop(
     force: impl std::future::Future<Output = ()>,
 ) -> Result<(), LocalError> {
     let store = engine.store();
-    let roots: BTreeSet<String> = keys
-        .iter()
-        .filter_map(|k| store.get(k))
-        .filter_map(|o| meta_str(&o, "uid").map(str::to_string))
-        .collect();
+    let roots = uids_of(store, keys);
     let workloads: Vec<Arc<Value>> = descendants(store, &roots)
         .iter()
         .filter_map(|uid| find_by_uid(store, uid))
@@ -364,6 +356,11 @@ pub fn apply(store: &Store, manifests: &[Manifest]) -> Result<Vec<(ObjectKey, bo
     Ok(out)
 }
 
+/// Uids of the objects `keys` name (those that exist).
+fn uids_of(store: &Store, keys: &[ObjectKey]) -> BTreeSet<String> {
+    keys.iter().filter_map(|k| store.get(k)).filter_map(|o| meta_str(&o, "uid").map(str::to_string)).collect()
+}
+
 /// Uids of the objects under `roots` (children, grandchildren...), roots included.
 fn descendants(store: &Store, roots: &BTreeSet<String>) -> BTreeSet<String> {
     let all = store.all();
@@ -456,11 +453,7 @@ pub fn readiness(store: &Store, keys: &[ObjectKey]) -> Readiness {
         }
     }
     // Pods under the objects: name the ones that block, with their reason.
-    let roots: BTreeSet<String> = keys
-        .iter()
-        .filter_map(|k| store.get(k))
-        .filter_map(|o| meta_str(&o, "uid").map(str::to_string))
-        .collect();
+    let roots = uids_of(store, keys);
     for key in descendant_pods(store, &roots) {
         let Some(pod) = store.get(&key) else { continue };
         if is_deleting(&pod) {
