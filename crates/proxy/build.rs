@@ -29,6 +29,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
 
+    // gRPC server reflection (v1 and v1alpha), in its own directory: served to clients, and
+    // its set is added to the reflected pool so that reflection describes itself too.
+    let reflection_dir = out_dir.join("reflection");
+    std::fs::create_dir_all(&reflection_dir)?;
+    let reflection = protox::compile(
+        ["grpc/reflection/v1/reflection.proto", "grpc/reflection/v1alpha/reflection.proto"],
+        ["proto"],
+    )?;
+    std::fs::write(reflection_dir.join("descriptor.bin"), reflection.encode_to_vec())?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .out_dir(&reflection_dir)
+        .compile_fds(reflection)?;
+
     // The tests' shopping cart (a user service), in its own directory: its imports must not
     // overwrite the protocol's generated files. The set is also what the Python user function
     // loads, so both sides use the same descriptors.

@@ -4,7 +4,9 @@
 //! - passthrough: the same server behind the proxy in passthrough mode (HTTP/2 detected, each
 //!   request forwarded);
 //! - entity: the proxy in entity mode (in-memory store) in front of a Rust CloudState user
-//!   function: the client's call becomes a command on the entity's `EventSourced` stream.
+//!   function: the client's call becomes a command on the entity's `EventSourced` stream;
+//! - entity over HTTP/JSON: the same proxy and entity, `GET /carts/bench` on HTTP/1.1 keep-alive
+//!   connections, transcoded through the proto's `google.api.http` rule.
 //!
 //! Fixed concurrency, a bounded number of requests (`STEAD_BENCH_REQUESTS`, default 20,000 per
 //! mode) and a time limit per mode (10 s). Prints p50, p99, throughput and ratios to direct.
@@ -76,6 +78,60 @@ async fn measure(name: &'static str, addr: SocketAddr, requests: usize) -> Run {
     Run { name, latencies, wall: start.elapsed() }
 }
 
+/// `GET /carts/bench` over HTTP/1.1, one keep-alive connection per worker.
+async fn measure_http(name: &'static str, addr: SocketAddr, requests: usize) -> Run {
+    use http_body_util::BodyExt as _;
+    async fn connect(
+        addr: SocketAddr,
+    ) -> hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>> {
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connects");
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .expect("handshake");
+        tokio::spawn(connection);
+        sender
+    }
+    async fn get(sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>) {
+        let request = http::Request::get("/carts/bench")
+            .header("host", "localhost")
+            .body(http_body_util::Empty::new())
+            .expect("request");
+        sender.ready().await.expect("the connection takes another request");
+        let response = sender.send_request(request).await.expect("GET /carts/bench");
+        assert_eq!(response.status(), 200);
+        response.into_body().collect().await.expect("body");
+    }
+    let mut warm = connect(addr).await;
+    for _ in 0..200 {
+        get(&mut warm).await;
+    }
+    let start = Instant::now();
+    let per_worker = requests / CONCURRENCY;
+    let mut workers = Vec::new();
+    for _ in 0..CONCURRENCY {
+        workers.push(tokio::spawn(async move {
+            let mut sender = connect(addr).await;
+            let mut latencies = Vec::with_capacity(per_worker);
+            for _ in 0..per_worker {
+                if start.elapsed() > TIME_LIMIT {
+                    break;
+                }
+                let t = Instant::now();
+                get(&mut sender).await;
+                latencies.push(t.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::with_capacity(requests);
+    for worker in workers {
+        latencies.extend(worker.await.expect("worker"));
+    }
+    Run { name, latencies, wall: start.elapsed() }
+}
+
 async fn proxy(config: ProxyConfig) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let proxy = stead_proxy::Proxy::bind(config).await.expect("binds");
     let addr = proxy.local_addr();
@@ -105,6 +161,7 @@ fn main() {
         let user = cart::serve_user_function(cart::CartFunction { snapshot_every: 0 }).await;
         let (entity_addr, stop_entity) = proxy(ProxyConfig::local(any, user)).await;
         let entity = measure("entity proxy (event sourced)", entity_addr, requests).await;
+        let entity_http = measure_http("entity proxy, HTTP/JSON", entity_addr, requests).await;
         let _ = stop_entity.send(());
 
         println!("GetCart, {CONCURRENCY} concurrent clients, up to {requests} requests per mode");
@@ -112,7 +169,7 @@ fn main() {
             "{:<30} {:>10} {:>10} {:>12} {:>10} {:>10}",
             "mode", "p50 µs", "p99 µs", "req/s", "p99 ×", "req/s ×"
         );
-        for run in [&direct, &passthrough, &entity] {
+        for run in [&direct, &passthrough, &entity, &entity_http] {
             println!(
                 "{:<30} {:>10.0} {:>10.0} {:>12.0} {:>10.2} {:>10.2}",
                 run.name,

@@ -153,6 +153,8 @@ pub struct Service {
 #[derive(Debug, Default)]
 pub struct Catalog {
     services: HashMap<String, Arc<Service>>,
+    /// Every descriptor the user function sent (for HTTP rules and reflection).
+    pool: DescriptorPool,
 }
 
 /// Whether a field is marked as an entity key by either option number.
@@ -261,12 +263,17 @@ impl Catalog {
                 Arc::new(Service { name: service, kind, persistence_id, passivation, methods }),
             );
         }
-        if problems.is_empty() { Ok(Self { services }) } else { Err(problems) }
+        if problems.is_empty() { Ok(Self { services, pool }) } else { Err(problems) }
     }
 
     /// A service by full name.
     pub fn service(&self, name: &str) -> Option<&Arc<Service>> {
         self.services.get(name)
+    }
+
+    /// The user function's descriptors.
+    pub fn pool(&self) -> &DescriptorPool {
+        &self.pool
     }
 
     /// Every service.

@@ -7,9 +7,12 @@
 //! Code map:
 //! - [`config`]: [`ProxyConfig`], read only from the environment (render's names).
 //! - [`runtime`]: [`run`] / [`Proxy`]: startup (store, discovery, catalog), the client-facing
-//!   h2c server, the [`runtime::Call`] dispatcher (forwards, side effects), and one task per
-//!   active entity (`event_sourced.rs` drives [`eventsourced::Entity`], `value_entity.rs`),
-//!   activated and passivated through a [`runtime::Registry`].
+//!   server (HTTP/1.1 and h2c: gRPC, server reflection in [`runtime::reflection`], HTTP/JSON
+//!   through the `google.api.http` rules in [`runtime::transcode`] and the pure
+//!   [`runtime::http_rules`] table), the [`runtime::Call`] dispatcher (forwards, side
+//!   effects), and one task per active entity (`event_sourced.rs` drives
+//!   [`eventsourced::Entity`], `value_entity.rs`), activated and passivated through a
+//!   [`runtime::Registry`].
 //! - [`discovery`]: `EntityDiscovery.discover` with backoff, version check, `reportError`.
 //! - [`catalog`]: the discovered services resolved with prost-reflect (entity keys, types).
 //! - [`codec`]: the pass-through bytes codec for gRPC.
@@ -38,6 +41,8 @@
 //!   entity's update or delete is durable before its reply.
 //! - Architecture invariant: one command at a time per entity in one proxy; one task per active
 //!   entity, and a command always reaches a live task (sends and passivation share a lock).
+//! - Architecture invariant: one port serves gRPC, reflection and HTTP/JSON; a transcoded
+//!   request goes through the same dispatcher (entity key, entity task) as a gRPC call.
 //! - Architecture invariant: nothing on an input-driven path panics; errors name the thing and
 //!   the value. Configuration comes only from the environment.
 

@@ -39,6 +39,25 @@ pub mod google {
     }
 }
 
+/// Package `grpc.reflection`: gRPC server reflection, answered from the user's descriptors.
+pub mod grpc {
+    /// Package `grpc.reflection`.
+    pub mod reflection {
+        /// Package `grpc.reflection.v1`.
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/reflection/grpc.reflection.v1.rs"));
+        }
+        /// Package `grpc.reflection.v1alpha` (the same messages, the older name).
+        pub mod v1alpha {
+            include!(concat!(env!("OUT_DIR"), "/reflection/grpc.reflection.v1alpha.rs"));
+        }
+    }
+}
+
+/// The serialized `FileDescriptorSet` of the reflection protocol's files.
+pub const REFLECTION_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/reflection/descriptor.bin"));
+
 /// The serialized `FileDescriptorSet` of every file in `proto/` (with the `google/protobuf`
 /// files they import), for reflection and for checks against other descriptors.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cloudstate_descriptor.bin"));

@@ -166,3 +166,43 @@ async fn python_cart_survives_restarts_with_postgres() {
     let store = PostgresStore::connect(pg.connection(), 2).await.expect("connects");
     assert_eq!(journal(&store).await, FOUR_EVENTS, "the failed command persisted nothing");
 }
+
+/// The same cart driven over HTTP/JSON through the `google.api.http` rules of its proto.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_cart_over_http_json() {
+    use common::http::request;
+    use serde_json::json;
+    let Some(python) = python() else { return };
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let user = UserFunction::start(&python);
+        let proxy = common::start_proxy(user.addr, StoreConfig::Memory).await;
+        ready(&proxy).await;
+        let addr = proxy.addr;
+        let add = |body: &'static str| request(addr, "POST", "/cart/ann/items/add", Some(body));
+        assert_eq!(add(r#"{"productId": "apple", "name": "Apple", "quantity": 2}"#).await.status, 200);
+        assert_eq!(add(r#"{"product_id": "pear", "name": "Pear", "quantity": 1}"#).await.status, 200);
+        let removed = request(addr, "POST", "/cart/ann/items/pear/remove", None).await;
+        assert_eq!(removed.status, 200, "{removed:?}");
+        let cart = request(addr, "GET", "/carts/ann", None).await;
+        assert_eq!(cart.status, 200, "{cart:?}");
+        assert_eq!(cart.json(), json!({"items": [{"productId": "apple", "name": "Apple", "quantity": 2}]}));
+        let items = request(addr, "GET", "/carts/ann/items", None).await;
+        assert_eq!(items.json(), json!([{"productId": "apple", "name": "Apple", "quantity": 2}]));
+
+        let absent = request(addr, "POST", "/cart/ann/items/cherry/remove", None).await;
+        assert_eq!(absent.status, 500, "the library's failure is gRPC UNKNOWN: {absent:?}");
+        assert_eq!(absent.json()["code"], 2);
+        let bad = add(r#"{"quantity": "lots"}"#).await;
+        assert_eq!(bad.status, 400, "{bad:?}");
+        assert!(bad.body.contains("quantity"), "{bad:?}");
+        assert_eq!(request(addr, "GET", "/no/such/path", None).await.status, 404);
+
+        let mut client = cart::client(addr).await;
+        assert_eq!(get(&mut client, "ann").await, vec![("apple".into(), "Apple".into(), 2)]);
+        drop(client);
+        proxy.stop().await.expect("the proxy stops cleanly");
+        user.stop().await;
+    })
+    .await
+    .expect("the scenario finishes within 120 s");
+}

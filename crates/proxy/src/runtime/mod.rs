@@ -8,9 +8,12 @@
 
 mod dispatch;
 mod event_sourced;
+pub mod http_rules;
 pub(crate) mod lifecycle;
+pub mod reflection;
 mod registry;
 mod server;
+pub mod transcode;
 mod value_entity;
 
 use std::future::Future;
@@ -251,7 +254,17 @@ async fn entity_mode(
         event_sourced: Registry::default(),
         value_entities: Registry::default(),
     });
+    let (http, problems) = transcode::Transcoder::build(&dispatcher.catalog);
+    for problem in &problems {
+        tracing::warn!(%problem, "an HTTP rule is left out");
+    }
+    let reflection = Arc::new(reflection::Reflection::new(
+        dispatcher.catalog.pool(),
+        dispatcher.catalog.services().map(|s| s.name.clone()),
+    ));
+    tracing::info!(http_rules = http.len(), "HTTP/JSON transcoding and server reflection ready");
+    let frontend = Arc::new(server::Frontend { dispatcher, http, reflection });
     ready.store(true, Ordering::Release);
-    server::serve(listener, dispatcher, lifecycle).await;
+    server::serve(listener, frontend, lifecycle).await;
     Ok(())
 }

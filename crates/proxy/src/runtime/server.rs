@@ -1,5 +1,7 @@
-//! The client-facing gRPC server: HTTP/2 without TLS (h2c) on the proxy port, a pass-through
-//! bytes codec, every method of every discovered service routed through the [`Dispatcher`].
+//! The client-facing server on the proxy port, HTTP/1.1 and HTTP/2 without TLS: gRPC requests
+//! (`application/grpc*`) for the discovered services go through a pass-through bytes codec to
+//! the [`Dispatcher`]; gRPC server reflection is answered from the descriptors; every other
+//! request is HTTP/JSON, transcoded through the `google.api.http` rules ([`Transcoder`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -8,6 +10,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tonic::Status;
 use tonic::body::Body;
@@ -16,8 +19,11 @@ use tonic::server::Grpc;
 
 use super::dispatch::{Call, Dispatcher};
 use super::lifecycle::Lifecycle;
+use super::reflection::Reflection;
+use super::transcode::Transcoder;
 use crate::codec::BytesCodec;
 use crate::protocol::cloudstate::{Metadata, MetadataEntry, metadata_entry};
+use crate::protocol::grpc::reflection::{v1, v1alpha};
 
 /// Headers that belong to the transport, not to the application.
 fn is_transport_header(key: &str) -> bool {
@@ -43,8 +49,47 @@ fn metadata(map: &tonic::metadata::MetadataMap) -> Option<Metadata> {
     (!entries.is_empty()).then_some(Metadata { entries })
 }
 
-/// Serves one HTTP/2 request.
-async fn handle(dispatcher: Arc<Dispatcher>, request: Request<Incoming>) -> Response<Body> {
+/// Everything the client-facing server answers with.
+#[derive(Debug)]
+pub struct Frontend {
+    /// User service calls.
+    pub dispatcher: Arc<Dispatcher>,
+    /// HTTP/JSON rules.
+    pub http: Transcoder,
+    /// Server reflection.
+    pub reflection: Arc<Reflection>,
+}
+
+fn is_grpc(request: &Request<Incoming>) -> bool {
+    request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+/// Serves one request.
+async fn handle(frontend: Arc<Frontend>, request: Request<Incoming>) -> Response<Body> {
+    use tower::ServiceExt as _;
+    if !is_grpc(&request) {
+        return frontend.http.handle(frontend.dispatcher.clone(), request).await;
+    }
+    let path = request.uri().path();
+    if path.starts_with("/grpc.reflection.v1.ServerReflection/") {
+        let server =
+            v1::server_reflection_server::ServerReflectionServer::from_arc(frontend.reflection.clone());
+        return server.oneshot(request).await.unwrap_or_else(|never| match never {});
+    }
+    if path.starts_with("/grpc.reflection.v1alpha.ServerReflection/") {
+        let server =
+            v1alpha::server_reflection_server::ServerReflectionServer::from_arc(frontend.reflection.clone());
+        return server.oneshot(request).await.unwrap_or_else(|never| match never {});
+    }
+    grpc(frontend.dispatcher.clone(), request).await
+}
+
+/// Serves one gRPC call of a user service.
+async fn grpc(dispatcher: Arc<Dispatcher>, request: Request<Incoming>) -> Response<Body> {
     let path = request.uri().path().to_string();
     let Some((service, method)) = path.strip_prefix('/').and_then(|p| p.split_once('/')) else {
         return Status::unimplemented(format!("path {path:?} is not a gRPC method")).into_http();
@@ -72,7 +117,7 @@ async fn handle(dispatcher: Arc<Dispatcher>, request: Request<Incoming>) -> Resp
 }
 
 /// Accepts client connections until the lifecycle stops.
-pub async fn serve(listener: TcpListener, dispatcher: Arc<Dispatcher>, mut lifecycle: Lifecycle) {
+pub async fn serve(listener: TcpListener, frontend: Arc<Frontend>, mut lifecycle: Lifecycle) {
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -86,15 +131,15 @@ pub async fn serve(listener: TcpListener, dispatcher: Arc<Dispatcher>, mut lifec
             () = lifecycle.stopped() => return,
         };
         let _ = stream.set_nodelay(true);
-        let dispatcher = dispatcher.clone();
+        let frontend = frontend.clone();
         let mut connection_lifecycle = lifecycle.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
-                let dispatcher = dispatcher.clone();
-                async move { Ok::<_, Infallible>(handle(dispatcher, request).await) }
+                let frontend = frontend.clone();
+                async move { Ok::<_, Infallible>(handle(frontend, request).await) }
             });
-            let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service);
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 result = connection => {
                     if let Err(error) = result {
