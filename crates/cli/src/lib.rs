@@ -47,8 +47,22 @@ pub enum Command {
     Get(commands::kubectl::GetArgs),
     /// Delete objects (pods stop gracefully unless --force)
     Delete(commands::kubectl::DeleteArgs),
-    /// Print a container's log
+    /// Print a container's log, or several pods' logs merged in time order (-l, sts/NAME)
     Logs(commands::kubectl::LogsArgs),
+    /// Show an object in detail, with its events
+    Describe(commands::inspect::DescribeArgs),
+    /// List events (LAST SEEN TYPE REASON OBJECT MESSAGE), or watch them with -w
+    Events(commands::inspect::EventsArgs),
+    /// Run a command in a container of a pod; exits with the command's exit code
+    Exec(commands::inspect::ExecArgs),
+    /// Forward local ports to a pod (listening on 127.0.0.1)
+    PortForward(commands::inspect::PortForwardArgs),
+    /// Set the number of replicas of a StatefulSet, Deployment, ReplicaSet or StatefulService
+    Scale(commands::rollout::ScaleArgs),
+    /// Follow, list, undo or restart the rollout of a StatefulSet or Deployment
+    Rollout(commands::rollout::RolloutArgs),
+    /// Wait until objects meet a condition (--for=condition=Ready, --for=delete)
+    Wait(commands::rollout::WaitArgs),
     /// Act as a container's init (used by the pod runtime; not for people)
     #[command(hide = true, name = "container-init")]
     ContainerInit {

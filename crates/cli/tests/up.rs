@@ -277,6 +277,182 @@ fn the_daemon_runs_what_apply_sends_and_get_and_logs_read_it() {
     assert!(!Path::new("/sys/class/net/stup4").exists(), "the pods and the bridge are gone");
 }
 
+#[test]
+fn the_clustered_store_example_finds_its_members_by_name_and_keeps_data_across_a_crash() {
+    if !is_root() {
+        eprintln!("skipped: stead up needs root for network namespaces and a bridge (run .ci/run)");
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let stead = assert_cmd::cargo::cargo_bin("stead");
+    // `up` in the foreground serves the daemon's API, so the client verbs reach it.
+    let mut up = Interrupted(
+        std::process::Command::new(&stead)
+            .args(["up", "--no-logs", "-f", &example("clustered-store")])
+            .args(["--pod-cidr", "10.244.205.0/24", "--bridge", "stup5", "--state-dir"])
+            .arg(state.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let socket = state.path().join("stead.sock");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !socket.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let client = |args: &[&str]| {
+        let out = Command::new(&stead)
+            .args(args)
+            .arg("--state-dir")
+            .arg(state.path())
+            .timeout(Duration::from_secs(30))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Every member Ready: the followers have reached the leader by its DNS name.
+    let pods = || -> serde_json::Value {
+        serde_json::from_str(&client(&["get", "pods", "-o", "json"])).unwrap_or_default()
+    };
+    let ready = |pods: &serde_json::Value| {
+        pods["items"].as_array().map_or(0, |items| {
+            items.iter().filter(|p| p["status"]["containerStatuses"][0]["ready"] == true).count()
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut listed = pods();
+    while ready(&listed) < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+        listed = pods();
+    }
+    assert_eq!(ready(&listed), 3, "{listed:#}");
+    let ip = |name: &str| -> String {
+        let pod = listed["items"].as_array().unwrap().iter().find(|p| p["metadata"]["name"] == name).unwrap();
+        pod["status"]["podIP"].as_str().unwrap().to_string()
+    };
+    let (kv0, kv1, kv2) = (ip("kv-0"), ip("kv-1"), ip("kv-2"));
+
+    // A write to a follower is forwarded to the leader, and replicated to the other follower.
+    assert_eq!(http(&kv2, "PUT", "/kv/color", "blue"), (200, "1".to_string()));
+    assert!(eventually(|| http(&kv1, "GET", "/kv/color", "") == (200, "blue".into())), "kv-1 replicates");
+    let (_, members) = http(&kv0, "GET", "/members", "");
+    assert!(members.contains("\"kv-1\"") && members.contains("\"kv-2\""), "{members}");
+
+    // kv-1 crashes; a write lands while it is down; once back it holds both: the first from its
+    // volume, the second pulled from the leader.
+    let victim = member_pid("kv-1").expect("kv-1's process");
+    let _ = std::process::Command::new("kill").args(["-KILL", &victim.to_string()]).status();
+    assert_eq!(http(&kv0, "PUT", "/kv/shape", "round"), (200, "2".to_string()));
+    let back = || {
+        member_pid("kv-1").is_some_and(|p| p != victim)
+            && http(&kv1, "GET", "/kv/shape", "") == (200, "round".into())
+    };
+    assert!(eventually_for(Duration::from_secs(60), back), "kv-1 restarts and catches up");
+    assert_eq!(http(&kv1, "GET", "/kv/color", ""), (200, "blue".into()));
+    let logs = client(&["logs", "kv-1"]);
+    assert!(
+        logs.contains("kv-1: loaded 1 entries from /mnt/log.jsonl"),
+        "the log came from the volume: {logs}"
+    );
+    let restarts = pods()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["metadata"]["name"] == "kv-1")
+        .unwrap()["status"]["containerStatuses"][0]["restartCount"]
+        .as_u64();
+    assert_eq!(restarts, Some(1));
+
+    // Ctrl-C stops every member and the engine, and takes the socket away.
+    let code = up.stop();
+    assert_eq!(code, Some(0));
+    assert!(!socket.exists());
+    assert!(member_pid("kv-0").is_none() && member_pid("kv-2").is_none());
+}
+
+/// A foreground `stead up` that is interrupted (as Ctrl-C does) however the test ends, so that it
+/// stops its pods; killed if it has not stopped after 60 s.
+struct Interrupted(std::process::Child);
+
+impl Interrupted {
+    fn stop(&mut self) -> Option<i32> {
+        let _ = std::process::Command::new("kill").args(["-INT", &self.0.id().to_string()]).status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        None
+    }
+}
+
+impl Drop for Interrupted {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            self.stop();
+        }
+    }
+}
+
+/// The pid of the clustered store member of pod `name` (its `POD_NAME` variable).
+fn member_pid(name: &str) -> Option<u32> {
+    let wanted = format!("POD_NAME={name}");
+    std::fs::read_dir("/proc").ok()?.filter_map(Result::ok).find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let environ = std::fs::read(e.path().join("environ")).ok()?;
+        let is_member = String::from_utf8_lossy(&cmdline).contains("/srv/kv-member.py");
+        let is_named = environ.split(|b| *b == 0).any(|v| v == wanted.as_bytes());
+        (is_member && is_named).then_some(pid)
+    })
+}
+
+fn eventually(f: impl FnMut() -> bool) -> bool {
+    eventually_for(Duration::from_secs(10), f)
+}
+
+fn eventually_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// One HTTP/1.0 request to a member (port 7000); `(0, error)` when it cannot be made.
+fn http(ip: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let addr: std::net::SocketAddr = match format!("{ip}:7000").parse() {
+        Ok(a) => a,
+        Err(e) => return (0, e.to_string()),
+    };
+    let exchange = || -> std::io::Result<String> {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(s, "{method} {path} HTTP/1.0\r\nContent-Length: {}\r\n\r\n{body}", body.len())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    };
+    match exchange() {
+        Ok(out) => {
+            let code = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+            let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+            (code, body)
+        }
+        Err(e) => (0, e.to_string()),
+    }
+}
+
 /// A child that is killed and reaped however the test ends.
 struct Reaped(std::process::Child);
 

@@ -8,7 +8,9 @@
 //! - `POST /apply?filename=`: manifests as YAML or JSON text; 422 with the located problems;
 //! - `GET /watch/{resource}?namespace=&labelSelector=`: newline-delimited watch events, starting
 //!   with `ADDED` for every current object (what `kubectl get -w` shows first);
-//! - `GET /logs/{namespace}/{pod}/{container}?previous=&follow=&tail=`: text.
+//! - `GET /logs/{namespace}/{pod}/{container}?previous=&follow=&tail=&sinceTime=&timestamps=`: text;
+//! - `GET /events`, `POST /exec/...`: see [`inspect`].
+//! - `POST /scale/...`, `/rollout/.../{status,history,undo,restart}`: see `rollout.rs`.
 //!
 //! Errors are Kubernetes `Status` objects (`reason`, `message`, `code`), so the client prints
 //! kubectl's `Error from server (NotFound): pods "x" not found`.
@@ -71,6 +73,8 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/apply", post(apply))
         .route("/watch/{resource}", get(watch))
         .route("/logs/{namespace}/{pod}/{container}", get(logs))
+        .merge(inspect::routes())
+        .merge(rollout::routes())
         .with_state(state)
 }
 
@@ -83,17 +87,24 @@ pub async fn serve(
 ) -> Result<(), DaemonError> {
     let socket = socket_path(&local.config().state_dir);
     let listener = bind_private(&socket)?;
+    let result = serve_router(listener, app(&local), shutdown).await;
+    let _ = std::fs::remove_file(&socket);
+    local.shutdown().await;
+    result
+}
+
+/// The API of a running engine (the [`router`] with the kubelet's logs and exec), for whoever
+/// serves it: the daemon, or `stead up` while it runs in the foreground.
+pub fn app(local: &Local) -> axum::Router {
     let kubelet = local.kubelet().clone();
+    let exec = inspect::kubelet_exec(kubelet.clone());
     let state = ApiState {
         store: local.store().clone(),
         log_paths: Some(Arc::new(move |ns: &str, pod: &str, c: &str, previous: bool| {
             kubelet.log_path(ns, pod, c, previous)
         })),
     };
-    let result = serve_on(listener, state, shutdown).await;
-    let _ = std::fs::remove_file(&socket);
-    local.shutdown().await;
-    result
+    router(state).layer(axum::Extension(exec))
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves; open streams get [`DRAIN`] to finish.
@@ -102,8 +113,17 @@ pub async fn serve_on(
     state: ApiState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
+    serve_router(listener, router(state), shutdown).await
+}
+
+/// Serves `app` (the [`router`], with layers) on `listener` until `shutdown` resolves.
+pub async fn serve_router(
+    listener: UnixListener,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async {
+    let server = axum::serve(listener, app).with_graceful_shutdown(async {
         let _ = stopped.await;
     });
     let mut task = tokio::spawn(std::future::IntoFuture::into_future(server));
@@ -467,6 +487,11 @@ pub struct LogsQuery {
     previous: Option<bool>,
     follow: Option<bool>,
     tail: Option<usize>,
+    /// Only lines written at or after this time (RFC 3339; `kubectl logs --since`).
+    #[serde(rename = "sinceTime")]
+    since_time: Option<String>,
+    /// Each line starts with its time (RFC 3339, nanoseconds), as `kubectl logs --timestamps`.
+    timestamps: Option<bool>,
 }
 
 /// `(directory, instance)` of a live log file `<dir>/<instance>.log`.
@@ -480,8 +505,8 @@ fn instance_of(path: &Path) -> (PathBuf, u32) {
     (path.parent().unwrap_or(Path::new(".")).to_path_buf(), n)
 }
 
-fn render_lines(lines: &[stead_node::logs::LogLine]) -> Vec<u8> {
-    lines.iter().flat_map(|l| l.render(false)).collect()
+fn render_lines(lines: &[stead_node::logs::LogLine], timestamps: bool) -> Vec<u8> {
+    lines.iter().flat_map(|l| l.render(timestamps)).collect()
 }
 
 async fn logs(
@@ -504,6 +529,8 @@ async fn logs(
         ));
     }
     let previous = q.previous.unwrap_or(false);
+    let since = inspect::since(q.since_time.as_deref())?;
+    let stamps = q.timestamps.unwrap_or(false);
     let waiting = || {
         let message = if previous {
             format!("previous terminated container {container:?} in pod {pod:?} not found")
@@ -520,7 +547,7 @@ async fn logs(
     };
     let text = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
     if !q.follow.unwrap_or(false) || previous {
-        let opts = ReadOptions { previous: false, tail: q.tail };
+        let opts = ReadOptions { previous: false, tail: None };
         let lines = match read_logs(&dir, &container, instance, opts) {
             Ok(lines) => lines,
             Err(stead_node::logs::LogError::Io { source, .. })
@@ -530,16 +557,14 @@ async fn logs(
             }
             Err(e) => return Err(internal(e)),
         };
-        return Ok((text, render_lines(&lines)).into_response());
+        let lines = inspect::select(lines, since.as_deref(), q.tail);
+        return Ok((text, render_lines(&lines, stamps)).into_response());
     }
     // Follow: everything of the live instance (its last `tail` lines), then what is appended, until
     // the pod is gone or the container restarts (as `kubectl logs -f` ends with its container).
     let mut follower = LogFollower::new(&dir, instance);
-    let mut first = follower.poll().map_err(internal)?;
-    if let Some(n) = q.tail {
-        first.drain(..first.len().saturating_sub(n));
-    }
-    let state = (follower, Some(render_lines(&first)), false);
+    let first = inspect::select(follower.poll().map_err(internal)?, since.as_deref(), q.tail);
+    let state = (follower, Some(render_lines(&first, stamps)), false);
     let store = s.store.clone();
     let name = container.clone();
     let stream = futures::stream::unfold(state, move |(mut follower, mut ready, done)| {
@@ -558,7 +583,7 @@ async fn logs(
                     || lookup(&key.namespace, &key.name, &name, false).as_ref() != Some(&path);
                 let lines = follower.poll().unwrap_or_default();
                 if !lines.is_empty() || over {
-                    let bytes = render_lines(&lines);
+                    let bytes = render_lines(&lines, stamps);
                     return Some((Ok(Bytes::from(bytes)), (follower, None, over)));
                 }
             }
@@ -567,5 +592,7 @@ async fn logs(
     Ok((text, Body::from_stream(stream)).into_response())
 }
 
+pub mod inspect;
+mod rollout;
 #[cfg(test)]
 mod tests;

@@ -34,6 +34,8 @@ pub struct Engine {
     runtime: Arc<dyn Runtime>,
     config: EngineConfig,
     pods: PodWorker,
+    /// The planners' typed view of the store, kept across passes.
+    observed: controllers::workloads::Observed,
     /// Workloads (uids) whose controllers do nothing while they are stopped in order.
     paused: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// What each workload waits on, from the last pass.
@@ -55,6 +57,7 @@ impl Engine {
             runtime,
             config,
             pods,
+            observed: Default::default(),
             paused: Default::default(),
             waiting: Default::default(),
             kick: Notify::new(),
@@ -103,6 +106,7 @@ impl Engine {
         }
         let pass = controllers::workloads::reconcile_all(
             &self.store,
+            &self.observed,
             k8s_openapi::jiff::Timestamp::now(),
             &self.paused.lock().map(|p| p.clone()).unwrap_or_default(),
         );
@@ -183,7 +187,9 @@ impl Engine {
                     Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    crate::events::prune_all(&self.store);
+                }
             }
         }
     }

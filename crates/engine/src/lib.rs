@@ -10,7 +10,10 @@
 //! - [`runtime`]: the pod runtime as a trait (the real one is `stead_node`'s kubelet; a fake for
 //!   tests);
 //! - [`engine`]: the loop;
-//! - [`daemon`]: the store behind HTTP/JSON on a unix socket (`stead daemon` and its client verbs).
+//! - [`events`]: core/v1 Events the controllers record (deduplicated, capped, expiring);
+//! - [`daemon`]: the store behind HTTP/JSON on a unix socket (`stead daemon` and its client verbs);
+//! - [`rollout`]: `scale`, `rollout status|history|undo|restart` and `wait --for`, as kubectl does
+//!   them (pure rules over objects, plus store-facing verbs that retry on conflict).
 //!
 //! Architecture invariant: the engine runs exactly the objects `stead_render` produces; local
 //! differences (host-process commands for images) are applied to the copy handed to the runtime,
@@ -21,10 +24,12 @@
 pub mod controllers;
 pub mod daemon;
 pub mod engine;
+pub mod events;
 pub mod gc;
 pub mod kinds;
 pub mod local;
 pub mod node_runtime;
+pub mod rollout;
 pub mod runtime;
 pub mod store;
 

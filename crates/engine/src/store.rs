@@ -227,10 +227,14 @@ impl Store {
     /// Objects of a kind, in one namespace or all (`None`), ordered by namespace and name.
     pub fn list(&self, kind: Kind, namespace: Option<&str>) -> Vec<Arc<Value>> {
         let state = self.lock();
+        // Keys order by kind, then namespace, then name: a list reads one contiguous range
+        // instead of the whole store (which holds every Event too).
+        let from =
+            ObjectKey { kind, namespace: namespace.unwrap_or_default().to_string(), name: String::new() };
         state
             .objects
-            .iter()
-            .filter(|(k, _)| k.kind == kind && namespace.is_none_or(|ns| k.namespace == ns))
+            .range(from..)
+            .take_while(|(k, _)| k.kind == kind && namespace.is_none_or(|ns| k.namespace == ns))
             .map(|(_, v)| v.clone())
             .collect()
     }

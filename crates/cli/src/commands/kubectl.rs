@@ -91,13 +91,33 @@ pub struct DeleteArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// The pod
-    pub pod: String,
+    /// The pod (NAME or pod/NAME), or a workload or service (sts/NAME, deploy/NAME, svc/NAME)
+    /// whose pods' logs are merged in time order
+    #[arg(required_unless_present = "selector", conflicts_with = "selector")]
+    pub pod: Option<String>,
     /// The container [default: the pod's first]
     #[arg(short, long)]
     pub container: Option<String>,
     #[arg(short = 'n', long, default_value = "default")]
     pub namespace: String,
+    /// The pods of this label selector (app=web), merged in time order
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Every container of each pod (init containers first)
+    #[arg(long)]
+    pub all_containers: bool,
+    /// Only lines newer than this (5s, 2m, 3h)
+    #[arg(long, value_parser = crate::parse_duration, value_name = "DURATION", conflicts_with = "since_time")]
+    pub since: Option<std::time::Duration>,
+    /// Only lines at or after this time (RFC 3339)
+    #[arg(long, value_name = "TIME")]
+    pub since_time: Option<String>,
+    /// Start each line with its time (RFC 3339)
+    #[arg(long)]
+    pub timestamps: bool,
+    /// Start each line with [pod/NAME/CONTAINER] (always so when several containers are read)
+    #[arg(long)]
+    pub prefix: bool,
     /// Keep streaming new lines
     #[arg(short, long)]
     pub follow: bool,
@@ -339,12 +359,19 @@ pub async fn delete(client: &Client, args: &DeleteArgs, out: &mut impl Write) ->
 }
 
 pub async fn logs(client: &Client, args: &LogsArgs, out: &mut impl Write) -> anyhow::Result<i32> {
+    let pod = match args.pod.as_deref().map(|p| p.split_once('/').map_or(("pod", p), |(k, n)| (k, n))) {
+        Some((kind, name)) if Kind::lookup(kind) == Some(Kind::Pod) => name.to_string(),
+        _ => return super::logs::merged(client, args, out).await,
+    };
+    if args.prefix || args.all_containers {
+        return super::logs::merged(client, args, out).await;
+    }
     let ns = encode(&args.namespace);
     let container = match &args.container {
         Some(c) => c.clone(),
         None => {
             let (status, body) =
-                client.call(Method::GET, &format!("/api/pods/{ns}/{}", encode(&args.pod)), None).await?;
+                client.call(Method::GET, &format!("/api/pods/{ns}/{}", encode(&pod)), None).await?;
             if !status.is_success() {
                 return Ok(fail(status, &body));
             }
@@ -356,7 +383,7 @@ pub async fn logs(client: &Client, args: &LogsArgs, out: &mut impl Write) -> any
                 .filter_map(|c| c["name"].as_str().map(str::to_string))
                 .collect();
             let Some(first) = names.first() else {
-                eprintln!("error: pod {} has no containers", args.pod);
+                eprintln!("error: pod {pod} has no containers");
                 return Ok(exit::INVALID);
             };
             if names.len() > 1 {
@@ -365,16 +392,13 @@ pub async fn logs(client: &Client, args: &LogsArgs, out: &mut impl Write) -> any
             first.clone()
         }
     };
-    let mut path = format!(
-        "/logs/{ns}/{}/{}?previous={}&follow={}",
-        encode(&args.pod),
+    let path = format!(
+        "/logs/{ns}/{}/{}?{}&timestamps={}",
+        encode(&pod),
         encode(&container),
-        args.previous,
-        args.follow
+        super::logs::query(args)?,
+        args.timestamps
     );
-    if let Some(n) = args.tail {
-        path.push_str(&format!("&tail={n}"));
-    }
     let response = client.send(Method::GET, &path, None).await?;
     let status = response.status();
     let mut body = response.into_body();
@@ -488,9 +512,15 @@ app: web\n    spec:\n      containers:\n        - name: app\n          image: bu
             assert!(engine.store().list(Kind::StatefulSet, None).is_empty());
 
             let logs_args = LogsArgs {
-                pod: "ghost".into(),
+                pod: Some("ghost".into()),
                 container: None,
                 namespace: "default".into(),
+                selector: None,
+                all_containers: false,
+                since: None,
+                since_time: None,
+                timestamps: false,
+                prefix: false,
                 follow: false,
                 tail: None,
                 previous: false,

@@ -3,10 +3,13 @@
 pub mod client;
 mod crd;
 pub mod daemon;
+pub mod inspect;
 pub mod kubectl;
+pub mod logs;
 mod operator;
 mod proxy;
 mod render;
+pub mod rollout;
 mod table;
 mod up;
 mod validate;
@@ -29,6 +32,13 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Get(args) => kubectl::run_get(&args),
         Command::Delete(args) => kubectl::run_delete(&args),
         Command::Logs(args) => kubectl::run_logs(&args),
+        Command::Describe(args) => inspect::run_describe(&args),
+        Command::Events(args) => inspect::run_events(&args),
+        Command::Exec(args) => inspect::run_exec(&args),
+        Command::PortForward(args) => inspect::run_port_forward(&args),
+        Command::Scale(args) => rollout::run_scale(&args),
+        Command::Rollout(args) => rollout::run_rollout(&args),
+        Command::Wait(args) => rollout::run_wait(&args),
         // main() runs the init before anything else; reaching this means it was not first.
         Command::ContainerInit { .. } => Ok(stead_node::init::init_main()),
         Command::Version => {

@@ -149,6 +149,23 @@ async fn up(args: &UpArgs, manifests: Vec<stead_api::Manifest>) -> anyhow::Resul
             return Ok(exit::INVALID);
         }
     };
+    // The daemon's API on the state directory's socket while `up` runs, so that `stead get`,
+    // `logs`, `exec` and the rest work from another terminal (as `docker compose ps` does).
+    let socket = stead_engine::daemon::socket_path(&local.config().state_dir);
+    let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let api = match stead_engine::daemon::bind_private(&socket) {
+        Ok(listener) => Some(tokio::spawn(stead_engine::daemon::serve_router(
+            listener,
+            stead_engine::daemon::app(&local),
+            async move {
+                let _ = api_stopped.await;
+            },
+        ))),
+        Err(e) => {
+            eprintln!("warning: {e}; `stead get` and the other client verbs cannot reach this engine");
+            None
+        }
+    };
     let out = Output::new();
     for (key, changed) in &applied {
         out.line(&format!("{} {}", resource_name(key), if *changed { "applied" } else { "unchanged" }));
@@ -200,6 +217,11 @@ async fn up(args: &UpArgs, manifests: Vec<stead_api::Manifest>) -> anyhow::Resul
     local.stop(&keys, false, ctrl_c()).await?;
     if !args.no_logs {
         logs.follow(&local, &keys, &out);
+    }
+    let _ = api_stop.send(());
+    if let Some(api) = api {
+        let _ = api.await;
+        let _ = std::fs::remove_file(&socket);
     }
     local.shutdown().await;
     out.note(&format!("stopped in {:.1?}", stopping.elapsed()));

@@ -4,6 +4,7 @@
 pub mod claims;
 pub mod pods;
 pub mod statefulservice;
+pub mod typed;
 pub mod workloads;
 
 use crate::store::{ObjectKey, Store, StoreError, metadata_mut};

@@ -108,6 +108,7 @@ impl PodWorker {
             "qosClass": stead_node::status::qos_class(&typed_pod(pod).map(|p| p.spec.unwrap_or_default()).unwrap_or_default()),
         });
         self.store.update_status(with_status)?;
+        crate::events::scheduled(&self.store, pod, &self.node_name);
         Ok(2)
     }
 
@@ -117,6 +118,7 @@ impl PodWorker {
         let result = typed_pod(&local).and_then(|p| self.runtime.sync_pod(p, lookup));
         let Err(e) = result else { return Ok(0) };
         tracing::warn!(pod = %describe(pod), error = %e, "pod could not start");
+        crate::events::failed_to_start(&self.store, pod, &e.to_string());
         let mut failed = pod.clone();
         failed["status"]["phase"] = json!("Failed");
         failed["status"]["reason"] = json!("StartError");
@@ -132,6 +134,7 @@ impl PodWorker {
             return;
         }
         let Ok(key) = ObjectKey::of(pod) else { return };
+        crate::events::killing(&self.store, pod);
         let grace = pod["metadata"]["deletionGracePeriodSeconds"]
             .as_i64()
             .map(|s| Duration::from_secs(s.max(0) as u64));
@@ -168,6 +171,7 @@ impl PodWorker {
         if pod.get("status") == Some(&status) {
             return Ok(false);
         }
+        crate::events::pod_status_changed(&self.store, &pod, &status);
         let mut next = (*pod).clone();
         next["status"] = status;
         if let Some(meta) = next["metadata"].as_object_mut() {

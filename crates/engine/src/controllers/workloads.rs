@@ -8,11 +8,12 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use stead_controller::{Action, Plan, deployment, endpoints, replicaset, statefulset};
+
+use super::typed::TypedCache;
 
 /// A failure while reconciling one object; the others go on.
 #[derive(Debug, thiserror::Error)]
@@ -43,13 +44,25 @@ impl Pass {
     }
 }
 
-/// Typed objects of a kind in a namespace; malformed ones are skipped (they cannot be planned).
-fn typed<T: DeserializeOwned>(store: &Store, kind: Kind, namespace: &str) -> Vec<T> {
-    store
-        .list(kind, Some(namespace))
-        .iter()
-        .filter_map(|o| serde_json::from_value((**o).clone()).ok())
-        .collect()
+/// The typed objects the planners read, kept across passes (see [`TypedCache`]).
+pub struct Observed {
+    pods: TypedCache<Pod>,
+    claims: TypedCache<PersistentVolumeClaim>,
+    revisions: TypedCache<ControllerRevision>,
+    replica_sets: TypedCache<ReplicaSet>,
+    slices: TypedCache<EndpointSlice>,
+}
+
+impl Default for Observed {
+    fn default() -> Self {
+        Observed {
+            pods: TypedCache::new(Kind::Pod),
+            claims: TypedCache::new(Kind::PersistentVolumeClaim),
+            revisions: TypedCache::new(Kind::ControllerRevision),
+            replica_sets: TypedCache::new(Kind::ReplicaSet),
+            slices: TypedCache::new(Kind::EndpointSlice),
+        }
+    }
 }
 
 fn namespaces(store: &Store, kind: Kind) -> Vec<String> {
@@ -61,12 +74,12 @@ fn namespaces(store: &Store, kind: Kind) -> Vec<String> {
 
 /// One pass over every workload and Service, except the owners in `paused` (uids) which are
 /// being stopped in order by someone else.
-pub fn reconcile_all(store: &Store, now: Timestamp, paused: &BTreeSet<String>) -> Pass {
+pub fn reconcile_all(store: &Store, observed: &Observed, now: Timestamp, paused: &BTreeSet<String>) -> Pass {
     let mut pass = Pass::default();
     for ns in namespaces(store, Kind::StatefulSet) {
-        let pods: Vec<Pod> = typed(store, Kind::Pod, &ns);
-        let claims: Vec<PersistentVolumeClaim> = typed(store, Kind::PersistentVolumeClaim, &ns);
-        let revisions: Vec<ControllerRevision> = typed(store, Kind::ControllerRevision, &ns);
+        let pods = observed.pods.get(store, &ns);
+        let claims = observed.claims.get(store, &ns);
+        let revisions = observed.revisions.get(store, &ns);
         for object in store.list(Kind::StatefulSet, Some(&ns)) {
             if is_deleting(&object) || meta_str(&object, "uid").is_some_and(|u| paused.contains(u)) {
                 continue;
@@ -80,8 +93,8 @@ pub fn reconcile_all(store: &Store, now: Timestamp, paused: &BTreeSet<String>) -
         }
     }
     for ns in namespaces(store, Kind::Deployment) {
-        let pods: Vec<Pod> = typed(store, Kind::Pod, &ns);
-        let sets: Vec<ReplicaSet> = typed(store, Kind::ReplicaSet, &ns);
+        let pods = observed.pods.get(store, &ns);
+        let sets = observed.replica_sets.get(store, &ns);
         for object in store.list(Kind::Deployment, Some(&ns)) {
             if is_deleting(&object) || meta_str(&object, "uid").is_some_and(|u| paused.contains(u)) {
                 continue;
@@ -94,7 +107,7 @@ pub fn reconcile_all(store: &Store, now: Timestamp, paused: &BTreeSet<String>) -
         }
     }
     for ns in namespaces(store, Kind::ReplicaSet) {
-        let pods: Vec<Pod> = typed(store, Kind::Pod, &ns);
+        let pods = observed.pods.get(store, &ns);
         for object in store.list(Kind::ReplicaSet, Some(&ns)) {
             if is_deleting(&object) || meta_str(&object, "uid").is_some_and(|u| paused.contains(u)) {
                 continue;
@@ -107,8 +120,8 @@ pub fn reconcile_all(store: &Store, now: Timestamp, paused: &BTreeSet<String>) -
         }
     }
     for ns in namespaces(store, Kind::Service) {
-        let pods: Vec<Pod> = typed(store, Kind::Pod, &ns);
-        let slices: Vec<EndpointSlice> = typed(store, Kind::EndpointSlice, &ns);
+        let pods = observed.pods.get(store, &ns);
+        let slices = observed.slices.get(store, &ns);
         for object in store.list(Kind::Service, Some(&ns)) {
             if is_deleting(&object) {
                 continue;
@@ -222,12 +235,14 @@ fn execute(store: &Store, owner: &Value, ns: &str, action: Action) -> Result<usi
             modify(store, key(Kind::ControllerRevision, &name), |o| o["revision"] = json!(revision))
         }
         Action::DeleteRevision { name } => delete(store, &key(Kind::ControllerRevision, &name), None),
-        Action::CreatePvc(pvc) => match store.create(as_object(&pvc)) {
-            Ok(_) => Ok(1),
-            // Claims are sticky: an existing one is used as it is.
-            Err(StoreError::AlreadyExists { .. }) => Ok(0),
-            Err(e) => Err(e),
-        },
+        Action::CreatePvc(pvc) => {
+            match crate::events::created(store, owner, &as_object(&pvc), store.create(as_object(&pvc))) {
+                Ok(_) => Ok(1),
+                // Claims are sticky: an existing one is used as it is.
+                Err(StoreError::AlreadyExists { .. }) => Ok(0),
+                Err(e) => Err(e),
+            }
+        }
         Action::ResizePvc { name, storage } => modify(store, key(Kind::PersistentVolumeClaim, &name), |o| {
             o["spec"]["resources"]["requests"]["storage"] = json!(storage.0);
         }),
@@ -236,8 +251,11 @@ fn execute(store: &Store, owner: &Value, ns: &str, action: Action) -> Result<usi
                 o["metadata"]["ownerReferences"] = json!(owner_references);
             })
         }
-        Action::CreatePod(pod) => store.create(as_object(&pod)).map(|_| 1),
-        Action::DeletePod { name, uid, .. } => delete(store, &key(Kind::Pod, &name), uid.as_deref()),
+        Action::CreatePod(pod) => {
+            crate::events::created(store, owner, &as_object(&pod), store.create(as_object(&pod))).map(|_| 1)
+        }
+        Action::DeletePod { name, uid, .. } => delete(store, &key(Kind::Pod, &name), uid.as_deref())
+            .inspect(|n| crate::events::deleted(store, owner, &name, *n)),
         Action::PatchPodLabels { name, uid, labels } => {
             let k = key(Kind::Pod, &name);
             if !uid_matches(store, &k, uid.as_deref()) {
@@ -245,8 +263,11 @@ fn execute(store: &Store, owner: &Value, ns: &str, action: Action) -> Result<usi
             }
             modify(store, k, |o| merge_map(&mut o["metadata"]["labels"], &labels))
         }
-        Action::CreateReplicaSet(rs) => store.create(as_object(&rs)).map(|_| 1),
+        Action::CreateReplicaSet(rs) => {
+            crate::events::created(store, owner, &as_object(&rs), store.create(as_object(&rs))).map(|_| 1)
+        }
         Action::ScaleReplicaSet { name, replicas, annotations } => {
+            crate::events::scaling(store, owner, ns, &name, replicas);
             modify(store, key(Kind::ReplicaSet, &name), |o| {
                 o["spec"]["replicas"] = json!(replicas);
                 merge_map(&mut o["metadata"]["annotations"], &annotations);

@@ -322,3 +322,169 @@ fn selectors_parse_as_kubectl_writes_them() {
     assert!(selects(&parse_selector("app=web,!gone").unwrap(), &object));
     assert!(!selects(&parse_selector("app!=web").unwrap(), &object));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_since_a_time_with_timestamps() {
+    with_timeout(async {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let lookup: LogPaths = Arc::new(move |_ns: &str, pod: &str, c: &str, _previous: bool| {
+            (pod == "web-0").then(|| stead_node::logs::log_path(&root.join(c), 0))
+        });
+        std::fs::create_dir_all(dir.path().join("app")).unwrap();
+        std::fs::write(
+            dir.path().join("app/0.log"),
+            "2026-01-01T00:00:00.000000000Z stdout F one\n\
+             2026-01-01T00:00:05.000000000Z stdout F two\n\
+             2026-01-01T00:00:09.000000000Z stdout F three\n",
+        )
+        .unwrap();
+        let r = start(Some(lookup));
+        call(&r.state, Method::POST, "/apply", WEB).await;
+        until("web-0", async || {
+            call(&r.state, Method::GET, "/api/pods/default/web-0", "").await.0 == StatusCode::OK
+        })
+        .await;
+        let uri = "/logs/default/web-0/app?sinceTime=2026-01-01T00:00:05Z";
+        assert_eq!(call(&r.state, Method::GET, uri, "").await.1, Value::String("two\nthree\n".into()));
+        // --since applies before --tail, as kubectl does.
+        let uri = "/logs/default/web-0/app?sinceTime=2026-01-01T00:00:01Z&tail=5&timestamps=true";
+        assert_eq!(
+            call(&r.state, Method::GET, uri, "").await.1,
+            Value::String(
+                "2026-01-01T00:00:05.000000000Z two\n2026-01-01T00:00:09.000000000Z three\n".into()
+            )
+        );
+        let (code, bad) =
+            call(&r.state, Method::GET, "/logs/default/web-0/app?sinceTime=yesterday", "").await;
+        assert_eq!(code, StatusCode::BAD_REQUEST);
+        assert!(bad["message"].as_str().unwrap().starts_with("invalid sinceTime \"yesterday\""), "{bad}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_list_what_the_controllers_recorded() {
+    with_timeout(async {
+        let r = start(None);
+        call(&r.state, Method::POST, "/apply", WEB).await;
+        until("events of both pods", async || {
+            let (_, list) = call(&r.state, Method::GET, "/events?namespace=default&for=pod/web-1", "").await;
+            list["items"].as_array().is_some_and(|i| i.iter().any(|e| e["reason"] == "Scheduled"))
+        })
+        .await;
+        let (code, list) = call(&r.state, Method::GET, "/events?namespace=default&for=sts/web", "").await;
+        assert_eq!(code, StatusCode::OK);
+        let messages: Vec<&str> =
+            list["items"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
+        assert_eq!(
+            messages,
+            [
+                "create Pod web-0 in StatefulSet web successful",
+                "create Pod web-1 in StatefulSet web successful"
+            ]
+        );
+        let (_, all) = call(&r.state, Method::GET, "/events", "").await;
+        let objects: std::collections::BTreeSet<String> = all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}/{}",
+                    e["involvedObject"]["kind"].as_str().unwrap(),
+                    e["involvedObject"]["name"].as_str().unwrap()
+                )
+            })
+            .collect();
+        assert!(objects.contains("Pod/web-0") && objects.contains("StatefulSet/web"), "{objects:?}");
+        let (code, _) = call(&r.state, Method::GET, "/events?for=web", "").await;
+        assert_eq!(code, StatusCode::BAD_REQUEST);
+        let (code, _) = call(&r.state, Method::GET, "/events?for=podz/x", "").await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+    })
+    .await;
+}
+
+/// Reads an exec reply's frames: (stdout, stderr, exit code).
+async fn exec_reply(response: Response) -> (String, String, Option<i32>) {
+    let bytes = response.into_body().collect().await.unwrap().to_bytes().to_vec();
+    let (mut out, mut err, mut code) = (Vec::new(), Vec::new(), None);
+    let mut rest = &bytes[..];
+    while rest.len() >= 5 {
+        let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+        let payload = &rest[5..5 + len];
+        match rest[0] {
+            inspect::STDOUT => out.extend_from_slice(payload),
+            inspect::STDERR => err.extend_from_slice(payload),
+            inspect::EXIT => code = Some(bytes_text(payload).parse().unwrap()),
+            other => panic!("frame {other}: {}", bytes_text(payload)),
+        }
+        rest = &rest[5 + len..];
+    }
+    assert!(rest.is_empty());
+    (bytes_text(&out), bytes_text(&err), code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_streams_output_and_the_exit_code() {
+    with_timeout(async {
+        let r = start(None);
+        call(&r.state, Method::POST, "/apply", WEB).await;
+        until("web-0", async || {
+            call(&r.state, Method::GET, "/api/pods/default/web-0", "").await.0 == StatusCode::OK
+        })
+        .await;
+        let command = |argv: &[&str]| encode_query(&serde_json::to_string(argv).unwrap());
+        // Without a pod runtime there is nothing to exec in.
+        let uri = format!("/exec/default/web-0/app?command={}", command(&["true"]));
+        let (code, none) = call(&r.state, Method::POST, &uri, "").await;
+        assert_eq!(code, StatusCode::NOT_IMPLEMENTED, "{none}");
+
+        // A runtime that runs the command on the host (the kubelet enters the pod's namespaces).
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let exec = inspect::Exec(Arc::new(move |ns: &str, pod: &str, c: &str, argv: &[String]| {
+            log.lock().unwrap().push(format!("{ns}/{pod}/{c}"));
+            if pod == "web-1" {
+                return Err(inspect::ExecError::NoPod { pod: pod.into() });
+            }
+            let mut cmd = tokio::process::Command::new(&argv[0]);
+            cmd.args(&argv[1..]);
+            Ok(cmd)
+        }));
+        let app = router(r.state.clone()).layer(axum::Extension(exec));
+        let send = |uri: String, body: &'static str| {
+            let request = Request::builder().method(Method::POST).uri(uri).body(Body::from(body)).unwrap();
+            app.clone().oneshot(request)
+        };
+        let script = "echo out; echo err >&2; cat; exit 3";
+        let uri = format!("/exec/default/web-0/app?command={}", command(&["sh", "-c", script]));
+        let response = send(uri, "from stdin\n").await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let (out, err, code) = exec_reply(response).await;
+        assert_eq!((out.as_str(), err.as_str(), code), ("out\nfrom stdin\n", "err\n", Some(3)));
+        assert_eq!(seen.lock().unwrap().as_slice(), ["default/web-0/app"]);
+
+        let uri = format!("/exec/default/web-0/db?command={}", command(&["true"]));
+        assert_eq!(send(uri, "").await.unwrap().status(), StatusCode::BAD_REQUEST);
+        let uri = format!("/exec/default/web-0/app?command={}", command(&[]));
+        assert_eq!(send(uri, "").await.unwrap().status(), StatusCode::BAD_REQUEST);
+        let uri = format!("/exec/default/nope/app?command={}", command(&["true"]));
+        assert_eq!(send(uri, "").await.unwrap().status(), StatusCode::NOT_FOUND);
+        until("web-1", async || {
+            call(&r.state, Method::GET, "/api/pods/default/web-1", "").await.0 == StatusCode::OK
+        })
+        .await;
+        let uri = format!("/exec/default/web-1/app?command={}", command(&["true"]));
+        assert_eq!(send(uri, "").await.unwrap().status(), StatusCode::BAD_REQUEST, "web-1 is not running");
+    })
+    .await;
+}
+
+fn encode_query(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}

@@ -1,0 +1,424 @@
+//! Rollouts end to end as a user drives them: `stead daemon` with real pods, `stead apply` of a
+//! changed template, `stead rollout status|history|undo|restart`, `scale` and `wait`. Every pod
+//! appends `start <pod> <revision>` to a file on the host (a hostPath volume at its own path), so the order in
+//! which ordinals were replaced can be read back, and `<revision>` to its own claim, so volume
+//! data can be checked. Needs root (network namespaces, a bridge); `.ci/run` runs it as root.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+}
+
+fn stead() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("stead")
+}
+
+/// A `stead daemon` child: stopped with SIGTERM (its pods stop too) however the test ends, killed
+/// if it does not exit in time.
+struct Daemon {
+    child: Option<std::process::Child>,
+    state: PathBuf,
+}
+
+impl Daemon {
+    fn start(state: &Path, cidr: &str, bridge: &str) -> Daemon {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(state.with_extension("daemon.log"))
+            .unwrap();
+        // A socket left by a killed daemon is replaced by the new one: wait for that one.
+        let socket = state.join("stead.sock");
+        let _ = std::fs::remove_file(&socket);
+        let child = Command::new(stead())
+            .args(["daemon", "--pod-cidr", cidr, "--bridge", bridge, "--state-dir"])
+            .arg(state)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        // Stopped on drop even when it never comes up.
+        let daemon = Daemon { child: Some(child), state: state.to_path_buf() };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !socket.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(socket.exists(), "the daemon serves on {}", socket.display());
+        daemon
+    }
+
+    /// SIGKILL: no chance to clean up; its pods keep running.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Runs a client verb against this daemon.
+    fn run(&self, args: &[&str]) -> Output {
+        assert_cmd::Command::new(stead())
+            .args(args)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .timeout(Duration::from_secs(150))
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a verb that must succeed; returns its standard output.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "stead {args:?}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        stdout
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// A StatefulSet whose pods log each start to `<shared>/starts` and to their claim. With `slow`,
+/// a pod turns Ready a second after it starts (a readiness probe), so a rollout takes a while.
+fn manifest(
+    name: &str,
+    replicas: u32,
+    rev: u32,
+    partition: Option<u32>,
+    shared: &Path,
+    slow: bool,
+) -> String {
+    let partition = partition.map(|p| format!("\n    rollingUpdate: {{partition: {p}}}")).unwrap_or_default();
+    let (ready, probe) = if slow {
+        (
+            "rm -f /mnt/ready; sleep 1; touch /mnt/ready; ",
+            "\n        readinessProbe:\n          exec: {command: [test, -f, /mnt/ready]}\n          periodSeconds: 1",
+        )
+    } else {
+        ("", "")
+    };
+    format!(
+        r#"apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: {name}}}
+spec:
+  serviceName: {name}
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
+  updateStrategy:
+    type: RollingUpdate{partition}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: app
+        image: busybox
+        env:
+        - {{name: REV, value: "{rev}"}}
+        - name: POD
+          valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}
+        command:
+        - sh
+        - -c
+        - '[ -f /mnt/born ] || echo "$POD $REV" > /mnt/born; echo "$REV" >> /mnt/revs; echo "start $POD $REV" >> {shared}/starts; {ready}sleep 3600; : stead-rollout-{name}'{probe}
+        volumeMounts:
+        - {{name: data, mountPath: /mnt}}
+        - {{name: shared, mountPath: {shared}}}
+      volumes:
+      - name: shared
+        hostPath: {{path: {shared}, type: DirectoryOrCreate}}
+  volumeClaimTemplates:
+  - metadata: {{name: data}}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {{requests: {{storage: 16Mi}}}}
+"#,
+        shared = shared.display()
+    )
+}
+
+/// The `start <pod> <rev>` lines so far.
+fn starts(shared: &Path) -> Vec<String> {
+    std::fs::read_to_string(shared.join("starts")).unwrap_or_default().lines().map(str::to_string).collect()
+}
+
+fn claim_file(state: &Path, set: &str, ordinal: u32, file: &str) -> String {
+    let dir = stead_node::volumes::claim_dir(state, "default", &format!("data-{set}-{ordinal}"));
+    std::fs::read_to_string(dir.join(file)).unwrap_or_default()
+}
+
+/// The `REV` of a pod as the daemon has it.
+fn pod_rev(daemon: &Daemon, pod: &str) -> String {
+    let json: serde_json::Value =
+        serde_json::from_str(&daemon.ok(&["get", "pod", pod, "-o", "json"])).unwrap();
+    json["spec"]["containers"][0]["env"][0]["value"].as_str().unwrap_or_default().to_string()
+}
+
+struct Scene {
+    dir: tempfile::TempDir,
+}
+
+impl Scene {
+    fn new() -> Scene {
+        Scene { dir: tempfile::tempdir().unwrap() }
+    }
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+    fn shared(&self) -> PathBuf {
+        self.dir.path().join("shared")
+    }
+    fn write(&self, text: &str) -> String {
+        let file = self.dir.path().join("sts.yaml");
+        std::fs::write(&file, text).unwrap();
+        file.display().to_string()
+    }
+}
+
+#[test]
+fn a_rolling_update_visits_ordinals_in_descending_order_and_honours_the_partition() {
+    if !is_root() {
+        eprintln!("skipped: stead daemon needs root for network namespaces and a bridge (run .ci/run)");
+        return;
+    }
+    let scene = Scene::new();
+    let (state, shared) = (scene.state(), scene.shared());
+    std::fs::create_dir_all(&state).unwrap();
+    let daemon = Daemon::start(&state, "10.244.210.0/24", "stup10");
+    let apply = |rev, partition| {
+        let file = scene.write(&manifest("part", 3, rev, Some(partition), &shared, false));
+        daemon.ok(&["apply", "-f", &file])
+    };
+    assert!(apply(1, 1).contains("statefulset/part created"));
+    let out = daemon.ok(&["rollout", "status", "sts/part", "--timeout", "90s"]);
+    assert!(out.ends_with("partitioned roll out complete: 3 new pods have been updated...\n"), "{out}");
+    assert_eq!(starts(&shared), ["start part-0 1", "start part-1 1", "start part-2 1"], "OrderedReady");
+
+    // A new template under partition 1: ordinals 2 then 1 are replaced; 0 keeps revision 1.
+    apply(2, 1);
+    let out = daemon.ok(&["rollout", "status", "statefulset", "part", "--timeout", "90s"]);
+    assert!(out.ends_with("partitioned roll out complete: 2 new pods have been updated...\n"), "{out}");
+    assert_eq!(starts(&shared)[3..], ["start part-2 2", "start part-1 2"]);
+    assert_eq!(pod_rev(&daemon, "part-0"), "1");
+    assert_eq!(pod_rev(&daemon, "part-1"), "2");
+    assert_eq!(claim_file(&state, "part", 0, "revs"), "1\n", "part-0 never restarted");
+    assert_eq!(claim_file(&state, "part", 2, "revs"), "1\n2\n", "part-2 kept its claim");
+    let history = daemon.ok(&["rollout", "history", "sts/part"]);
+    assert_eq!(
+        history,
+        "statefulset.apps/part\nREVISION  CHANGE-CAUSE\n1         <none>\n2         <none>\n"
+    );
+
+    // Partition 0: the last ordinal follows.
+    apply(2, 0);
+    let out = daemon.ok(&["rollout", "status", "sts/part", "--timeout", "90s"]);
+    assert!(out.ends_with("partitioned roll out complete: 3 new pods have been updated...\n"), "{out}");
+    assert_eq!(starts(&shared)[5..], ["start part-0 2"]);
+    assert_eq!(claim_file(&state, "part", 0, "born"), "part-0 1\n");
+}
+
+#[test]
+fn rollout_undo_rolls_back_and_scale_restart_and_wait_act_as_kubectls() {
+    if !is_root() {
+        eprintln!("skipped: stead daemon needs root for network namespaces and a bridge (run .ci/run)");
+        return;
+    }
+    let scene = Scene::new();
+    let (state, shared) = (scene.state(), scene.shared());
+    std::fs::create_dir_all(&state).unwrap();
+    let daemon = Daemon::start(&state, "10.244.211.0/24", "stup11");
+    let apply = |rev| {
+        let file = scene.write(&manifest("undo", 2, rev, None, &shared, false));
+        daemon.ok(&["apply", "-f", &file])
+    };
+    apply(1);
+    let out = daemon.ok(&["rollout", "status", "sts/undo", "--timeout", "90s"]);
+    assert!(
+        out.lines()
+            .last()
+            .unwrap()
+            .starts_with("statefulset rolling update complete 2 pods at revision undo-")
+    );
+    apply(2);
+    daemon.ok(&["rollout", "status", "sts/undo", "--timeout", "90s"]);
+    assert_eq!(starts(&shared), ["start undo-0 1", "start undo-1 1", "start undo-1 2", "start undo-0 2"]);
+
+    let undo = daemon.ok(&["rollout", "undo", "sts/undo"]);
+    assert_eq!(undo, "statefulset.apps/undo rolled back\n");
+    daemon.ok(&["rollout", "status", "sts/undo", "--timeout", "90s"]);
+    assert_eq!(starts(&shared)[4..], ["start undo-1 1", "start undo-0 1"], "back to revision 1, descending");
+    assert_eq!(pod_rev(&daemon, "undo-0"), "1");
+    // Revision 1's ControllerRevision was reused and renumbered 3.
+    let history = daemon.ok(&["rollout", "history", "sts/undo"]);
+    assert_eq!(
+        history,
+        "statefulset.apps/undo\nREVISION  CHANGE-CAUSE\n2         <none>\n3         <none>\n"
+    );
+    let shown = daemon.ok(&["rollout", "history", "sts/undo", "--revision=3"]);
+    assert!(shown.starts_with("statefulset.apps/undo with revision #3\nPod Template:\n"), "{shown}");
+    assert!(shown.contains("REV:\t1"), "{shown}");
+    let skipped = daemon.ok(&["rollout", "undo", "sts/undo", "--to-revision=3"]);
+    assert_eq!(
+        skipped,
+        "statefulset.apps/undo skipped rollback (current template already matches revision 3)\n"
+    );
+    let missing = daemon.run(&["rollout", "undo", "sts/undo", "--to-revision=9"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("unable to find specified revision 9 in history")
+    );
+
+    // Scale up, wait for the new pod, restart everything, scale down and wait for deletion.
+    assert_eq!(daemon.ok(&["scale", "sts/undo", "--replicas=3"]), "statefulset.apps/undo scaled\n");
+    daemon.ok(&["rollout", "status", "sts/undo", "--timeout", "90s"]);
+    let met = daemon.ok(&["wait", "--for=condition=Ready", "pod/undo-2", "--timeout=60s"]);
+    assert_eq!(met, "pod/undo-2 condition met\n");
+    let before = starts(&shared).len();
+    assert_eq!(daemon.ok(&["rollout", "restart", "sts/undo"]), "statefulset.apps/undo restarted\n");
+    daemon.ok(&["rollout", "status", "sts/undo", "--timeout", "90s"]);
+    assert_eq!(
+        starts(&shared)[before..],
+        ["start undo-2 1", "start undo-1 1", "start undo-0 1"],
+        "a restart rolls every pod, highest first"
+    );
+    assert_eq!(
+        daemon.ok(&["scale", "sts/undo", "--replicas=1", "--current-replicas=3"]),
+        "statefulset.apps/undo scaled\n"
+    );
+    let gone = daemon.ok(&["wait", "--for=delete", "pod/undo-2", "pod/undo-1", "--timeout=60s"]);
+    assert_eq!(gone, "pod/undo-2 condition met\npod/undo-1 condition met\n");
+    let timed_out = daemon.run(&["wait", "--for=condition=Ready=False", "pod/undo-0", "--timeout=1s"]);
+    assert_eq!(timed_out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&timed_out.stderr),
+        "error: timed out waiting for the condition on pods/undo-0\n"
+    );
+    assert_eq!(claim_file(&state, "undo", 0, "revs"), "1\n2\n1\n1\n", "undo-0's volume saw every start");
+}
+
+/// The pod of each live container, sampled from /proc: a pod's sh carries the set's marker on
+/// its command line and its pod name in its environment. A child forked by that sh carries both
+/// too until it execs, so processes whose parent is a marked process do not count.
+fn live_identities(marker: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    // (pid, parent, pod)
+    let mut marked: Vec<(String, String, String)> = Vec::new();
+    for e in entries.filter_map(Result::ok) {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if !pid.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else { continue };
+        if !String::from_utf8_lossy(&cmdline).contains(marker) {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(e.path().join("environ")) else { continue };
+        let Some(pod) = environ.split(|b| *b == 0).find_map(|v| v.strip_prefix(b"POD=")) else { continue };
+        // `pid (comm) state ppid ...`: the parent is the second field after the last `)`.
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let parent = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)).unwrap_or("");
+        marked.push((pid, parent.to_string(), String::from_utf8_lossy(pod).into_owned()));
+    }
+    marked
+        .iter()
+        .filter(|(_, parent, _)| !marked.iter().any(|(pid, _, _)| pid == parent))
+        .map(|(_, _, pod)| pod.clone())
+        .collect()
+}
+
+#[test]
+fn a_daemon_killed_mid_rollout_restarts_and_converges_without_two_pods_per_identity() {
+    if !is_root() {
+        eprintln!("skipped: stead daemon needs root for network namespaces and a bridge (run .ci/run)");
+        return;
+    }
+    let scene = Scene::new();
+    let (state, shared) = (scene.state(), scene.shared());
+    std::fs::create_dir_all(&state).unwrap();
+    let (cidr, bridge) = ("10.244.212.0/24", "stup12");
+    let mut daemon = Daemon::start(&state, cidr, bridge);
+    let apply = |daemon: &Daemon, rev| {
+        let file = scene.write(&manifest("kill", 3, rev, None, &shared, true));
+        daemon.ok(&["apply", "-f", &file])
+    };
+    apply(&daemon, 1);
+    daemon.ok(&["rollout", "status", "sts/kill", "--timeout", "90s"]);
+
+    // Watch every live process from here on: never two for one identity.
+    let marker = "stead-rollout-kill";
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut worst: Vec<(String, usize)> = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let live = live_identities(marker);
+                for pod in &live {
+                    let n = live.iter().filter(|p| *p == pod).count();
+                    if n > 1 && !worst.iter().any(|(p, _)| p == pod) {
+                        worst.push((pod.clone(), n));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            worst
+        })
+    };
+
+    // Roll to revision 2; SIGKILL the daemon as soon as the first ordinal has been replaced
+    // (it turns Ready only a second later, so the others are still at revision 1).
+    apply(&daemon, 2);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !starts(&shared).iter().any(|l| l == "start kill-2 2") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    daemon.kill();
+    let at_kill = starts(&shared);
+    assert!(at_kill.iter().any(|l| l == "start kill-2 2"), "{at_kill:?}");
+    assert!(!at_kill.iter().any(|l| l == "start kill-0 2"), "killed mid-rollout: {at_kill:?}");
+    assert_eq!(live_identities(marker).len(), 3, "the pods outlive a killed daemon");
+
+    // A new daemon on the same state finishes the rollout.
+    let daemon = Daemon::start(&state, cidr, bridge);
+    let out = daemon.ok(&["rollout", "status", "sts/kill", "--timeout", "120s"]);
+    assert!(out.lines().last().unwrap().starts_with("statefulset rolling update complete 3 pods"), "{out}");
+    for ordinal in 0..3 {
+        let pod = format!("kill-{ordinal}");
+        assert_eq!(pod_rev(&daemon, &pod), "2");
+        let last = starts(&shared).into_iter().rev().find(|l| l.starts_with(&format!("start {pod} ")));
+        assert_eq!(last, Some(format!("start {pod} 2")));
+        // The claim kept everything written before the kill, and saw every start.
+        assert_eq!(claim_file(&state, "kill", ordinal, "born"), format!("{pod} 1\n"));
+        let revs = claim_file(&state, "kill", ordinal, "revs");
+        let started = starts(&shared).iter().filter(|l| l.starts_with(&format!("start {pod} "))).count();
+        assert!(revs.starts_with("1\n"), "{pod}: {revs}");
+        assert_eq!(revs.lines().count(), started, "{pod}: {revs}");
+    }
+    let mut live = live_identities(marker);
+    live.sort();
+    assert_eq!(live, ["kill-0", "kill-1", "kill-2"]);
+    drop(daemon);
+    stop.store(true, Ordering::Relaxed);
+    let doubled = watcher.join().unwrap();
+    assert!(doubled.is_empty(), "identities with two live pods at once: {doubled:?}");
+    assert!(live_identities(marker).is_empty(), "everything stopped at the end");
+}
