@@ -101,3 +101,15 @@ pub fn encode(value: &str) -> String {
     }
     out
 }
+
+/// Runs a verb's future on a runtime of its own (two workers: exec and port-forward copy both
+/// ways at once).
+pub fn block_on<F: std::future::Future<Output = anyhow::Result<i32>>>(f: F) -> anyhow::Result<i32> {
+    use anyhow::Context as _;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(f)
+}

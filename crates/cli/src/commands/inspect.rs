@@ -5,7 +5,7 @@
 //! addresses (on the node's bridge) are reachable, so it reads the pod's `status.podIP` from the
 //! daemon, listens on loopback and copies each connection to the pod itself.
 
-use super::client::{Client, encode, failure_line, next_chunk};
+use super::client::{Client, block_on, encode, failure_line, next_chunk};
 use super::kubectl::DaemonAddr;
 use super::table::{align, human_duration};
 use crate::exit;
@@ -87,15 +87,6 @@ pub struct PortForwardArgs {
     pub address: std::net::IpAddr,
     #[command(flatten)]
     pub addr: DaemonAddr,
-}
-
-fn block_on<F: std::future::Future<Output = anyhow::Result<i32>>>(f: F) -> anyhow::Result<i32> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the runtime")?
-        .block_on(f)
 }
 
 pub fn run_describe(args: &DescribeArgs) -> anyhow::Result<i32> {
@@ -467,7 +458,7 @@ fn describe_pod(d: &mut Doc, pod: &Value) {
     for c in status["conditions"].as_array().into_iter().flatten() {
         rows.push(vec![s(&c["type"]), s(&c["status"])]);
     }
-    for line in align2(&rows).lines() {
+    for line in super::table::align_with_gap(&rows, 2).lines() {
         d.text(2, line.to_string());
     }
     let volumes = spec["volumes"].as_array().cloned().unwrap_or_default();
@@ -723,31 +714,9 @@ pub fn events_section(events: &[Value], now: Timestamp) -> String {
         ]);
     }
     let mut out = "Events:\n".to_string();
-    for line in align2(&rows).lines() {
+    for line in super::table::align_with_gap(&rows, 2).lines() {
         out.push_str("  ");
         out.push_str(line);
-        out.push('\n');
-    }
-    out
-}
-
-/// describe's tables: columns two spaces apart, the last unpadded.
-fn align2(rows: &[Vec<String>]) -> String {
-    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..n)
-        .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let mut line = String::new();
-        for (i, cell) in r.iter().enumerate() {
-            if i + 1 == r.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
-            }
-        }
-        out.push_str(line.trim_end());
         out.push('\n');
     }
     out

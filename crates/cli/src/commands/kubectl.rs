@@ -2,7 +2,7 @@
 //! arguments, sends requests over the socket and prints; exit 0 on success, 1 on any error
 //! (`Error from server (NotFound): pods "x" not found`).
 
-use super::client::{Client, encode, failure_line, next_chunk};
+use super::client::{Client, block_on, encode, failure_line, next_chunk};
 use super::table::{self, TableOptions};
 use crate::{diagnostics, exit, inputs};
 use anyhow::Context as _;
@@ -129,14 +129,6 @@ pub struct LogsArgs {
     pub previous: bool,
     #[command(flatten)]
     pub addr: DaemonAddr,
-}
-
-fn block_on<F: std::future::Future<Output = anyhow::Result<i32>>>(f: F) -> anyhow::Result<i32> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?
-        .block_on(f)
 }
 
 pub fn run_apply(args: &ApplyArgs) -> anyhow::Result<i32> {

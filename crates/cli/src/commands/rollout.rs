@@ -2,7 +2,7 @@
 //! The rules are in `stead_engine::rollout` (served by the daemon); these verbs parse, ask, poll
 //! and print. Exit 0 on success, 1 on an error or a timeout.
 
-use super::client::{Client, encode, failure_line};
+use super::client::{Client, block_on, encode, failure_line};
 use super::kubectl::DaemonAddr;
 use crate::{exit, parse_duration};
 use anyhow::Context as _;
@@ -118,14 +118,6 @@ pub struct WaitArgs {
     pub namespace: String,
     #[command(flatten)]
     pub addr: DaemonAddr,
-}
-
-fn block_on<F: std::future::Future<Output = anyhow::Result<i32>>>(f: F) -> anyhow::Result<i32> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?
-        .block_on(f)
 }
 
 pub fn run_scale(args: &ScaleArgs) -> anyhow::Result<i32> {

@@ -133,8 +133,14 @@ pub fn render(kind: Kind, objects: &[Value], opts: TableOptions, now: Timestamp)
     align(&rows)
 }
 
-/// Columns padded to their widest cell plus three spaces; the last column unpadded.
+/// Columns padded to their widest cell plus three spaces (as `get` prints); the last column
+/// unpadded.
 pub fn align(rows: &[Vec<String>]) -> String {
+    align_with_gap(rows, 3)
+}
+
+/// Columns padded to their widest cell plus `gap` spaces; the last column unpadded.
+pub fn align_with_gap(rows: &[Vec<String>], gap: usize) -> String {
     let n = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..n)
         .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
@@ -146,7 +152,7 @@ pub fn align(rows: &[Vec<String>]) -> String {
             if i + 1 == r.len() {
                 line.push_str(cell);
             } else {
-                line.push_str(&format!("{cell:<w$}   ", w = widths[i]));
+                line.push_str(&format!("{cell:<w$}{:gap$}", "", w = widths[i]));
             }
         }
         out.push_str(line.trim_end());
