@@ -363,6 +363,16 @@ fn the_clustered_store_example_finds_its_members_by_name_and_keeps_data_across_a
         .as_u64();
     assert_eq!(restarts, Some(1));
 
+    // Scaled down and up again, kv-2 comes back on its own claim: both entries from its volume.
+    assert!(eventually(|| http(&kv2, "GET", "/kv/shape", "") == (200, "round".into())), "kv-2 replicates");
+    assert!(client(&["scale", "sts/kv", "--replicas=2"]).contains("scaled"));
+    assert!(eventually_for(Duration::from_secs(60), || member_pid("kv-2").is_none()), "kv-2 stops");
+    assert!(client(&["scale", "sts/kv", "--replicas=3"]).contains("scaled"));
+    let waited = client(&["wait", "--for=condition=Ready", "pod/kv-2", "--timeout=60s"]);
+    assert!(waited.contains("condition met"), "{waited}");
+    let logs = client(&["logs", "kv-2"]);
+    assert!(logs.contains("kv-2: loaded 2 entries from /mnt/log.jsonl"), "kv-2 kept its claim: {logs}");
+
     // Ctrl-C stops every member and the engine, and takes the socket away.
     let code = up.stop();
     assert_eq!(code, Some(0));
