@@ -86,9 +86,13 @@ pub struct UpArgs {
     #[arg(short = 'f', long = "filename", value_name = "PATH")]
     pub files: Vec<PathBuf>,
     /// Exit 0 once everything is Ready, non-zero with the reason when a pod cannot get there
-    /// (what was started is stopped on exit: there is no daemon to hand it to yet)
+    /// (in the foreground, what was started is stopped on exit; with -d it keeps running)
     #[arg(long)]
     pub wait: bool,
+    /// Hand the manifests to the daemon (`stead daemon`, started in the background if none
+    /// runs on the state directory) and return
+    #[arg(short = 'd', long)]
+    pub detach: bool,
     /// Give up after this long without Ready (e.g. 90s, 5m)
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Option<std::time::Duration>,

@@ -408,6 +408,74 @@ impl Drop for Interrupted {
     }
 }
 
+#[test]
+fn up_detached_hands_the_manifests_to_a_daemon_it_starts_and_down_goes_through_it() {
+    if !is_root() {
+        eprintln!("skipped: stead daemon needs root for network namespaces and a bridge (run .ci/run)");
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let stead = assert_cmd::cargo::cargo_bin("stead");
+    let run = |args: &[&str]| {
+        let out = Command::new(&stead)
+            .args(args)
+            .args(["--pod-cidr", "10.244.206.0/24", "--bridge", "stup6", "--state-dir"])
+            .arg(state.path())
+            .timeout(Duration::from_secs(120))
+            .output()
+            .unwrap();
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), text)
+    };
+    let (code, text) = run(&["up", "-d", "--wait", "--timeout", "90s", "-f", &example("statefulset")]);
+    // Whatever happens next, the daemon started here is stopped at the end.
+    let pid = text
+        .lines()
+        .find_map(|l| l.strip_prefix("stead daemon started (pid ")?.split(',').next()?.parse::<u32>().ok());
+    let _daemon = pid.map(Terminated);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(pid.is_some(), "{text}");
+    assert!(text.contains("statefulset/example created"), "{text}");
+    assert!(text.contains("rolling update complete 3 pods"), "--wait followed the rollout: {text}");
+
+    // The engine runs on after `up -d` returned; a second `up -d` finds it and changes nothing.
+    let pods = Command::new(&stead).args(["get", "pods", "--state-dir"]).arg(state.path()).output().unwrap();
+    let table = String::from_utf8_lossy(&pods.stdout);
+    assert_eq!(table.lines().filter(|l| l.contains("Running")).count(), 3, "{table}");
+    let (code, text) = run(&["up", "-d", "-f", &example("statefulset")]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        !text.contains("daemon started") && text.contains("statefulset/example unchanged"),
+        "{text}"
+    );
+
+    // `down` goes through the daemon, which holds the state directory.
+    let (code, text) = run(&["down", "-f", &example("statefulset")]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("statefulset/example deleted"), "{text}");
+    let gone = eventually_for(Duration::from_secs(60), || {
+        let pods =
+            Command::new(&stead).args(["get", "pods", "--state-dir"]).arg(state.path()).output().unwrap();
+        !String::from_utf8_lossy(&pods.stdout).contains("example-")
+    });
+    assert!(gone, "the pods are deleted");
+}
+
+/// A detached daemon that gets SIGTERM (it stops its pods) however the test ends.
+struct Terminated(u32);
+
+impl Drop for Terminated {
+    fn drop(&mut self) {
+        nix_kill_term(self.0);
+        let proc = format!("/proc/{}", self.0);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while Path::new(&proc).exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 /// The pid of the clustered store member of pod `name` (its `POD_NAME` variable).
 fn member_pid(name: &str) -> Option<u32> {
     let wanted = format!("POD_NAME={name}");

@@ -28,7 +28,7 @@ impl DaemonAddr {
     }
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ApplyArgs {
     /// A file, a directory (read recursively), or - for standard input; repeatable
     #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
@@ -154,9 +154,22 @@ fn fail(status: StatusCode, body: &[u8]) -> i32 {
 
 /// Validates here (problems drawn with their source), then sends each file to the daemon.
 pub async fn apply(client: &Client, args: &ApplyArgs, out: &mut impl Write) -> anyhow::Result<i32> {
+    Ok(match apply_objects(client, args, out).await? {
+        Ok(_) => exit::OK,
+        Err(code) => code,
+    })
+}
+
+/// `apply`, returning what was applied (`statefulset.apps/web`, ...) or the exit code of a
+/// failure already reported.
+pub async fn apply_objects(
+    client: &Client,
+    args: &ApplyArgs,
+    out: &mut impl Write,
+) -> anyhow::Result<Result<Vec<String>, i32>> {
     let loaded = inputs::load_and_validate(&args.files);
     if diagnostics::report(&loaded.problems) > 0 {
-        return Ok(exit::INVALID);
+        return Ok(Err(exit::INVALID));
     }
     let mut sources: Vec<std::sync::Arc<stead_api::SourceFile>> = Vec::new();
     for d in &loaded.documents {
@@ -164,6 +177,7 @@ pub async fn apply(client: &Client, args: &ApplyArgs, out: &mut impl Write) -> a
             sources.push(d.source.clone());
         }
     }
+    let mut objects = Vec::new();
     for source in sources {
         let path = format!("/apply?filename={}", encode(source.name()));
         let (status, body) = client.call(Method::POST, &path, Some(source.text().to_string())).await?;
@@ -177,22 +191,19 @@ pub async fn apply(client: &Client, args: &ApplyArgs, out: &mut impl Write) -> a
                     p["text"].as_str().unwrap_or_default()
                 );
             }
-            return Ok(exit::INVALID);
+            return Ok(Err(exit::INVALID));
         }
         if !status.is_success() {
-            return Ok(fail(status, &body));
+            return Ok(Err(fail(status, &body)));
         }
         let applied: Value = serde_json::from_slice(&body).context("reading the daemon's reply")?;
         for a in applied.as_array().into_iter().flatten() {
-            writeln!(
-                out,
-                "{} {}",
-                a["object"].as_str().unwrap_or_default(),
-                a["result"].as_str().unwrap_or_default()
-            )?;
+            let object = a["object"].as_str().unwrap_or_default();
+            writeln!(out, "{} {}", object, a["result"].as_str().unwrap_or_default())?;
+            objects.push(object.to_string());
         }
     }
-    Ok(exit::OK)
+    Ok(Ok(objects))
 }
 
 fn print_objects(

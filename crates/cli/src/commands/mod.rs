@@ -3,6 +3,7 @@
 pub mod client;
 mod crd;
 pub mod daemon;
+mod detach;
 pub mod inspect;
 pub mod kubectl;
 pub mod logs;

@@ -29,6 +29,9 @@ pub(crate) fn init_logging() {
 }
 
 pub fn run_up(args: &UpArgs) -> anyhow::Result<i32> {
+    if args.detach {
+        return super::detach::run(args);
+    }
     init_logging();
     let Some(manifests) = load(&args.files)? else { return Ok(exit::INVALID) };
     let runtime =
@@ -42,6 +45,10 @@ pub fn run_down(args: &DownArgs) -> anyhow::Result<i32> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
+        let daemon = super::kubectl::DaemonAddr { state_dir: args.state_dir.clone() }.client();
+        if super::detach::answers(&daemon).await {
+            return super::detach::down(&daemon, &manifests, args.volumes, &mut std::io::stdout()).await;
+        }
         let local = match start(&args.state_dir, &args.node).await {
             Ok(local) => local,
             Err(code) => return Ok(code),
@@ -67,7 +74,7 @@ fn load(files: &[PathBuf]) -> anyhow::Result<Option<Vec<stead_api::Manifest>>> {
 }
 
 /// `stead.yaml` in the current folder or the nearest parent that has one.
-fn discover() -> anyhow::Result<PathBuf> {
+pub(crate) fn discover() -> anyhow::Result<PathBuf> {
     let cwd = std::env::current_dir().context("reading the current folder")?;
     for dir in cwd.ancestors() {
         for name in SPEC_FILES {
