@@ -221,6 +221,7 @@ async fn up(args: &UpArgs, manifests: Vec<stead_api::Manifest>) -> anyhow::Resul
         }
     };
     let stopping = Instant::now();
+    progress.finish();
     local.stop(&keys, false, ctrl_c()).await?;
     if !args.no_logs {
         logs.follow(&local, &keys, &out);
@@ -244,16 +245,28 @@ async fn ctrl_c() {
 /// Where `up` writes: stdout, coloured when it is a terminal.
 struct Output {
     colour: bool,
+    /// One spinner line per pod at the bottom of a terminal (every other line goes above them);
+    /// `None` when stdout is not a terminal, where pod changes are printed as lines.
+    bars: Option<indicatif::MultiProgress>,
 }
 
 const COLOURS: &[&str] = &["36", "33", "32", "35", "34", "96", "93", "92", "95", "94"];
 
 impl Output {
     fn new() -> Output {
-        Output { colour: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() }
+        let terminal = std::io::stdout().is_terminal();
+        let bars = terminal.then(|| {
+            indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stdout_with_hz(10))
+        });
+        Output { colour: terminal && std::env::var_os("NO_COLOR").is_none(), bars }
     }
 
     fn line(&self, text: &str) {
+        if let Some(bars) = &self.bars
+            && bars.println(text).is_ok()
+        {
+            return;
+        }
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "{text}");
     }
@@ -278,10 +291,12 @@ impl Output {
     }
 }
 
-/// Pod status lines, printed when a pod's summary changes.
+/// Pod status, shown when a pod's summary changes: a spinner line per pod on a terminal, else
+/// a line each time.
 #[derive(Default)]
 struct Progress {
     last: BTreeMap<String, String>,
+    spinners: BTreeMap<String, indicatif::ProgressBar>,
 }
 
 impl Progress {
@@ -294,17 +309,43 @@ impl Progress {
             let name = format!("pod/{}", key.name);
             seen.insert(name.clone());
             if self.last.get(&name) != Some(&summary) {
-                out.note(&format!("{name} {summary}"));
+                match &out.bars {
+                    Some(bars) => self.spinner(bars, &name).set_message(summary.clone()),
+                    None => out.note(&format!("{name} {summary}")),
+                }
                 self.last.insert(name, summary);
             }
         }
+        let spinners = &mut self.spinners;
         self.last.retain(|name, _| {
             let keep = seen.contains(name);
             if !keep {
-                out.note(&format!("{name} gone"));
+                match spinners.remove(name) {
+                    Some(spinner) => spinner.finish_and_clear(),
+                    None => out.note(&format!("{name} gone")),
+                }
             }
             keep
         });
+    }
+
+    /// Takes the spinners off the terminal (before the lines of a stop).
+    fn finish(&mut self) {
+        for (_, spinner) in std::mem::take(&mut self.spinners) {
+            spinner.finish_and_clear();
+        }
+    }
+
+    fn spinner(&mut self, bars: &indicatif::MultiProgress, name: &str) -> &indicatif::ProgressBar {
+        self.spinners.entry(name.to_string()).or_insert_with(|| {
+            let spinner = bars.add(indicatif::ProgressBar::new_spinner());
+            if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {prefix:.bold} {msg}") {
+                spinner.set_style(style);
+            }
+            spinner.set_prefix(name.to_string());
+            spinner.enable_steady_tick(Duration::from_millis(120));
+            spinner
+        })
     }
 }
 
