@@ -162,6 +162,8 @@ impl Entity {
     /// The stored state has been loaded: start the stream with it.
     pub fn recovered(&mut self, snapshot: Option<Snapshot>, events: Vec<StoredEvent>) -> Vec<Effect> {
         let mut effects = Vec::with_capacity(events.len() + 2);
+        // Command ids number the commands of one stream: a new stream starts again at 1.
+        self.next_command_id = 1;
         self.sequence = snapshot.as_ref().map_or(0, |s| s.sequence_number);
         let snapshot = snapshot.map(|s| EventSourcedSnapshot {
             snapshot_sequence: to_wire(s.sequence_number),

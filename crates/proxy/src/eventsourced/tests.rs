@@ -197,8 +197,8 @@ fn a_client_failure_discards_the_commands_events_and_side_effects() {
     assert!(is_restart(&effects[1]), "the user function applied discarded events: {effects:?}");
     // B waits for the reload, which does not contain e1.
     let effects = e.recovered(None, vec![]);
-    assert_eq!(effects.last(), Some(&command(2, "B")));
-    assert_eq!(e.user_message(reply(2, &["e1b"], None)), vec![persist(1, &["e1b"], None)]);
+    assert_eq!(effects.last(), Some(&command(1, "B")), "a new stream numbers its commands from 1");
+    assert_eq!(e.user_message(reply(1, &["e1b"], None)), vec![persist(1, &["e1b"], None)]);
     assert_eq!(e.persisted(Ok(1)), vec![done(b)]);
 }
 
@@ -240,7 +240,7 @@ fn a_failure_with_restart_reloads_before_the_next_command() {
     assert!(is_restart(&effects[1]));
     let effects = e.recovered(None, vec![stored(1, "e1")]);
     assert_eq!(effects.len(), 3, "init, event, command: {effects:?}");
-    assert_eq!(effects[2], command(2, "B"));
+    assert_eq!(effects[2], command(1, "B"));
 }
 
 #[test]
@@ -301,10 +301,10 @@ fn a_lost_race_reloads_and_retries_the_command() {
     let effects = e.persisted(Err(conflict));
     assert_eq!(effects.len(), 1, "no answer yet, only a reload: {effects:?}");
     assert!(is_restart(&effects[0]));
-    // The other replica's event is replayed, then A is sent again with a new id.
+    // The other replica's event is replayed, then A is sent again, first on the new stream.
     let effects = e.recovered(None, vec![stored(1, "theirs")]);
-    assert_eq!(effects.last(), Some(&command(2, "A")));
-    assert_eq!(e.user_message(reply(2, &["mine"], None)), vec![persist(2, &["mine"], None)]);
+    assert_eq!(effects.last(), Some(&command(1, "A")));
+    assert_eq!(e.user_message(reply(1, &["mine"], None)), vec![persist(2, &["mine"], None)]);
     assert_eq!(e.persisted(Ok(2)), vec![done(a)]);
 }
 
@@ -314,11 +314,8 @@ fn a_command_that_keeps_losing_races_fails_cleanly() {
     let (a, _) = e.command(request("A"));
     let mut sequence = 0;
     for attempt in 1..=MAX_ATTEMPTS {
-        let command_id = i64::from(attempt);
-        assert_eq!(
-            e.user_message(reply(command_id, &["mine"], None)),
-            vec![persist(sequence + 1, &["mine"], None)]
-        );
+        // Every attempt is the first command of its stream.
+        assert_eq!(e.user_message(reply(1, &["mine"], None)), vec![persist(sequence + 1, &["mine"], None)]);
         sequence += 1;
         let conflict =
             StoreError::EventConflict { persistence_id: "carts|c1".into(), sequence_number: sequence };
@@ -326,7 +323,7 @@ fn a_command_that_keeps_losing_races_fails_cleanly() {
         if attempt < MAX_ATTEMPTS {
             assert!(effects.len() == 1 && is_restart(&effects[0]), "{effects:?}");
             let events = (1..=sequence).map(|s| stored(s, "theirs")).collect();
-            assert_eq!(e.recovered(None, events).last(), Some(&command(command_id + 1, "A")));
+            assert_eq!(e.recovered(None, events).last(), Some(&command(1, "A")));
         } else {
             assert_eq!(effects.len(), 2, "{effects:?}");
             assert_eq!(
@@ -367,5 +364,5 @@ fn a_closed_stream_fails_the_command_in_flight_and_keeps_the_queue() {
     assert_eq!(effects.len(), 2, "{effects:?}");
     assert_eq!(effects[0], failed(a, "the entity's user function stream closed"));
     assert!(is_restart(&effects[1]));
-    assert_eq!(e.recovered(None, vec![]).last(), Some(&command(2, "B")));
+    assert_eq!(e.recovered(None, vec![]).last(), Some(&command(1, "B")));
 }

@@ -43,6 +43,8 @@ struct Stream {
     outgoing: UnboundedSender<ValueEntityStreamIn>,
     incoming: UserStream,
     revision: u64,
+    /// Command ids number the commands of one stream, from 1.
+    next_command_id: i64,
 }
 
 /// The entity's task: until passivation or shutdown.
@@ -58,7 +60,6 @@ pub async fn run(
     let key = (service.name.clone(), entity_id.clone());
     let value_key = ValueKey::new(service.persistence_id.clone(), entity_id.clone());
     let passivation = service.passivation.unwrap_or(dispatcher.passivation);
-    let mut next_id: i64 = 1;
     let mut stream: Option<Stream> = None;
     loop {
         if stream.is_none() {
@@ -89,8 +90,8 @@ pub async fn run(
             }
             () = lifecycle.stopped() => return,
         };
-        let id = next_id;
-        next_id += 1;
+        let id = current.next_command_id;
+        current.next_command_id += 1;
         let (outcome, keep) =
             command(&dispatcher, &store, &value_key, current, &entity_id, id, request.command).await;
         let _ = request.reply.send(outcome);
@@ -133,7 +134,7 @@ async fn open(dispatcher: &Dispatcher, store: &AnyStore, service: &Service, key:
             Err(status) => stream::iter([Err(status)]).boxed(),
         })
         .boxed();
-    Stream { outgoing, incoming, revision: state.revision }
+    Stream { outgoing, incoming, revision: state.revision, next_command_id: 1 }
 }
 
 /// Sends one command and waits for its reply; returns the outcome and whether the stream may be
