@@ -445,10 +445,7 @@ fn up_detached_hands_the_manifests_to_a_daemon_it_starts_and_down_goes_through_i
     assert_eq!(table.lines().filter(|l| l.contains("Running")).count(), 3, "{table}");
     let (code, text) = run(&["up", "-d", "-f", &example("statefulset")]);
     assert_eq!(code, Some(0), "{text}");
-    assert!(
-        !text.contains("daemon started") && text.contains("statefulset/example unchanged"),
-        "{text}"
-    );
+    assert!(!text.contains("daemon started") && text.contains("statefulset/example unchanged"), "{text}");
 
     // `down` goes through the daemon, which holds the state directory.
     let (code, text) = run(&["down", "-f", &example("statefulset")]);

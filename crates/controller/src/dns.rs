@@ -1,8 +1,9 @@
 //! The DNS records a Service implies (the Kubernetes DNS specification), as plain data for the
 //! DNS server: names are lower case, fully qualified, without the trailing dot.
 //!
-//! - `<svc>.<ns>.svc.<zone>` A: the cluster IP when the Service has one; otherwise (headless, or
-//!   stead's local mode without virtual IPs) every ready endpoint's IPv4 address.
+//! - `<svc>.<ns>.svc.<zone>` A: the cluster IP when the Service has one (the local engine assigns
+//!   one to every non-headless Service that its service range has room for); otherwise (headless,
+//!   or not assigned yet) every ready endpoint's IPv4 address.
 //! - Headless only: `<hostname>.<svc>.<ns>.svc.<zone>` A per ready endpoint with a hostname, and
 //!   `<a-b-c-d>.<svc>.<ns>.svc.<zone>` for one without.
 //! - SRV per named port: `_<port>._<proto>.<svc>.<ns>.svc.<zone>`; targets the service name and

@@ -128,6 +128,45 @@ async fn main() {
         after.saturating_sub(before)
     );
     println!("list of 100 pods (what get reads): {list:.2?}");
+
+    // `stead get pods` as the CLI makes it: a connection to the daemon's socket per request.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let socket = dir.path().join("stead.sock");
+    let listener = stead_engine::daemon::bind_private(&socket).expect("the socket binds");
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let api = tokio::spawn(stead_engine::daemon::serve_on(
+        listener,
+        stead_engine::daemon::ApiState { store: store.clone(), log_paths: None },
+        async move {
+            let _ = api_stopped.await;
+        },
+    ));
+    let mut times = Vec::new();
+    for _ in 0..300 {
+        let started = Instant::now();
+        let body = get_over_socket(&socket, "/api/pods").await;
+        times.push(started.elapsed());
+        assert!(body.contains("web-99"), "the reply lists the pods");
+    }
+    times.sort();
+    let (p50, p99) = (times[times.len() / 2], times[times.len() * 99 / 100]);
+    println!(
+        "get pods over the socket (100 pods, a connection each): p50 {p50:.2?}, p99 {p99:.2?} ({:.0}x the store's list)",
+        p50.as_secs_f64() / list.as_secs_f64().max(1e-9)
+    );
+    let _ = stop_api.send(());
+    let _ = api.await;
     let _ = tx.send(true);
     let _ = task.await;
+}
+
+/// One HTTP/1.1 GET over a unix socket; the whole reply as text.
+async fn get_over_socket(socket: &std::path::Path, path: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::UnixStream::connect(socket).await.expect("the daemon answers");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: stead\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("the request is sent");
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).await.expect("the reply is read");
+    String::from_utf8_lossy(&reply).into_owned()
 }

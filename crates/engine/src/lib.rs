@@ -11,6 +11,8 @@
 //!   tests);
 //! - [`engine`]: the loop;
 //! - [`events`]: core/v1 Events the controllers record (deduplicated, capped, expiring);
+//! - [`services`]: Service traffic: virtual IPs from the top of the pod CIDR on the bridge, node
+//!   ports on 127.0.0.1, and a userspace TCP forwarder to ready endpoints (round robin);
 //! - [`daemon`]: the store behind HTTP/JSON on a unix socket (`stead daemon` and its client verbs);
 //! - [`rollout`]: `scale`, `rollout status|history|undo|restart` and `wait --for`, as kubectl does
 //!   them (pure rules over objects, plus store-facing verbs that retry on conflict).
@@ -31,6 +33,7 @@ pub mod local;
 pub mod node_runtime;
 pub mod rollout;
 pub mod runtime;
+pub mod services;
 pub mod store;
 
 pub use engine::{Engine, EngineConfig};

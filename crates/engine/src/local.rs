@@ -1,5 +1,6 @@
 //! The engine on this machine: the state directory (locked, so one engine owns it), the store
-//! file, the pod runtime, the cluster DNS server on the bridge, and the loop; plus what `stead
+//! file, the pod runtime, the cluster DNS server on the bridge, Service traffic ([`crate::services`]:
+//! virtual IPs and node ports), and the loop; plus what `stead
 //! up` and `stead down` do with a set of objects (apply, wait for Ready, stop in order).
 
 use crate::controllers::{self, pods::LocalImages};
@@ -135,6 +136,23 @@ impl Local {
             config.state_dir.clone(),
             rx.clone(),
         )));
+        match stead_node::ipam::service_range(config.pod_cidr) {
+            Some(range) => match stead_node::netlink::RtNetlink::new() {
+                Ok(nl) => {
+                    let forwarder = crate::services::Forwarder::new(nl, config.bridge.clone(), range);
+                    tasks.push(tokio::spawn(crate::services::run(
+                        engine.store().clone(),
+                        forwarder,
+                        rx.clone(),
+                    )));
+                }
+                Err(e) => tracing::warn!(error = %e, "services get no virtual IPs"),
+            },
+            None => tracing::warn!(
+                pod_cidr = %config.pod_cidr,
+                "the pod CIDR is smaller than a /24, so there is no service range: services get no virtual IPs and their DNS names resolve to pod IPs"
+            ),
+        }
         if let Some(dns) = &dns {
             tasks.push(tokio::spawn(feed_dns(
                 engine.store().clone(),

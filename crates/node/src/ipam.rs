@@ -4,6 +4,9 @@
 //! - Allocation is idempotent per owner (the caller passes a stable key, e.g. the pod UID).
 //! - Addresses are handed out round-robin after the last one given, like CNI host-local, so a
 //!   released address is not reused at once.
+//! - The top of a pod CIDR of /24 or larger ([`service_range`]: its top quarter, at most a /20) is
+//!   never given to pods: the local engine takes its Services' virtual IPs from there, so they stay
+//!   inside the pods' own network (a test's namespace) and need no route of their own.
 //! - Every change is written to a temporary file and renamed over `ipam.json`, so a crash leaves
 //!   either the old or the new state; a restart reloads it.
 
@@ -42,6 +45,20 @@ struct Stored {
     cidr: Ipv4Net,
     last: Option<Ipv4Addr>,
     allocations: BTreeMap<Ipv4Addr, String>,
+}
+
+/// The part of `pod_cidr` kept for Service virtual IPs: the top quarter, at most 4096 addresses
+/// (a /20), for pod CIDRs of /24 or larger; `None` for smaller ones (too few addresses to share).
+/// The pod CIDR's broadcast address is inside it and must not be used.
+pub fn service_range(pod_cidr: Ipv4Net) -> Option<Ipv4Net> {
+    let cidr = pod_cidr.trunc();
+    if cidr.prefix_len() > 24 {
+        return None;
+    }
+    let prefix = (cidr.prefix_len() + 2).max(20);
+    let size = 1u32 << (32 - prefix);
+    let start = u32::from(cidr.broadcast()).wrapping_sub(size - 1);
+    Ipv4Net::new(Ipv4Addr::from(start), prefix).ok()
 }
 
 /// The allocator.
@@ -107,7 +124,10 @@ impl Ipam {
             return Ok(ip);
         }
         let first = u32::from(self.gateway()) + 1;
-        let last = u32::from(self.state.cidr.broadcast()) - 1;
+        let last = match service_range(self.state.cidr) {
+            Some(reserved) => u32::from(reserved.network()) - 1,
+            None => u32::from(self.state.cidr.broadcast()) - 1,
+        };
         let size = last - first + 1;
         let start = self
             .state
@@ -172,6 +192,26 @@ mod tests {
         let ipam = Ipam::open(dir.path(), cidr("10.244.0.0/16")).expect("reopen");
         assert_eq!(ipam.get("pod-a"), None);
         assert_eq!(ipam.allocations().len(), 2);
+    }
+
+    #[test]
+    fn service_range_is_the_top_quarter_at_most_a_slash_20() {
+        assert_eq!(service_range(cidr("10.244.220.0/24")), Some(cidr("10.244.220.192/26")));
+        assert_eq!(service_range(cidr("10.244.0.0/16")), Some(cidr("10.244.240.0/20")));
+        assert_eq!(service_range(cidr("10.244.0.0/22")), Some(cidr("10.244.3.0/24")));
+        assert_eq!(service_range(cidr("10.244.0.0/25")), None);
+        assert_eq!(service_range(cidr("0.0.0.0/0")), Some(cidr("255.255.240.0/20")));
+    }
+
+    #[test]
+    fn pods_never_get_the_service_range() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut ipam = Ipam::open(dir.path(), cidr("10.244.220.0/24")).expect("open");
+        // .1 gateway, .2-.191 pods, .192-.255 services.
+        let got: Vec<_> = (0..190).map(|i| ipam.allocate(&format!("p{i}")).expect("alloc")).collect();
+        assert_eq!(got.last(), Some(&Ipv4Addr::new(10, 244, 220, 191)));
+        let err = ipam.allocate("late").unwrap_err().to_string();
+        assert!(err.contains("all 190 addresses are allocated"), "{err}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use nix::sched::CloneFlags;
+use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use std::fs::File;
@@ -77,6 +78,19 @@ pub trait Netlink: Send + Sync {
         link: &str,
         addr: IpNet,
     ) -> impl Future<Output = Result<(), NetlinkError>> + Send;
+    /// The addresses (with their prefixes) of a link.
+    fn addresses(
+        &self,
+        ns: &NetnsRef,
+        link: &str,
+    ) -> impl Future<Output = Result<Vec<IpNet>, NetlinkError>> + Send;
+    /// Removes an address (with its prefix) from a link; `Ok(false)` when the link did not have it.
+    fn delete_address(
+        &self,
+        ns: &NetnsRef,
+        link: &str,
+        addr: IpNet,
+    ) -> impl Future<Output = Result<bool, NetlinkError>> + Send;
     /// Sets a link up.
     fn set_up(&self, ns: &NetnsRef, link: &str) -> impl Future<Output = Result<(), NetlinkError>> + Send;
     /// Adds a default route via `gateway`.
@@ -134,6 +148,10 @@ fn error_text(e: &rtnetlink::Error) -> String {
 
 fn is_enodev(e: &rtnetlink::Error) -> bool {
     matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -libc_enodev())
+}
+
+fn is_errno(e: &rtnetlink::Error, errno: nix::errno::Errno) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -(errno as i32))
 }
 
 const fn libc_enodev() -> i32 {
@@ -269,6 +287,56 @@ impl Netlink for RtNetlink {
         h.address().add(idx, addr.addr(), addr.prefix_len()).execute().await.map_err(fail(op))
     }
 
+    async fn addresses(&self, ns: &NetnsRef, link: &str) -> Result<Vec<IpNet>, NetlinkError> {
+        let op = format!("addr show dev {link} in {ns}");
+        let h = self.handle(ns)?;
+        let idx = Self::require_index(&h, link, &op).await?;
+        let mut stream = h.address().get().set_link_index_filter(idx).execute();
+        let mut out = Vec::new();
+        while let Some(msg) = stream.try_next().await.map_err(fail(op.clone()))? {
+            let addr = msg.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Local(ip) => Some(*ip),
+                _ => None,
+            });
+            let addr = addr.or_else(|| {
+                msg.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Address(ip) => Some(*ip),
+                    _ => None,
+                })
+            });
+            if let Some(net) = addr.and_then(|ip| IpNet::new(ip, msg.header.prefix_len).ok()) {
+                out.push(net);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_address(&self, ns: &NetnsRef, link: &str, addr: IpNet) -> Result<bool, NetlinkError> {
+        let op = format!("addr del {addr} dev {link} in {ns}");
+        let h = self.handle(ns)?;
+        let Some(idx) = Self::index(&h, link, &op).await? else { return Ok(false) };
+        let mut stream = h
+            .address()
+            .get()
+            .set_link_index_filter(idx)
+            .set_address_filter(addr.addr())
+            .set_prefix_length_filter(addr.prefix_len())
+            .execute();
+        let mut found = Vec::new();
+        while let Some(msg) = stream.try_next().await.map_err(fail(op.clone()))? {
+            found.push(msg);
+        }
+        let deleted = !found.is_empty();
+        for msg in found {
+            match h.address().del(msg).execute().await {
+                Ok(()) => {}
+                Err(e) if is_errno(&e, nix::errno::Errno::EADDRNOTAVAIL) => {}
+                Err(e) => return Err(fail(op)(e)),
+            }
+        }
+        Ok(deleted)
+    }
+
     async fn set_up(&self, ns: &NetnsRef, link: &str) -> Result<(), NetlinkError> {
         let op = format!("link set {link} up in {ns}");
         let h = self.handle(ns)?;
@@ -307,6 +375,8 @@ pub enum NlCall {
     MoveToNetns(String, PathBuf),
     SetMaster(String, String),
     AddAddress(NetnsRef, String, IpNet),
+    Addresses(NetnsRef, String),
+    DeleteAddress(NetnsRef, String, IpNet),
     SetUp(NetnsRef, String),
     AddDefaultRoute(NetnsRef, IpAddr),
     DeleteLink(NetnsRef, String),
@@ -318,6 +388,7 @@ pub enum NlCall {
 pub struct RecordingNetlink {
     calls: Mutex<Vec<NlCall>>,
     links: Mutex<Vec<(NetnsRef, String)>>,
+    addrs: Mutex<Vec<(NetnsRef, String, IpNet)>>,
     fail: Mutex<Option<NlCall>>,
 }
 
@@ -407,7 +478,23 @@ impl Netlink for RecordingNetlink {
         self.record(NlCall::SetMaster(link.to_owned(), bridge.to_owned()))
     }
     async fn add_address(&self, ns: &NetnsRef, link: &str, addr: IpNet) -> Result<(), NetlinkError> {
-        self.record(NlCall::AddAddress(ns.clone(), link.to_owned(), addr))
+        self.record(NlCall::AddAddress(ns.clone(), link.to_owned(), addr))?;
+        if let Ok(mut a) = self.addrs.lock() {
+            a.push((ns.clone(), link.to_owned(), addr));
+        }
+        Ok(())
+    }
+    async fn addresses(&self, ns: &NetnsRef, link: &str) -> Result<Vec<IpNet>, NetlinkError> {
+        self.record(NlCall::Addresses(ns.clone(), link.to_owned()))?;
+        let addrs = self.addrs.lock().map(|a| a.clone()).unwrap_or_default();
+        Ok(addrs.into_iter().filter(|(n, l, _)| n == ns && l == link).map(|(_, _, a)| a).collect())
+    }
+    async fn delete_address(&self, ns: &NetnsRef, link: &str, addr: IpNet) -> Result<bool, NetlinkError> {
+        self.record(NlCall::DeleteAddress(ns.clone(), link.to_owned(), addr))?;
+        let Ok(mut a) = self.addrs.lock() else { return Ok(false) };
+        let before = a.len();
+        a.retain(|(n, l, x)| !(n == ns && l == link && *x == addr));
+        Ok(a.len() != before)
     }
     async fn set_up(&self, ns: &NetnsRef, link: &str) -> Result<(), NetlinkError> {
         self.record(NlCall::SetUp(ns.clone(), link.to_owned()))

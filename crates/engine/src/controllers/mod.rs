@@ -49,12 +49,44 @@ fn merged(current: &Arc<Value>, desired: Value) -> Value {
                     }
                 }
             }
+            "spec" if current["kind"] == "Service" => {
+                next["spec"] = keep_allocated(&current["spec"], value);
+            }
             _ => {
                 next[field.as_str()] = value;
             }
         }
     }
     next
+}
+
+/// A Service's `desired` spec with the addresses the engine allocated (`clusterIP`, `clusterIPs`,
+/// each port's `nodePort`) kept where `desired` leaves them unset, as the API server keeps them.
+fn keep_allocated(current: &Value, mut desired: Value) -> Value {
+    for field in ["clusterIP", "clusterIPs"] {
+        if desired.get(field).is_none()
+            && let Some(v) = current.get(field)
+            && let Some(spec) = desired.as_object_mut()
+        {
+            spec.insert(field.into(), v.clone());
+        }
+    }
+    let old_ports = current["ports"].as_array().cloned().unwrap_or_default();
+    let published = matches!(desired["type"].as_str(), Some("NodePort" | "LoadBalancer"));
+    if published && let Some(ports) = desired.get_mut("ports").and_then(Value::as_array_mut) {
+        for p in ports.iter_mut().filter(|p| p.get("nodePort").is_none()) {
+            let same = old_ports.iter().find(|o| {
+                o["port"] == p["port"]
+                    && o["protocol"].as_str().unwrap_or("TCP") == p["protocol"].as_str().unwrap_or("TCP")
+            });
+            if let Some(np) = same.and_then(|o| o.get("nodePort"))
+                && let Some(port) = p.as_object_mut()
+            {
+                port.insert("nodePort".into(), np.clone());
+            }
+        }
+    }
+    desired
 }
 
 /// A controller owner reference to `owner`, as Kubernetes' controllers set it.
@@ -72,4 +104,33 @@ pub fn controller_ref(owner: &Value) -> Value {
 /// Whether `object` is controlled by the object with `uid`.
 pub fn controlled_by(object: &Value, uid: &str) -> bool {
     crate::gc::controller_of(object).is_some_and(|r| r.uid == uid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::Kind;
+    use serde_json::json;
+
+    #[test]
+    fn reapplying_a_service_keeps_the_allocated_addresses() {
+        let store = Store::in_memory();
+        let desired = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "ns"},
+            "spec": {"type": "NodePort", "ports": [{"port": 80}, {"port": 81, "nodePort": 30001}]}});
+        assert!(apply(&store, desired.clone()).expect("create"));
+        let key = ObjectKey::new(Kind::Service, "ns", "web");
+        let mut allocated = (*store.get(&key).expect("stored")).clone();
+        allocated["spec"]["clusterIP"] = json!("10.244.255.193");
+        allocated["spec"]["clusterIPs"] = json!(["10.244.255.193"]);
+        allocated["spec"]["ports"][0]["nodePort"] = json!(31234);
+        store.update(allocated).expect("allocate");
+        assert!(!apply(&store, desired).expect("reapply"), "nothing to change");
+        // A port the user sets wins; a type without node ports drops them.
+        let clusterip = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "ns"},
+            "spec": {"type": "ClusterIP", "ports": [{"port": 80}]}});
+        assert!(apply(&store, clusterip).expect("reapply"));
+        let now = store.get(&key).expect("stored");
+        assert_eq!(now["spec"]["clusterIP"], "10.244.255.193");
+        assert!(now["spec"]["ports"][0].get("nodePort").is_none());
+    }
 }
