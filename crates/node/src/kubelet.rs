@@ -113,11 +113,13 @@ pub(crate) struct PodShared {
     pub exec: HashMap<String, InitSpec>,
 }
 
-/// Messages to a pod's worker.
+/// Messages to a pod's worker. `PostStartDone`: the instance's postStart hook succeeded, so it may
+/// now be reported Running.
 #[derive(Debug)]
 pub(crate) enum PodEvent {
     Exited { container: String, instance: u64, exit: crate::status::Exit },
     Probe { container: String, instance: u64, action: crate::probe::ProbeAction },
+    PostStartDone { container: String, instance: u64 },
     Stop { grace: Option<Duration> },
 }
 

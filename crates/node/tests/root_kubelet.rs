@@ -355,17 +355,45 @@ fn kill_escalates_to_sigkill_and_leaves_no_orphan() {
                 "terminationGracePeriodSeconds": 30,
                 "containers": [{"name": "app", "command": ["sh", "-c", script],
                     "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "echo prestop > /mnt/marker"]}},
-                                  "postStart": {"exec": {"command": ["sh", "-c", "echo poststart > /mnt/post"]}}},
+                                  "postStart": {"exec": {"command": ["sh", "-c", "sleep 1; echo poststart > /mnt/post"]}}},
                     "volumeMounts": [{"name": "data", "mountPath": "/mnt"}]}],
                 "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-stubborn"}}]
             }),
         );
         n.kubelet.sync_pod(p.clone(), lookup()).expect("sync");
-        wait_status(&n.kubelet, "stubborn", Duration::from_secs(20), |s| condition(s, "Ready")).await;
-        let deadline = Instant::now() + Duration::from_secs(10);
         let post = n.state.path().join("volumes/e2e/data-stubborn/post");
-        // The runtime reports the container Running before its postStart hook has finished
-        // (Kubernetes waits for it; a known difference), so the hook's file is waited for too.
+        // As in Kubernetes, the container stays Waiting (ContainerCreating) while its postStart hook
+        // (which sleeps 1 s, then writes its file) runs, and is Running only once the hook is done.
+        let saw_creating = std::cell::Cell::new(false);
+        let st = wait_status(&n.kubelet, "stubborn", Duration::from_secs(20), |s| {
+            let Some(cs) = s.container_statuses.iter().flatten().find(|c| c.name == "app") else {
+                return false;
+            };
+            let state = cs.state.clone().unwrap_or_default();
+            if let Some(w) = &state.waiting
+                && w.reason.as_deref() == Some("ContainerCreating")
+                && log_text(&n.kubelet, "stubborn", "app", false).contains("started")
+            {
+                saw_creating.set(true);
+            }
+            if state.running.is_some() {
+                assert!(post.exists(), "Running before the postStart hook finished: {s:#?}");
+            }
+            condition(s, "Ready")
+        })
+        .await;
+        assert!(saw_creating.get(), "the running process was shown ContainerCreating during postStart");
+        let running = container(&st, "app").state.clone().and_then(|s| s.running).expect("running");
+        // startedAt is the process's start, so it precedes the hook's file (written 1 s later).
+        let started = running.started_at.expect("startedAt").0;
+        let written = std::fs::metadata(&post).and_then(|m| m.modified()).expect("hook file mtime");
+        let written = written.duration_since(std::time::UNIX_EPOCH).expect("mtime after 1970");
+        let written_ms = i64::try_from(written.as_millis()).expect("mtime in range");
+        assert!(
+            started.as_millisecond() + 500 < written_ms,
+            "startedAt {started} is the process's start, before the hook wrote its file at {written_ms} ms"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
         while !log_text(&n.kubelet, "stubborn", "app", false).contains("started")
             || pod_pids(&uid(&p)).len() < 3
             || !post.exists()
@@ -384,6 +412,42 @@ fn kill_escalates_to_sigkill_and_leaves_no_orphan() {
         let st = n.kubelet.pod_status("e2e", "stubborn").expect("status");
         let term = container(&st, "app").state.clone().and_then(|s| s.terminated).expect("terminated");
         assert_eq!(term.exit_code, 137, "SIGKILL after the grace period");
+    });
+}
+
+#[test]
+fn failed_post_start_hook_kills_the_container() {
+    if !is_root() {
+        return;
+    }
+    run(29, |n| async move {
+        // The hook fails: the container is killed (FailedPostStartHook), never shown Running, and
+        // restartPolicy Never ends the pod Failed.
+        let p = pod(
+            "badhook",
+            json!({
+                "restartPolicy": "Never",
+                "terminationGracePeriodSeconds": 2,
+                "containers": [{"name": "app", "command": ["sh", "-c", "exec sleep 1000"],
+                    "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", "sleep 0.3; exit 3"]}}}}]
+            }),
+        );
+        n.kubelet.sync_pod(p.clone(), lookup()).expect("sync");
+        let st = wait_status(&n.kubelet, "badhook", Duration::from_secs(20), |s| {
+            let running = s
+                .container_statuses
+                .iter()
+                .flatten()
+                .any(|c| c.state.as_ref().is_some_and(|st| st.running.is_some()));
+            assert!(!running, "shown Running although its postStart hook failed: {s:#?}");
+            s.phase.as_deref() == Some("Failed")
+        })
+        .await;
+        let c = container(&st, "app");
+        let t = c.state.clone().and_then(|s| s.terminated).expect("terminated");
+        assert_ne!(t.exit_code, 0, "killed: {t:?}");
+        assert_eq!(c.restart_count, 0);
+        kill_and_check(&n, &p, None).await;
     });
 }
 

@@ -71,17 +71,27 @@ async fn run(mut ctx: Ctx, stop: oneshot::Receiver<StopRequest>, probe_task: tok
     let mut exited = false;
     let mut stop_open = true;
     let mut request = None;
-    // postStart runs right after the start; a failure kills the container (the kubelet's
-    // FailedPostStartHook), which then restarts per the restart policy.
+    // postStart runs right after the start; the worker reports the container Waiting
+    // (ContainerCreating) until it succeeds, then Running from the process's start. A failure kills
+    // the container (the kubelet's FailedPostStartHook), which then restarts per the restart policy.
     if let Some(hook) = ctx.container.lifecycle.as_ref().and_then(|l| l.post_start.clone()) {
         let hook_run = run_hook(&ctx.k, &ctx.container, &hook, &ctx.spec, ctx.pod_ip, ctx.grace);
         tokio::select! {
-            outcome = hook_run => {
-                if let Some(o) = outcome.filter(|o| o.result == crate::probe::ProbeResult::Failure) {
-                    eprintln!("stead-node: container {:?}: postStart hook failed: {}", ctx.container.name, o.message);
+            outcome = hook_run => match outcome.filter(|o| o.result == crate::probe::ProbeResult::Failure) {
+                Some(o) => {
+                    eprintln!(
+                        "stead-node: container {:?}: FailedPostStartHook: {}",
+                        ctx.container.name, o.message
+                    );
                     request = Some(StopRequest { grace: ctx.grace });
                 }
-            }
+                None => {
+                    let _ = ctx.events.send(PodEvent::PostStartDone {
+                        container: ctx.container.name.clone(),
+                        instance: ctx.instance,
+                    });
+                }
+            },
             _ = ctx.process.exited() => exited = true,
             req = &mut stop => {
                 stop_open = false;

@@ -84,6 +84,12 @@ pub(super) fn prepare(
 struct Running {
     instance: u64,
     handle: ContainerHandle,
+    /// Its postStart hook is still running: Kubernetes reports the container Waiting
+    /// (`ContainerCreating`), not Running, until the hook completes.
+    post_start: bool,
+    /// `started` to apply once the postStart hook is done (the container counts as started, e.g. for
+    /// the init container after a sidecar, only then).
+    started_after_hook: bool,
 }
 
 struct Worker {
@@ -253,7 +259,10 @@ impl Worker {
                     ProbeAction::Started => {
                         let has_readiness =
                             self.container(&container).is_some_and(|c| c.readiness_probe.is_some());
-                        self.lifecycle.set_started(&container, true);
+                        match self.running.get_mut(&container).filter(|r| r.post_start) {
+                            Some(r) => r.started_after_hook = true,
+                            None => self.lifecycle.set_started(&container, true),
+                        }
                         self.lifecycle.set_ready(&container, !has_readiness);
                     }
                     ProbeAction::Ready(ready) => self.lifecycle.set_ready(&container, ready),
@@ -264,6 +273,13 @@ impl Worker {
                             r.handle.stop(StopRequest { grace });
                         }
                     }
+                }
+            }
+            PodEvent::PostStartDone { container, instance } => {
+                if let Some(r) = self.running.get_mut(&container).filter(|r| r.instance == instance) {
+                    r.post_start = false;
+                    let started = r.started_after_hook;
+                    self.lifecycle.set_started(&container, started);
                 }
             }
             PodEvent::Stop { grace } => {
@@ -335,8 +351,10 @@ impl Worker {
         self.starts.insert(name.to_owned(), instance_no + 1);
         self.lifecycle.record(name, Event::Started, Instant::now(), wall_now());
         let probes = ContainerProbes::new(&c, Instant::now()).map_err(|e| config_err(e.to_string()))?;
-        self.lifecycle.set_started(name, probes.started());
+        let post_start = c.lifecycle.as_ref().is_some_and(|l| l.post_start.is_some());
+        self.lifecycle.set_started(name, probes.started() && !post_start);
         self.lifecycle.set_ready(name, probes.ready());
+        let started_after_hook = probes.started();
         {
             let mut sh = lock(&self.shared);
             sh.instances.insert(name.to_owned(), instance_no);
@@ -355,7 +373,7 @@ impl Worker {
             grace: self.pod_grace(),
             events: self.tx.clone(),
         });
-        self.running.insert(name.to_owned(), Running { instance, handle });
+        self.running.insert(name.to_owned(), Running { instance, handle, post_start, started_after_hook });
         Ok(())
     }
 
@@ -365,6 +383,13 @@ impl Worker {
         obs.pod_ip = self.pod_ip.map(|ip| ip.to_string());
         obs.host_ip = Some(self.k.bridge_ip.to_string());
         obs.start_time = Some(self.start_time);
+        for (name, _) in self.running.iter().filter(|(_, r)| r.post_start) {
+            if let Some(o) = obs.containers.get_mut(name) {
+                o.state = waiting_state("ContainerCreating", None);
+                o.ready = false;
+                o.started = false;
+            }
+        }
         for (name, (reason, message, _)) in &self.start_errors {
             let prev = obs.containers.get(name);
             let o = Observed {

@@ -76,11 +76,94 @@ fn http_get_success_failure_and_timeout() {
         let port = silent.local_addr().expect("addr").port();
         let o = http_get(&action(port), &c, LOOPBACK, Duration::from_millis(200)).await;
         assert!(o.message.contains("timed out"), "{}", o.message);
-        let https: HTTPGetAction = serde_json::from_value(json!({"port": ok, "scheme": "HTTPS"})).expect("a");
+        let ftp: HTTPGetAction = serde_json::from_value(json!({"port": ok, "scheme": "FTP"})).expect("a");
         assert_eq!(
-            http_get(&https, &c, LOOPBACK, t).await.message,
-            "scheme \"HTTPS\" is not supported by the local prober (only HTTP)"
+            http_get(&ftp, &c, LOOPBACK, t).await.message,
+            "scheme \"FTP\" is not supported (HTTP or HTTPS)"
         );
+    });
+}
+
+/// A real TLS server on loopback with the self-signed test certificate in `tests/data` (made once
+/// with `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 36500
+/// -subj /CN=localhost -keyout probe-tls-key.pem -out probe-tls-cert.pem`). Each connection's
+/// request head is sent on `seen`; the reply is a canned status.
+async fn https_server(status: u16, seen: tokio::sync::mpsc::UnboundedSender<String>) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
+    let cert = CertificateDer::from_pem_file(format!("{data}/probe-tls-cert.pem")).expect("cert");
+    let key = PrivateKeyDer::from_pem_file(format!("{data}/probe-tls-key.pem")).expect("key");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let Ok(mut s) = acceptor.accept(tcp).await else { continue };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = seen.send(String::from_utf8_lossy(&head).into_owned());
+            let reply = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
+            let _ = s.write_all(reply.as_bytes()).await;
+            let _ = s.shutdown().await;
+        }
+    });
+    port
+}
+
+#[test]
+fn https_get_skips_verification_and_judges_the_status() {
+    rt().block_on(async {
+        let c = container();
+        let t = Duration::from_secs(5);
+        let (tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+        let ok = https_server(200, tx.clone()).await;
+        let bad = https_server(500, tx).await;
+        let action = |port: u16| -> HTTPGetAction {
+            serde_json::from_value(json!({"port": port, "scheme": "HTTPS", "path": "/healthz",
+                "httpHeaders": [{"name": "X-Probe", "value": "1"}]}))
+            .expect("a")
+        };
+        // The certificate is self-signed for "localhost" and the probe dials 127.0.0.1: only a
+        // client that skips verification, as the kubelet does, gets through.
+        let o = http_get(&action(ok), &c, LOOPBACK, t).await;
+        assert_eq!(o.result, ProbeResult::Success, "{}", o.message);
+        assert_eq!(o.message, format!("GET https://127.0.0.1:{ok}/healthz: HTTP 200"));
+        let head = seen.recv().await.expect("request");
+        assert!(head.starts_with("GET /healthz HTTP/1.1\r\n"), "{head}");
+        assert!(head.contains(&format!("Host: 127.0.0.1:{ok}\r\n")), "{head}");
+        assert!(head.contains("User-Agent: kube-probe/1.35\r\n"), "{head}");
+        assert!(head.contains("X-Probe: 1\r\n"), "{head}");
+
+        let o = http_get(&action(bad), &c, LOOPBACK, t).await;
+        assert_eq!(o.result, ProbeResult::Failure);
+        assert!(o.message.ends_with("HTTP probe failed with statuscode: 500"), "{}", o.message);
+
+        // A plain-HTTP server answered over HTTPS: the handshake fails and says so.
+        let plain = http_server(200).await;
+        let o = http_get(&action(plain), &c, LOOPBACK, t).await;
+        assert_eq!(o.result, ProbeResult::Failure);
+        assert!(o.message.contains("TLS handshake failed"), "{}", o.message);
+
+        // A listener that accepts but never answers the ClientHello: the timeout decides.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = silent.local_addr().expect("addr").port();
+        let o = http_get(&action(port), &c, LOOPBACK, Duration::from_millis(300)).await;
+        assert_eq!(o.result, ProbeResult::Failure);
+        assert!(o.message.contains("timed out"), "{}", o.message);
     });
 }
 
