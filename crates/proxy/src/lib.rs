@@ -10,7 +10,7 @@
 //!   server (HTTP/1.1 and h2c: gRPC, server reflection in [`runtime::reflection`], HTTP/JSON
 //!   through the `google.api.http` rules in [`runtime::transcode`] and the pure
 //!   [`runtime::http_rules`] table), the [`runtime::Call`] dispatcher (forwards, side
-//!   effects), and one task per active entity (`event_sourced.rs` drives
+//!   effects; streamed action methods through `action_stream.rs`), and one task per active entity (`event_sourced.rs` drives
 //!   [`eventsourced::Entity`], `value_entity.rs`), activated and passivated through a
 //!   [`runtime::Registry`].
 //! - [`discovery`]: `EntityDiscovery.discover` with backoff, version check, `reportError`.

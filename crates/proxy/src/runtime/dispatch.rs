@@ -189,7 +189,7 @@ impl Dispatcher {
 
     /// The client's answer from the user function's: synchronous side effects first, then the
     /// reply (or the forward's reply), then the other side effects in the background.
-    async fn finish(self: &Arc<Self>, outcome: Outcome, depth: u32) -> Result<Bytes, Status> {
+    pub(super) async fn finish(self: &Arc<Self>, outcome: Outcome, depth: u32) -> Result<Bytes, Status> {
         let (action, side_effects) = match outcome {
             Outcome::Failed { description } => return Err(Status::unknown(description)),
             Outcome::Done { action, side_effects } => (action, side_effects),

@@ -6,6 +6,7 @@
 //! the user function and logged; startup stops), ready, then clients. Passthrough mode: see
 //! [`crate::passthrough`].
 
+mod action_stream;
 mod dispatch;
 mod event_sourced;
 pub mod http_rules;

@@ -1,21 +1,22 @@
 //! The client-facing server on the proxy port, HTTP/1.1 and HTTP/2 without TLS: gRPC requests
 //! (`application/grpc*`) for the discovered services go through a pass-through bytes codec to
-//! the [`Dispatcher`]; gRPC server reflection is answered from the descriptors; every other
+//! the [`Dispatcher`] (streamed methods, actions only, to its streamed-action calls); gRPC server reflection is answered from the descriptors; every other
 //! request is HTTP/JSON, transcoded through the `google.api.http` rules ([`Transcoder`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt as _;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tonic::Status;
 use tonic::body::Body;
 use tonic::metadata::KeyAndValueRef;
 use tonic::server::Grpc;
+use tonic::{Status, Streaming};
 
 use super::dispatch::{Call, Dispatcher};
 use super::lifecycle::Lifecycle;
@@ -99,9 +100,47 @@ async fn grpc(dispatcher: Arc<Dispatcher>, request: Request<Incoming>) -> Respon
         Ok((_, resolved)) => resolved,
         Err(status) => return status.into_http(),
     };
-    if resolved.client_streaming || resolved.server_streaming {
-        return Status::unimplemented(format!("streamed method {service}.{method} is not served yet"))
-            .into_http();
+    match (resolved.client_streaming, resolved.server_streaming) {
+        (false, false) => {}
+        (true, false) => {
+            let handler = tower::service_fn(move |request: tonic::Request<Streaming<Bytes>>| {
+                let (dispatcher, service, method) = (dispatcher.clone(), service.clone(), method.clone());
+                let metadata = metadata(request.metadata());
+                let requests = request.into_inner().boxed();
+                async move {
+                    dispatcher
+                        .streamed_in(&service, &method, metadata, requests)
+                        .await
+                        .map(tonic::Response::new)
+                }
+            });
+            return Grpc::new(BytesCodec).client_streaming(handler, request).await;
+        }
+        (false, true) => {
+            let handler = tower::service_fn(move |request: tonic::Request<Bytes>| {
+                let (dispatcher, service, method) = (dispatcher.clone(), service.clone(), method.clone());
+                let metadata = metadata(request.metadata());
+                let payload = request.into_inner();
+                async move {
+                    dispatcher
+                        .streamed_out(&service, &method, metadata, payload)
+                        .await
+                        .map(tonic::Response::new)
+                }
+            });
+            return Grpc::new(BytesCodec).server_streaming(handler, request).await;
+        }
+        (true, true) => {
+            let handler = tower::service_fn(move |request: tonic::Request<Streaming<Bytes>>| {
+                let (dispatcher, service, method) = (dispatcher.clone(), service.clone(), method.clone());
+                let metadata = metadata(request.metadata());
+                let requests = request.into_inner().boxed();
+                async move {
+                    dispatcher.streamed(&service, &method, metadata, requests).await.map(tonic::Response::new)
+                }
+            });
+            return Grpc::new(BytesCodec).streaming(handler, request).await;
+        }
     }
     let handler = tower::service_fn(move |request: tonic::Request<Bytes>| {
         let dispatcher = dispatcher.clone();
