@@ -192,8 +192,17 @@ async fn verbs_scale_roll_back_restart_and_wait_through_the_daemon() {
         assert_eq!(restart(&client, &targets(dir.path(), &["sts/web"]), &mut out).await.unwrap(), exit::OK);
         assert_eq!(text(out), "statefulset.apps/web restarted\n");
 
+        // The restart's rollout ends before web-0 is made unready (it would replace web-0).
+        let done = status_args(Some(Duration::from_secs(20)));
+        assert_eq!(status(&client, &done, &mut Vec::new()).await.unwrap(), exit::OK);
+
         // A pod that never gets Ready: status times out, non-zero, naming the pod.
         fake.set_ready("default", "web-0", false);
+        let web0 = stead_engine::ObjectKey::new(stead_engine::Kind::Pod, "default", "web-0");
+        while engine.store().get(&web0).is_some_and(|p| p["status"]["containerStatuses"][0]["ready"] == true)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         scale(
             &client,
             &ScaleArgs { targets: targets(dir.path(), &["sts/web"]), replicas: 4, current_replicas: None },
