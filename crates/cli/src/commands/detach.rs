@@ -62,11 +62,7 @@ pub async fn down(
         );
         return Ok(exit::USAGE);
     }
-    let keys: Vec<stead_engine::ObjectKey> = manifests
-        .iter()
-        .filter_map(|m| m.to_json().ok())
-        .filter_map(|v| stead_engine::ObjectKey::of(&v).ok())
-        .collect();
+    let keys = super::up::keys_of(manifests);
     let mut code = exit::OK;
     for key in keys.iter().rev() {
         let path = format!(

@@ -134,7 +134,7 @@ pub(crate) async fn start(state: &Option<PathBuf>, node: &NodeArgs) -> Result<Lo
     }
 }
 
-fn keys_of(manifests: &[stead_api::Manifest]) -> Vec<ObjectKey> {
+pub(crate) fn keys_of(manifests: &[stead_api::Manifest]) -> Vec<ObjectKey> {
     manifests.iter().filter_map(|m| m.to_json().ok()).filter_map(|v| ObjectKey::of(&v).ok()).collect()
 }
 
