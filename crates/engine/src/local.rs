@@ -526,10 +526,42 @@ pub fn pod_problem(pod: &Value) -> Option<String> {
             return Some(format!("container {name}: {reason} (exit code {})", t["exitCode"]));
         }
         if c["ready"] == false && c["state"].get("running").is_some() {
-            return Some(format!("container {name}: running, not ready (readiness probe)"));
+            return Some(format!("container {name}: {}", unready_because(pod, name, c)));
         }
     }
     Some(status["phase"].as_str().unwrap_or("Pending").to_string())
+}
+
+/// Which probe keeps a running container from being ready, from its spec: the startup probe until
+/// the container has `started`, then the readiness probe.
+fn unready_because(pod: &Value, name: &str, status: &Value) -> String {
+    let spec = pod["spec"]["containers"].as_array().into_iter().flatten().find(|c| c["name"] == name);
+    let probe = |field: &str| spec.and_then(|c| c.get(field)).filter(|p| p.is_object());
+    match (status["started"] == false, probe("startupProbe"), probe("readinessProbe")) {
+        (true, Some(p), _) => format!("running, startup probe {} has not succeeded yet", probe_handler(p)),
+        (_, _, Some(p)) => format!("running, readiness probe {} is failing", probe_handler(p)),
+        _ => "running, not ready".to_string(),
+    }
+}
+
+/// A probe's handler as `kubectl describe` prints it: `exec [cat /tmp/ok]`,
+/// `http-get http://:8080/ready`, `tcp-socket :5432`, `grpc <port> <service>`.
+pub fn probe_handler(p: &Value) -> String {
+    let word = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+    if let Some(e) = p.get("exec") {
+        let words: Vec<String> = e["command"].as_array().into_iter().flatten().map(word).collect();
+        format!("exec [{}]", words.join(" "))
+    } else if let Some(h) = p.get("httpGet") {
+        let scheme = h["scheme"].as_str().unwrap_or("HTTP").to_ascii_lowercase();
+        let host = h["host"].as_str().unwrap_or_default();
+        format!("http-get {scheme}://{host}:{}{}", word(&h["port"]), h["path"].as_str().unwrap_or("/"))
+    } else if let Some(t) = p.get("tcpSocket") {
+        format!("tcp-socket {}:{}", t["host"].as_str().unwrap_or_default(), word(&t["port"]))
+    } else if let Some(g) = p.get("grpc") {
+        format!("grpc <{}> <{}>", word(&g["port"]), g["service"].as_str().unwrap_or_default())
+    } else {
+        "(no handler)".to_string()
+    }
 }
 
 async fn start_dns(config: &LocalConfig, bridge: Ipv4Addr) -> Option<DnsServer> {
@@ -617,4 +649,42 @@ pub fn dns_records(store: &Store, zone: &str) -> Records {
         }
     }
     records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(container: Value, status: Value) -> Value {
+        json!({"spec": {"containers": [container]}, "status": {"phase": "Running", "containerStatuses": [status]}})
+    }
+
+    #[test]
+    fn an_unready_pod_names_the_probe_that_blocks_it() {
+        let running = json!({"name": "app", "ready": false, "started": true, "state": {"running": {}}});
+        let exec = json!({"name": "app", "readinessProbe": {"exec": {"command": ["test", "-f", "/mnt/ready"]}}});
+        assert_eq!(
+            pod_problem(&pod(exec, running.clone())).as_deref(),
+            Some("container app: running, readiness probe exec [test -f /mnt/ready] is failing")
+        );
+        let http = json!({"name": "app",
+            "startupProbe": {"httpGet": {"port": 8080, "path": "/started", "scheme": "HTTPS"}},
+            "readinessProbe": {"tcpSocket": {"port": "db"}}});
+        let unstarted = json!({"name": "app", "ready": false, "started": false, "state": {"running": {}}});
+        assert_eq!(
+            pod_problem(&pod(http.clone(), unstarted)).as_deref(),
+            Some("container app: running, startup probe http-get https://:8080/started has not succeeded yet")
+        );
+        assert_eq!(
+            pod_problem(&pod(http, running.clone())).as_deref(),
+            Some("container app: running, readiness probe tcp-socket :db is failing")
+        );
+        assert_eq!(
+            pod_problem(&pod(json!({"name": "app"}), running)).as_deref(),
+            Some("container app: running, not ready")
+        );
+        let grpc = json!({"grpc": {"port": 9000, "service": "health"}});
+        assert_eq!(probe_handler(&grpc), "grpc <9000> <health>");
+    }
 }

@@ -520,16 +520,7 @@ fn state_lines(d: &mut Doc, label: &str, state: &Value) {
 
 /// `exec [cat /tmp/ok] delay=0s timeout=1s period=10s #success=1 #failure=3`.
 fn probe_text(p: &Value) -> String {
-    let how = if let Some(e) = p.get("exec") {
-        let words: Vec<String> = e["command"].as_array().into_iter().flatten().map(s).collect();
-        format!("exec [{}]", words.join(" "))
-    } else if let Some(h) = p.get("httpGet") {
-        format!("http-get http://:{}{}", s(&h["port"]), h["path"].as_str().unwrap_or("/"))
-    } else if let Some(t) = p.get("tcpSocket") {
-        format!("tcp-socket :{}", s(&t["port"]))
-    } else {
-        "unknown".into()
-    };
+    let how = stead_engine::local::probe_handler(p);
     let n = |f: &str, default: i64| p[f].as_i64().unwrap_or(default);
     format!(
         "{how} delay={}s timeout={}s period={}s #success={} #failure={}",
