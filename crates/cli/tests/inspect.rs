@@ -2,105 +2,11 @@
 //! with real pods. Needs root (network namespaces, a bridge); `.ci/run` runs it as root. Each
 //! test has its own pod network (10.244.215-217.0/24, bridges stup15-17) and state directory.
 
-use assert_cmd::Command;
-use std::path::{Path, PathBuf};
-use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
-}
+mod common;
 
-/// A daemon that is stopped (SIGTERM, then killed) and reaped however the test ends.
-struct Daemon {
-    child: std::process::Child,
-    state: tempfile::TempDir,
-    bridge: String,
-}
-
-impl Daemon {
-    fn start(cidr: &str, bridge: &str) -> Daemon {
-        let state = tempfile::tempdir().unwrap();
-        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("stead"))
-            .args(["daemon", "--pod-cidr", cidr, "--bridge", bridge, "--state-dir"])
-            .arg(state.path())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let socket = state.path().join("stead.sock");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !socket.exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Daemon { child, state, bridge: bridge.into() }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::cargo_bin("stead")
-            .unwrap()
-            .args(args)
-            // Not a flag: `exec` takes everything after `--` as the command.
-            .env("STEAD_STATE_DIR", self.state.path())
-            .timeout(Duration::from_secs(30))
-            .output()
-            .unwrap()
-    }
-
-    fn stdout(&self, args: &[&str]) -> String {
-        String::from_utf8_lossy(&self.run(args).stdout).into_owned()
-    }
-
-    fn apply(&self, manifest: &str) {
-        let file: PathBuf = self.state.path().join("manifest.yaml");
-        std::fs::write(&file, manifest).unwrap();
-        let out = self.run(&["apply", "-f", file.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    /// Waits until `n` pods are Running and Ready.
-    fn ready(&self, n: usize) {
-        let mut table = String::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            table = self.stdout(&["get", "pods"]);
-            if table.lines().filter(|l| l.contains("1/1") && l.contains("Running")).count() == n {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        panic!("{n} pods not ready:\n{table}");
-    }
-
-    /// Polls `args` until its stdout satisfies `f` (returning the last stdout either way).
-    fn until(&self, args: &[&str], f: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let out = self.stdout(args);
-            if f(&out) || Instant::now() > deadline {
-                return out;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if !std::thread::panicking() {
-            assert!(!Path::new("/sys/class/net").join(&self.bridge).exists(), "the bridge is removed");
-        }
-    }
-}
+use common::{Daemon, is_root};
 
 fn web(replicas: u32, command: &str) -> String {
     format!(
@@ -177,9 +83,9 @@ fn port_forward_reaches_a_pod() {
     let d = Daemon::start("10.244.216.0/24", "stup16");
     d.apply(&web(1, "exec busybox nc -ll -p 8080 -e busybox sh -c 'echo hello from $(busybox hostname)'"));
     d.ready(1);
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("stead"))
+    let mut child = std::process::Command::new(common::stead())
         .args(["port-forward", "pod/web-0", ":echo", "--state-dir"])
-        .arg(d.state.path())
+        .arg(d.state())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

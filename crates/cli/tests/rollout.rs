@@ -5,96 +5,13 @@
 //! data can be checked. Needs root (network namespaces, a bridge); `.ci/run` runs it as root.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
-}
+mod common;
 
-fn stead() -> PathBuf {
-    assert_cmd::cargo::cargo_bin("stead")
-}
-
-/// A `stead daemon` child: stopped with SIGTERM (its pods stop too) however the test ends, killed
-/// if it does not exit in time.
-struct Daemon {
-    child: Option<std::process::Child>,
-    state: PathBuf,
-}
-
-impl Daemon {
-    fn start(state: &Path, cidr: &str, bridge: &str) -> Daemon {
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(state.with_extension("daemon.log"))
-            .unwrap();
-        // A socket left by a killed daemon is replaced by the new one: wait for that one.
-        let socket = state.join("stead.sock");
-        let _ = std::fs::remove_file(&socket);
-        let child = Command::new(stead())
-            .args(["daemon", "--pod-cidr", cidr, "--bridge", bridge, "--state-dir"])
-            .arg(state)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        // Stopped on drop even when it never comes up.
-        let daemon = Daemon { child: Some(child), state: state.to_path_buf() };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !socket.exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        assert!(socket.exists(), "the daemon serves on {}", socket.display());
-        daemon
-    }
-
-    /// SIGKILL: no chance to clean up; its pods keep running.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-
-    /// Runs a client verb against this daemon.
-    fn run(&self, args: &[&str]) -> Output {
-        assert_cmd::Command::new(stead())
-            .args(args)
-            .arg("--state-dir")
-            .arg(&self.state)
-            .timeout(Duration::from_secs(150))
-            .output()
-            .unwrap()
-    }
-
-    /// Runs a verb that must succeed; returns its standard output.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "stead {args:?}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-        stdout
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
+use common::{Daemon, is_root};
 
 /// A StatefulSet whose pods log each start to `<shared>/starts` and to their claim. With `slow`,
 /// a pod turns Ready a second after it starts (a readiness probe), so a rollout takes a while.
@@ -216,7 +133,7 @@ fn a_rolling_update_visits_ordinals_in_descending_order_and_honours_the_partitio
     let scene = Scene::new();
     let (state, shared) = (scene.state(), scene.shared());
     std::fs::create_dir_all(&state).unwrap();
-    let daemon = Daemon::start(&state, "10.244.210.0/24", "stup10");
+    let daemon = Daemon::start_in(&state, "10.244.210.0/24", "stup10");
     let apply = |rev, partition| {
         let file = scene.write(&manifest("part", 3, rev, Some(partition), &shared, false));
         daemon.ok(&["apply", "-f", &file])
@@ -262,7 +179,7 @@ fn rollout_undo_rolls_back_and_scale_restart_and_wait_act_as_kubectls() {
     let scene = Scene::new();
     let (state, shared) = (scene.state(), scene.shared());
     std::fs::create_dir_all(&state).unwrap();
-    let daemon = Daemon::start(&state, "10.244.211.0/24", "stup11");
+    let daemon = Daemon::start_in(&state, "10.244.211.0/24", "stup11");
     let apply = |rev| {
         let file = scene.write(&manifest("undo", 2, rev, None, &shared, false));
         daemon.ok(&["apply", "-f", &file])
@@ -414,7 +331,7 @@ fn a_daemon_killed_mid_rollout_restarts_and_converges_without_two_pods_per_ident
     let (state, shared) = (scene.state(), scene.shared());
     std::fs::create_dir_all(&state).unwrap();
     let (cidr, bridge) = ("10.244.212.0/24", "stup12");
-    let mut daemon = Daemon::start(&state, cidr, bridge);
+    let mut daemon = Daemon::start_in(&state, cidr, bridge);
     let apply = |daemon: &Daemon, rev| {
         let file = scene.write(&manifest("kill", 3, rev, None, &shared, true));
         daemon.ok(&["apply", "-f", &file])
@@ -473,7 +390,7 @@ fn a_daemon_killed_mid_rollout_restarts_and_converges_without_two_pods_per_ident
     assert_eq!(live_identities(marker).len(), 3, "the pods outlive a killed daemon");
 
     // A new daemon on the same state finishes the rollout.
-    let daemon = Daemon::start(&state, cidr, bridge);
+    let daemon = Daemon::start_in(&state, cidr, bridge);
     let out = daemon.ok(&["rollout", "status", "sts/kill", "--timeout", "120s"]);
     assert!(out.lines().last().unwrap().starts_with("statefulset rolling update complete 3 pods"), "{out}");
     for ordinal in 0..3 {

@@ -5,9 +5,9 @@ use assert_cmd::Command;
 use std::path::Path;
 use std::time::Duration;
 
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
-}
+mod common;
+
+use common::{Daemon, is_root};
 
 fn example(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name).display().to_string()
@@ -219,60 +219,21 @@ fn the_daemon_runs_what_apply_sends_and_get_and_logs_read_it() {
         eprintln!("skipped: stead daemon needs root for network namespaces and a bridge (run .ci/run)");
         return;
     }
-    let state = tempfile::tempdir().unwrap();
-    let stead = assert_cmd::cargo::cargo_bin("stead");
-    let mut daemon = Reaped(
-        std::process::Command::new(&stead)
-            .args(["daemon", "--pod-cidr", "10.244.204.0/24", "--bridge", "stup4", "--state-dir"])
-            .arg(state.path())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let socket = state.path().join("stead.sock");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !socket.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let client = |args: &[&str]| {
-        Command::new(&stead)
-            .args(args)
-            .arg("--state-dir")
-            .arg(state.path())
-            .timeout(Duration::from_secs(30))
-            .output()
-            .unwrap()
-    };
-    let applied = client(&["apply", "-f", &example("statefulset")]);
-    let stdout = String::from_utf8_lossy(&applied.stdout).into_owned();
-    assert!(applied.status.success(), "{stdout}{}", String::from_utf8_lossy(&applied.stderr));
+    let mut daemon = Daemon::start("10.244.204.0/24", "stup4");
+    let stdout = daemon.ok(&["apply", "-f", &example("statefulset")]);
     assert!(stdout.contains("statefulset/example created"), "{stdout}");
 
     // Three pods, Running and Ready, as kubectl would list them.
-    let mut table = String::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while std::time::Instant::now() < deadline {
-        table = String::from_utf8_lossy(&client(&["get", "pods"]).stdout).into_owned();
-        if table.lines().filter(|l| l.contains("1/1") && l.contains("Running")).count() == 3 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    daemon.ready(3);
+    let table = daemon.ok(&["get", "pods"]);
     assert!(table.starts_with("NAME"), "{table}");
-    assert_eq!(table.lines().filter(|l| l.contains("1/1") && l.contains("Running")).count(), 3, "{table}");
-    let logs = client(&["logs", "example-0", "-c", "listener"]);
-    let text = String::from_utf8_lossy(&logs.stdout);
+    let text = daemon.ok(&["logs", "example-0", "-c", "listener"]);
     assert!(text.contains("Replica 0 listening"), "{text}");
 
     // SIGTERM: every pod stops, the daemon exits, the socket goes.
-    nix_kill_term(daemon.0.id());
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let mut exited = None;
-    while exited.is_none() && std::time::Instant::now() < deadline {
-        exited = daemon.0.try_wait().unwrap();
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(exited.is_some_and(|s| s.success()), "the daemon stops on SIGTERM");
+    let socket = daemon.state().join("stead.sock");
+    let exited = daemon.terminate();
+    assert!(exited.is_some_and(|s| s.success()), "the daemon stops on SIGTERM: {exited:?}");
     assert!(!socket.exists());
     assert!(!Path::new("/sys/class/net/stup4").exists(), "the pods and the bridge are gone");
 }
