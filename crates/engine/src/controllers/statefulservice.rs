@@ -66,7 +66,7 @@ fn reconcile(store: &Store, object: &Value, opts: &RenderOptions) -> Result<usiz
         writes += usize::from(apply(store, value)?);
     }
     // Children a previous render made and this one does not.
-    for (key, child) in store.all() {
+    for (key, child) in store.all_except(Kind::Event) {
         if key.namespace == namespace && controlled_by(&child, &uid) && !wanted.contains(&key) {
             match store.delete(&key, DeleteOptions::default()) {
                 Ok(_) | Err(StoreError::NotFound { .. }) => writes += 1,
