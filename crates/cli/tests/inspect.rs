@@ -72,6 +72,33 @@ fn describe_shows_events_and_exec_runs_in_the_pod() {
     assert!(stderr.contains("oops") && stderr.contains("command terminated with exit code 7"), "{stderr}");
     let out = d.run(&["exec", "web-0", "-c", "nope", "--", "true"]);
     assert_eq!(out.status.code(), Some(1));
+
+    // A failing readiness probe: its output is the Unhealthy event's message, and the pod's
+    // readiness names the probe; once it passes, the pod is Ready.
+    d.apply(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: gated}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox
+    command: [sh, -c, "exec sleep 1000"]
+    readinessProbe:
+      exec: {command: [sh, -c, "echo waiting for /mnt/go; test -f /mnt/go"]}
+      periodSeconds: 1
+    volumeMounts: [{name: scratch, mountPath: /mnt}]
+  volumes: [{name: scratch, emptyDir: {}}]
+"#,
+    );
+    let described = d.until(&["describe", "pod", "gated"], |o| o.contains("Readiness probe failed"));
+    assert!(described.contains("Warning  Unhealthy"), "{described}");
+    assert!(described.contains("Readiness probe failed: waiting for /mnt/go"), "{described}");
+    let out = d.run(&["exec", "gated", "--", "touch", "/mnt/go"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = d.until(&["get", "pod", "gated"], |o| o.contains("1/1"));
+    assert!(table.contains("1/1") && table.contains("Running"), "{table}");
 }
 
 #[test]

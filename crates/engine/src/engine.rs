@@ -3,7 +3,7 @@
 
 use crate::controllers::{self, pods::LocalImages, pods::PodWorker};
 use crate::gc;
-use crate::runtime::Runtime;
+use crate::runtime::{ContainerEvent, Runtime};
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -148,6 +148,7 @@ impl Engine {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut changes = self.store.watch();
         let mut statuses = self.runtime.subscribe();
+        let mut container_events = self.runtime.container_events();
         let mut busy = 0;
         loop {
             if *shutdown.borrow() {
@@ -187,11 +188,26 @@ impl Engine {
                     Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
+                event = next_event(&mut container_events) => match event {
+                    Ok(event) => crate::events::container_event(&self.store, &event),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => container_events = None,
+                },
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {
                     crate::events::prune_all(&self.store);
                 }
             }
         }
+    }
+}
+
+/// The next event of a runtime that reports them; never resolves for one that does not.
+async fn next_event(
+    rx: &mut Option<broadcast::Receiver<ContainerEvent>>,
+) -> Result<ContainerEvent, broadcast::error::RecvError> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

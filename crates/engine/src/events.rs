@@ -58,6 +58,17 @@ pub fn record(store: &Store, involved: &Value, ty: Type, reason: &str, message: 
     record_about(store, involved, None, ty, reason, message);
 }
 
+/// Records what the runtime reported about a container, if its pod is still the one it ran.
+pub fn container_event(store: &Store, event: &crate::runtime::ContainerEvent) {
+    let key = ObjectKey::new(Kind::Pod, &event.namespace, &event.name);
+    let Some(pod) = store.get(&key) else { return };
+    if meta_str(&pod, "uid") != Some(event.uid.as_str()) {
+        return;
+    }
+    let ty = if event.warning { Type::Warning } else { Type::Normal };
+    record_container(store, &pod, &event.container, ty, &event.reason, &event.message);
+}
+
 /// Records an event about one container of a pod (`involvedObject.fieldPath` names it).
 pub fn record_container(store: &Store, pod: &Value, container: &str, ty: Type, reason: &str, message: &str) {
     let field = format!("spec.containers{{{container}}}");
@@ -294,7 +305,8 @@ pub fn killing(store: &Store, pod: &Value) {
 
 /// The kubelet's events for a pod whose status goes from the stored one to `status`: `Created`
 /// and `Started` for each new container instance, `BackOff` when a container enters
-/// `CrashLoopBackOff`, `Unhealthy` when a running container stops being ready.
+/// `CrashLoopBackOff`. (`Unhealthy`, probe-driven `Killing` and `FailedPostStartHook` come from the
+/// runtime itself, with its messages: [`container_event`].)
 pub fn pod_status_changed(store: &Store, pod: &Value, status: &Value) {
     let old = &pod["status"];
     let pod_name = meta_str(pod, "name").unwrap_or_default();
@@ -320,14 +332,6 @@ pub fn pod_status_changed(store: &Store, pod: &Value, status: &Value) {
                 let message =
                     format!("Back-off restarting failed container {name} in pod {pod_name}_{ns}({uid})");
                 record_container(store, pod, name, Type::Warning, "BackOff", &message);
-            }
-            let running = |c: &Value| c["state"]["running"]["startedAt"].as_str().map(str::to_string);
-            if before.is_some_and(|b| b["ready"] == true)
-                && new["ready"] == false
-                && running(new).is_some()
-                && running(new) == before.and_then(running)
-            {
-                record_container(store, pod, name, Type::Warning, "Unhealthy", "Readiness probe failed");
             }
         }
     }

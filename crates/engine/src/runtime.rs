@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use stead_node::env::{LookupError, ObjectLookup};
+pub use stead_node::kubelet::ContainerEvent;
 use tokio::sync::broadcast;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -43,6 +44,11 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), RuntimeError>>;
     /// Every status change.
     fn subscribe(&self) -> broadcast::Receiver<PodStatusUpdate>;
+    /// What happened to containers beyond their status (failed probes, probe restarts, failed
+    /// hooks), for the pods' Events; `None` when the runtime reports none.
+    fn container_events(&self) -> Option<broadcast::Receiver<ContainerEvent>> {
+        None
+    }
     /// The address pods reach the node (and its DNS server) at, when there is a pod network.
     fn node_address(&self) -> Option<Ipv4Addr>;
     /// Stops every pod.

@@ -153,7 +153,7 @@ impl Cgroups {
                 unified: dir(&self.unified),
                 memory_limit: None,
             };
-            if let Err(e) = cg.kill_all(Duration::from_secs(5)).and_then(|()| cg.remove()) {
+            if let Err(e) = cg.kill_and_remove() {
                 first.get_or_insert(e);
             }
         }
@@ -263,6 +263,40 @@ impl ContainerCgroup {
                 kill9(pid);
             }
             std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Moves `pid` (a container process this runtime just started) into every directory, so it
+    /// is counted before its start is reported, even if its init has not yet joined by itself. A
+    /// process that already exited is not an error.
+    pub fn adopt(&self, pid: i32) -> Result<(), CgroupError> {
+        for d in self.dirs() {
+            let f = d.join("cgroup.procs");
+            match std::fs::write(&f, pid.to_string()) {
+                Err(e) if e.raw_os_error() != Some(nix::libc::ESRCH) => {
+                    return Err(CgroupError::Io { path: f, source: e });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Kills every member, then removes the directories. A process that joined between the kill
+    /// and the removal (an init that was starting when its runtime died) makes the removal fail
+    /// with EBUSY: it is killed in turn, a few times over, so nothing is left running unseen.
+    pub fn kill_and_remove(&self) -> Result<(), CgroupError> {
+        let mut attempts = 0;
+        loop {
+            self.kill_all(Duration::from_secs(5))?;
+            match self.remove() {
+                Err(CgroupError::Io { source, .. })
+                    if source.raw_os_error() == Some(nix::libc::EBUSY) && attempts < 5 =>
+                {
+                    attempts += 1;
+                }
+                other => return other,
+            }
         }
     }
 

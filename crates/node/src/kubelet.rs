@@ -61,6 +61,21 @@ pub struct KubeletConfig {
     pub init_args: Vec<String>,
 }
 
+/// Something that happened to one container, for the pod's Events (what the kubelet records with
+/// its event recorder): `Unhealthy` for each failed probe run, `Killing` for a restart a probe
+/// asked for, `FailedPostStartHook`. Status changes are not repeated here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerEvent {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub container: String,
+    /// `Warning` (true) or `Normal`.
+    pub warning: bool,
+    pub reason: String,
+    pub message: String,
+}
+
 /// A status change of one pod.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PodStatusUpdate {
@@ -142,6 +157,7 @@ pub(crate) struct Inner {
     pub init: InitProgram,
     pub bridge_ip: Ipv4Addr,
     pub tx: broadcast::Sender<PodStatusUpdate>,
+    pub container_events: broadcast::Sender<ContainerEvent>,
     pods: Mutex<HashMap<(String, String), PodEntry>>,
 }
 
@@ -197,6 +213,7 @@ impl Kubelet {
         recover(&cfg.state_dir, &nl, &cgroups, &mut ipam).await;
         crate::sandbox::ensure_bridge(&nl, &sandbox).await?;
         let (tx, _) = broadcast::channel(1024);
+        let (container_events, _) = broadcast::channel(1024);
         let init = InitProgram { program: cfg.init_program.clone(), args: cfg.init_args.clone() };
         Ok(Kubelet {
             inner: Arc::new(Inner {
@@ -210,6 +227,7 @@ impl Kubelet {
                 init,
                 bridge_ip,
                 tx,
+                container_events,
                 pods: Mutex::new(HashMap::new()),
             }),
         })
@@ -304,6 +322,11 @@ impl Kubelet {
     /// Every status change of every pod.
     pub fn subscribe(&self) -> broadcast::Receiver<PodStatusUpdate> {
         self.inner.tx.subscribe()
+    }
+
+    /// Every container event of every pod (see [`ContainerEvent`]).
+    pub fn subscribe_events(&self) -> broadcast::Receiver<ContainerEvent> {
+        self.inner.container_events.subscribe()
     }
 
     /// The live log file of a container (`previous`: the instance before the last restart), in the

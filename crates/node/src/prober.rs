@@ -229,16 +229,37 @@ pub async fn tcp_socket(
 /// Runs an `exec` probe or hook: `cmd` is the command entering the container (see
 /// [`crate::process::InitProgram::command`]); its output is discarded.
 pub async fn exec(mut cmd: tokio::process::Command, timeout: Duration) -> Outcome {
-    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).kill_on_drop(true);
+    use tokio::io::AsyncReadExt;
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).kill_on_drop(true);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return Outcome::fail(format!("exec: {e}")),
     };
     let pgid = child.id().and_then(|p| i32::try_from(p).ok());
-    match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(Ok(st)) if st.success() => Outcome::ok("exec: exit 0"),
-        Ok(Ok(st)) => Outcome::fail(format!("exec: {st}")),
-        Ok(Err(e)) => Outcome::fail(format!("exec: {e}")),
+    // The command's output is the failure's message, as the kubelet's (bounded like its 10 KiB).
+    let read = |pipe: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>| async move {
+        let mut buf = Vec::new();
+        if let Some(p) = pipe {
+            let _ = p.take(EXEC_OUTPUT_LIMIT).read_to_end(&mut buf).await;
+        }
+        buf
+    };
+    let stdout = child.stdout.take().map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>);
+    let stderr = child.stderr.take().map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>);
+    let run = async { tokio::join!(child.wait(), read(stdout), read(stderr)) };
+    match tokio::time::timeout(timeout, run).await {
+        Ok((Ok(st), _, _)) if st.success() => Outcome::ok("exec: exit 0"),
+        Ok((Ok(st), out, err)) => {
+            let mut text = String::from_utf8_lossy(&out).into_owned();
+            text.push_str(&String::from_utf8_lossy(&err));
+            let text = text.trim();
+            if text.is_empty() {
+                Outcome::fail(format!("exec: {st}"))
+            } else {
+                Outcome::fail(text.to_owned())
+            }
+        }
+        Ok((Err(e), _, _)) => Outcome::fail(format!("exec: {e}")),
         Err(_) => {
             if let Some(g) = pgid {
                 let _ = nix::sys::signal::killpg(
@@ -246,11 +267,15 @@ pub async fn exec(mut cmd: tokio::process::Command, timeout: Duration) -> Outcom
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
+            let _ = child.start_kill();
             let _ = child.wait().await;
             Outcome::fail(format!("exec: command timed out after {}s", timeout.as_secs_f64()))
         }
     }
 }
+
+/// How much of an exec probe's output is kept for its message.
+const EXEC_OUTPUT_LIMIT: u64 = 10 * 1024;
 
 /// Runs a `grpc` probe against `pod_ip`.
 pub async fn grpc(action: &GRPCAction, pod_ip: IpAddr, timeout: Duration) -> Outcome {

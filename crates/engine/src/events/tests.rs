@@ -115,7 +115,10 @@ fn container_transitions_become_kubelet_events() {
     let mut with = (*p).clone();
     with["status"] = running("2026-01-01T00:00:00Z", true);
     pod_status_changed(&store, &with, &running("2026-01-01T00:00:00Z", false));
-    assert!(reasons(&store).contains(&"Unhealthy Readiness probe failed".to_string()));
+    assert!(
+        !reasons(&store).iter().any(|r| r.starts_with("Unhealthy")),
+        "probe failures come from the runtime, with their messages"
+    );
     with["status"] = running("2026-01-01T00:00:00Z", false);
     let backoff = json!({"containerStatuses": [{"name": "app", "ready": false, "restartCount": 1,
         "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]});
@@ -199,4 +202,29 @@ fn a_failure_met_on_every_pass_bumps_at_most_every_interval() {
     assert_eq!(bump(1)["count"], 1);
     assert_eq!(store.resource_version(), rv, "no write within the interval");
     assert_eq!(bump(10)["count"], 2);
+}
+
+#[test]
+fn the_runtimes_container_events_are_recorded_for_the_pod_that_ran() {
+    let store = Store::in_memory();
+    let p = pod(&store, "web-0");
+    let event = |uid: &str, message: &str| crate::runtime::ContainerEvent {
+        namespace: "default".into(),
+        name: "web-0".into(),
+        uid: uid.into(),
+        container: "app".into(),
+        warning: true,
+        reason: "Unhealthy".into(),
+        message: message.into(),
+    };
+    let uid = meta_str(&p, "uid").unwrap().to_string();
+    container_event(&store, &event(&uid, "Readiness probe failed: missing /mnt/ready"));
+    container_event(&store, &event(&uid, "Readiness probe failed: missing /mnt/ready"));
+    container_event(&store, &event("an-older-pod", "Readiness probe failed: from before"));
+    let all = events(&store);
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0]["type"], "Warning");
+    assert_eq!(all[0]["message"], "Readiness probe failed: missing /mnt/ready");
+    assert_eq!(all[0]["count"], 2);
+    assert_eq!(all[0]["involvedObject"]["fieldPath"], "spec.containers{app}");
 }

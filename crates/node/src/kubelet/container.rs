@@ -1,7 +1,7 @@
 //! One container instance: a task that owns its process and stops it, and a task that runs its
 //! probes. Both report to the pod's worker.
 
-use super::{Inner, PodEvent};
+use super::{ContainerEvent, Inner, PodEvent};
 use crate::cgroups::ContainerCgroup;
 use crate::init::InitSpec;
 use crate::probe::{ContainerProbes, ProbeAction, ProbeKind};
@@ -35,8 +35,40 @@ impl ContainerHandle {
     }
 }
 
+/// Which pod a container belongs to, for its events.
+#[derive(Clone, Debug)]
+pub(super) struct PodRef {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+impl PodRef {
+    /// Publishes an event about `container` (nobody listening is fine).
+    fn record(&self, k: &Inner, container: &str, warning: bool, reason: &str, message: String) {
+        let _ = k.container_events.send(ContainerEvent {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+            container: container.to_owned(),
+            warning,
+            reason: reason.to_owned(),
+            message,
+        });
+    }
+}
+
+fn probe_word(kind: ProbeKind) -> &'static str {
+    match kind {
+        ProbeKind::Startup => "Startup",
+        ProbeKind::Readiness => "Readiness",
+        ProbeKind::Liveness => "Liveness",
+    }
+}
+
 pub(super) struct Ctx {
     pub k: Arc<Inner>,
+    pub pod: PodRef,
     pub container: Container,
     pub instance: u64,
     pub process: ContainerProcess,
@@ -53,15 +85,16 @@ pub(super) struct Ctx {
 /// Starts the container's tasks.
 pub(super) fn start(ctx: Ctx) -> ContainerHandle {
     let (tx, rx) = oneshot::channel();
-    let probe_task = ctx.k.rt.spawn(probe_loop(
-        ctx.k.clone(),
-        ctx.container.clone(),
-        ctx.instance,
-        ctx.probes.clone(),
-        ctx.spec.clone(),
-        ctx.pod_ip,
-        ctx.events.clone(),
-    ));
+    let prober = Prober {
+        k: ctx.k.clone(),
+        pod: ctx.pod.clone(),
+        c: ctx.container.clone(),
+        instance: ctx.instance,
+        spec: ctx.spec.clone(),
+        pod_ip: ctx.pod_ip,
+        events: ctx.events.clone(),
+    };
+    let probe_task = ctx.k.rt.spawn(probe_loop(prober, ctx.probes.clone()));
     ctx.k.rt.clone().spawn(run(ctx, rx, probe_task));
     ContainerHandle { stop: Some(tx) }
 }
@@ -83,6 +116,8 @@ async fn run(mut ctx: Ctx, stop: oneshot::Receiver<StopRequest>, probe_task: tok
                         "stead-node: container {:?}: FailedPostStartHook: {}",
                         ctx.container.name, o.message
                     );
+                    let message = format!("PostStartHook failed: {}", o.message);
+                    ctx.pod.record(&ctx.k, &ctx.container.name, true, "FailedPostStartHook", message);
                     request = Some(StopRequest { grace: ctx.grace });
                 }
                 None => {
@@ -148,21 +183,38 @@ fn probe_of(c: &Container, kind: ProbeKind) -> Option<&Probe> {
     }
 }
 
-async fn probe_loop(
+/// What the probe task of one container instance works with.
+struct Prober {
     k: Arc<Inner>,
+    pod: PodRef,
     c: Container,
     instance: u64,
-    mut probes: ContainerProbes,
     spec: InitSpec,
     pod_ip: Ipv4Addr,
     events: mpsc::UnboundedSender<PodEvent>,
-) {
+}
+
+async fn probe_loop(p: Prober, mut probes: ContainerProbes) {
+    let Prober { k, pod, c, instance, spec, pod_ip, events } = p;
     while let Some(next) = probes.next_due() {
         tokio::time::sleep_until(next.into()).await;
         for kind in probes.due(Instant::now()) {
             let (Some(probe), Some(timing)) = (probe_of(&c, kind), probes.timing(kind)) else { continue };
             let outcome = run_probe(&k, &c, probe, &spec, pod_ip, timing.timeout).await;
+            if outcome.result == crate::probe::ProbeResult::Failure {
+                // As the kubelet does: one Unhealthy event per failed run (repeats are counted).
+                let message = format!("{} probe failed: {}", probe_word(kind), outcome.message.trim_end());
+                pod.record(&k, &c.name, true, "Unhealthy", message);
+            }
             let action = probes.record(kind, outcome.result, Instant::now());
+            if let ProbeAction::Restart(_) = &action {
+                let message = format!(
+                    "Container {} failed {} probe, will be restarted",
+                    c.name,
+                    probe_word(kind).to_lowercase()
+                );
+                pod.record(&k, &c.name, false, "Killing", message);
+            }
             if action != ProbeAction::None {
                 let ev = PodEvent::Probe { container: c.name.clone(), instance, action };
                 if events.send(ev).is_err() {

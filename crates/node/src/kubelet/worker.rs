@@ -346,6 +346,11 @@ impl Worker {
         let oom_before = cg.oom_kills();
         let proc = crate::process::spawn_with(name, &self.k.init, &spec, log)
             .map_err(|e| ("RunContainerError", e.to_string()))?;
+        // The init joins its cgroups before anything else, but the start is reported only once
+        // the process is surely counted there (a runtime killed right now must find it).
+        if let Err(e) = cg.adopt(proc.pid()) {
+            eprintln!("stead-node: container {name:?}: {e}");
+        }
         self.seq += 1;
         let instance = self.seq;
         self.starts.insert(name.to_owned(), instance_no + 1);
@@ -362,6 +367,11 @@ impl Worker {
         }
         let handle = container::start(container::Ctx {
             k: self.k.clone(),
+            pod: container::PodRef {
+                namespace: self.ns.clone(),
+                name: self.name.clone(),
+                uid: self.uid.clone(),
+            },
             container: c,
             instance,
             process: proc,

@@ -247,3 +247,28 @@ fn h2_reader_acks_and_reads_the_status() {
     assert_eq!(h2::parse_response(&[0x08, 0x02]), Ok(2));
     assert_eq!(h2::parse_response(&[]), Ok(0));
 }
+
+#[test]
+fn an_exec_probe_failure_carries_the_commands_output() {
+    let sh = |script: &str| {
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.args(["-c", script]);
+        cmd
+    };
+    rt().block_on(async {
+        let ok = exec(sh("echo fine"), Duration::from_secs(5)).await;
+        assert_eq!(ok.result, ProbeResult::Success);
+        let failed =
+            exec(sh("echo not ready yet; echo missing /mnt/ready >&2; exit 1"), Duration::from_secs(5)).await;
+        assert_eq!(
+            (failed.result, failed.message.as_str()),
+            (ProbeResult::Failure, "not ready yet\nmissing /mnt/ready")
+        );
+        let silent = exec(sh("exit 3"), Duration::from_secs(5)).await;
+        assert_eq!((silent.result, silent.message.as_str()), (ProbeResult::Failure, "exec: exit status: 3"));
+        let long = exec(sh("head -c 100000 /dev/zero | tr '\\0' x; exit 1"), Duration::from_secs(5)).await;
+        assert_eq!(long.message.len(), 10 * 1024, "the output kept is bounded");
+        let slow = exec(sh("sleep 5"), Duration::from_millis(200)).await;
+        assert_eq!(slow.message, "exec: command timed out after 0.2s");
+    });
+}
