@@ -9,8 +9,9 @@
 //! - [`runtime`]: [`run`] / [`Proxy`]: startup (store, discovery, catalog), the client-facing
 //!   server (HTTP/1.1 and h2c: gRPC, server reflection in [`runtime::reflection`], HTTP/JSON
 //!   through the `google.api.http` rules in [`runtime::transcode`] and the pure
-//!   [`runtime::http_rules`] table), the [`runtime::Call`] dispatcher (forwards, side
-//!   effects; streamed action methods through `action_stream.rs`), and one task per active entity (`event_sourced.rs` drives
+//!   [`runtime::http_rules`] table, streamed methods as NDJSON in `json_stream.rs`), the
+//!   [`runtime::Call`] dispatcher (forwards, side effects; streamed action methods through
+//!   `action_stream.rs`), and one task per active entity (`event_sourced.rs` drives
 //!   [`eventsourced::Entity`], `value_entity.rs`), activated and passivated through a
 //!   [`runtime::Registry`].
 //! - [`discovery`]: `EntityDiscovery.discover` with backoff, version check, `reportError`.

@@ -117,14 +117,19 @@ impl Dispatcher {
     ) -> Result<Bytes, Status> {
         let (service, method) = self.resolve_action(service, method)?;
         let timer = self.timer(&service, &method);
-        let (abort, aborted) = oneshot::channel();
+        let (abort, mut aborted) = oneshot::channel();
         let commands = Self::commands(&service, &method, metadata, requests, abort);
         let mut grpc = self.grpc().await?;
         let call =
             grpc.client_streaming(tonic::Request::new(commands), path("handleStreamedIn"), CommandCodec);
+        // The client's failure wins over the reset it causes on the user function's call.
         let response = tokio::select! {
-            response = call => response?.into_inner(),
-            Ok(status) = aborted => return Err(status),
+            biased;
+            Ok(status) = &mut aborted => return Err(status),
+            response = call => match response {
+                Ok(response) => response.into_inner(),
+                Err(status) => return Err(aborted.try_recv().unwrap_or(status)),
+            },
         };
         let result = self.finish(unary_outcome(response), 0).await;
         if result.is_ok() {
@@ -191,12 +196,19 @@ impl Dispatcher {
         stream::unfold(Some(state), |state| async move {
             let mut state = state?;
             loop {
+                // The client's failure wins over the reset it causes on the user function's call.
                 let next = tokio::select! {
-                    next = state.responses.message() => next,
+                    biased;
                     aborted = client_failed(&mut state.aborted) => match aborted {
                         Some(status) => Err(status),
                         None => continue,
                     },
+                    next = state.responses.message() => next.map_err(|status| {
+                        match state.aborted.as_mut().map(oneshot::Receiver::try_recv) {
+                            Some(Ok(client)) => client,
+                            _ => status,
+                        }
+                    }),
                 };
                 let response = match next {
                     Ok(Some(response)) => response,

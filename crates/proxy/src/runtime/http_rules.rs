@@ -24,11 +24,29 @@ pub enum RuleError {
         why: &'static str,
     },
     /// A rule without a pattern (none of get, put, post, delete, patch, custom).
-    #[error("the http rule of {method} has no pattern")]
-    NoPattern {
-        /// `service.Method`.
-        method: String,
+    #[error("it has no pattern (none of get, put, post, delete, patch or custom is set)")]
+    NoPattern,
+    /// The binding does not fit the method's messages (checked by the caller of
+    /// [`RuleTable::compile_with`]).
+    #[error("{http_method} {pattern:?}: {why}")]
+    Binding {
+        /// The HTTP method.
+        http_method: String,
+        /// The template as written.
+        pattern: String,
+        /// What is wrong.
+        why: String,
     },
+}
+
+/// A method's rule (or one of its additional bindings) that is left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the google.api.http rule of {method} is left out: {error}")]
+pub struct RuleProblem {
+    /// `service.Method`.
+    pub method: String,
+    /// What is wrong.
+    pub error: RuleError,
 }
 
 /// One segment of a template.
@@ -355,7 +373,7 @@ fn binding(service: &str, method: &str, rule: &HttpRule) -> Result<Binding, Rule
         Some(http_rule::Pattern::Delete(p)) => ("DELETE".to_string(), p.clone()),
         Some(http_rule::Pattern::Patch(p)) => ("PATCH".to_string(), p.clone()),
         Some(http_rule::Pattern::Custom(c)) => (c.kind.clone(), c.path.clone()),
-        None => return Err(RuleError::NoPattern { method: format!("{service}.{method}") }),
+        None => return Err(RuleError::NoPattern),
     };
     let template = parse_template(&pattern)?;
     let body = match rule.body.as_str() {
@@ -379,14 +397,31 @@ impl RuleTable {
     /// deep as the annotation defines). Bad rules are returned and left out.
     pub fn compile<'a>(
         rules: impl IntoIterator<Item = (&'a str, &'a str, &'a HttpRule)>,
-    ) -> (Self, Vec<RuleError>) {
+    ) -> (Self, Vec<RuleProblem>) {
+        Self::compile_with(rules, |_| Ok(()))
+    }
+
+    /// As [`RuleTable::compile`], with `check` refusing bindings that parse but do not fit
+    /// their method (the reason becomes a [`RuleError::Binding`]).
+    pub fn compile_with<'a>(
+        rules: impl IntoIterator<Item = (&'a str, &'a str, &'a HttpRule)>,
+        mut check: impl FnMut(&Binding) -> Result<(), String>,
+    ) -> (Self, Vec<RuleProblem>) {
         let mut bindings = Vec::new();
         let mut problems = Vec::new();
         for (service, method, rule) in rules {
             for rule in std::iter::once(rule).chain(&rule.additional_bindings) {
-                match binding(service, method, rule) {
+                let checked = binding(service, method, rule).and_then(|b| match check(&b) {
+                    Ok(()) => Ok(b),
+                    Err(why) => Err(RuleError::Binding {
+                        http_method: b.http_method.clone(),
+                        pattern: b.pattern.clone(),
+                        why,
+                    }),
+                });
+                match checked {
                     Ok(b) => bindings.push(b),
-                    Err(e) => problems.push(e),
+                    Err(error) => problems.push(RuleProblem { method: format!("{service}.{method}"), error }),
                 }
             }
         }
@@ -527,7 +562,25 @@ mod tests {
             ("S", "Empty", &empty),
         ]);
         assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(
+            problems[0].to_string(),
+            "the google.api.http rule of S.Bad is left out: path template \"no-slash\" is invalid: \
+             it does not start with '/'"
+        );
+        assert_eq!(problems[1], RuleProblem { method: "S.Empty".into(), error: RuleError::NoPattern });
         assert_eq!(table.bindings().len(), 4);
+        let (checked, problems) = RuleTable::compile_with([("S", "Get", &get)], |b| match b.response_body {
+            Some(_) => Err("no response body here".to_string()),
+            None => Ok(()),
+        });
+        assert_eq!(checked.bindings().len(), 1);
+        assert_eq!(
+            problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            vec![
+                "the google.api.http rule of S.Get is left out: GET \"/carts/{user_id}/items\": \
+                 no response body here"
+            ]
+        );
         match table.find("GET", "/carts/special") {
             Lookup::Found(b, _) => assert_eq!(b.method, "Special"),
             other => panic!("{other:?}"),

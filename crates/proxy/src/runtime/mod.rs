@@ -3,13 +3,16 @@
 //!
 //! Entity mode, in order: health and metrics servers (not ready yet), the store, discovery
 //! (retried with backoff), the version check and the [`Catalog`] (every problem reported to
-//! the user function and logged; startup stops), ready, then clients. Passthrough mode: see
-//! [`crate::passthrough`].
+//! the user function and logged; startup stops), the HTTP rules (a bad rule is reported to the
+//! user function through `reportError` and logged, then left out: the proxy still becomes ready
+//! and serves everything else, gRPC included, since one bad route should not take a whole
+//! service down), ready, then clients. Passthrough mode: see [`crate::passthrough`].
 
 mod action_stream;
 mod dispatch;
 mod event_sourced;
 pub mod http_rules;
+mod json_stream;
 pub(crate) mod lifecycle;
 pub mod reflection;
 mod registry;
@@ -256,9 +259,12 @@ async fn entity_mode(
         value_entities: Registry::default(),
     });
     let (http, problems) = transcode::Transcoder::build(&dispatcher.catalog);
-    for problem in &problems {
-        tracing::warn!(%problem, "an HTTP rule is left out");
-    }
+    // Each bad rule is logged (here, and as the report) and reported; the rest is served.
+    let reports = problems.iter().map(|problem| {
+        tracing::warn!(method = %problem.method, error = %problem.error, "an HTTP rule is invalid and left out");
+        discovery::report_error(dispatcher.channel.clone(), problem.to_string())
+    });
+    futures::future::join_all(reports).await;
     let reflection = Arc::new(reflection::Reflection::new(
         dispatcher.catalog.pool(),
         dispatcher.catalog.services().map(|s| s.name.clone()),

@@ -5,7 +5,16 @@
 //! The request message is assembled as one JSON object (the body, then path variables and query
 //! parameters set on top, each converted by its field's type) and parsed once with prost-reflect,
 //! so lowerCamelCase and original field names are both accepted and an error names its field.
-//! Errors answer `{"code": <gRPC code>, "message": ..}` with the HTTP status grpc-gateway uses.
+//! As grpc-gateway's default marshaler, fields the message does not have are ignored (a known
+//! field with a value of the wrong type is still a 400 naming it).
+//! Errors answer `{"code": <gRPC code>, "message": .., "details": []}` with the HTTP status
+//! grpc-gateway uses. Streamed methods (actions only) go through `json_stream.rs`: client
+//! streams are a body of JSON values, each made into a message as this module makes one; server
+//! streams answer newline-delimited `{"result": ..}` objects.
+//!
+//! Rules are checked against their method when compiled: path variables, `body` and
+//! `response_body` must name fields that exist, a client-streaming method needs a `body`; a
+//! rule that fails is left out and returned as a problem (reported to the user function).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,7 +33,8 @@ use tonic::body::Body;
 use tonic::{Code, Status};
 
 use super::dispatch::{Call, Dispatcher};
-use super::http_rules::{Binding, BodyTarget, Lookup, RuleError, RuleTable};
+use super::http_rules::{Binding, BodyTarget, Lookup, RuleProblem, RuleTable};
+use super::json_stream;
 use crate::catalog::Catalog;
 use crate::discovery::MAX_MESSAGE_BYTES;
 use crate::protocol::cloudstate::{Metadata, MetadataEntry, metadata_entry};
@@ -47,12 +57,47 @@ pub fn http_rule(method: &MethodDescriptor) -> Option<HttpRule> {
     HttpOption::decode(bytes.as_slice()).ok()?.http
 }
 
-/// The messages of one bound method.
+/// The messages and streaming shape of one bound method.
 #[derive(Debug, Clone)]
 struct Target {
     input: MessageDescriptor,
     output: MessageDescriptor,
-    streamed: bool,
+    client_streaming: bool,
+    server_streaming: bool,
+}
+
+impl Target {
+    /// Why `binding` cannot serve this method, if it cannot.
+    fn check(&self, binding: &Binding) -> Result<(), String> {
+        for variable in &binding.template.variables {
+            let fields = resolve(&self.input, &variable.field)?;
+            if let Some(last) = fields.last() {
+                let plain = match last.kind() {
+                    Kind::Message(m) => m.full_name().starts_with("google.protobuf."),
+                    _ => true,
+                };
+                if !plain || last.is_map() {
+                    return Err(format!(
+                        "path variable {:?} is a message or map field; it cannot take a path value",
+                        variable.field.join(".")
+                    ));
+                }
+            }
+        }
+        match &binding.body {
+            BodyTarget::Field(path) => {
+                resolve(&self.input, path).map_err(|e| format!("body {:?}: {e}", path.join(".")))?;
+            }
+            BodyTarget::None if self.client_streaming => {
+                return Err("a client-streaming method needs a body (\"*\" or a field)".to_string());
+            }
+            BodyTarget::None | BodyTarget::All => {}
+        }
+        if let Some(path) = &binding.response_body {
+            resolve(&self.output, path).map_err(|e| format!("response_body {:?}: {e}", path.join(".")))?;
+        }
+        Ok(())
+    }
 }
 
 /// The compiled rules and the messages they need.
@@ -282,25 +327,32 @@ fn request_message(
     }
     let mut track = serde_path_to_error::Track::new();
     let deserializer = serde_path_to_error::Deserializer::new(root, &mut track);
+    // Unknown fields are ignored, as grpc-gateway's default marshaler does.
+    let options = DeserializeOptions::new().deny_unknown_fields(false);
     let message =
-        DynamicMessage::deserialize_with_options(input.clone(), deserializer, &DeserializeOptions::new())
-            .map_err(|e| {
-                let path = track.path().to_string();
-                if path == "." || path == "?" {
-                    bad(e.to_string())
-                } else {
-                    bad(format!("field {path}: {e}"))
-                }
-            })?;
+        DynamicMessage::deserialize_with_options(input.clone(), deserializer, &options).map_err(|e| {
+            let path = track.path().to_string();
+            if path == "." || path == "?" { bad(e.to_string()) } else { bad(format!("field {path}: {e}")) }
+        })?;
     Ok(message.encode_to_vec())
 }
 
-/// The reply as JSON (only `response_body`'s field if the rule names one).
+/// The reply as JSON bytes (only `response_body`'s field if the rule names one).
 fn reply_json(
     output: &MessageDescriptor,
     reply: &[u8],
     response_body: Option<&[String]>,
 ) -> Result<Vec<u8>, Status> {
+    let value = reply_value(output, reply, response_body)?;
+    serde_json::to_vec(&value).map_err(|e| Status::internal(format!("encoding the reply as JSON: {e}")))
+}
+
+/// The reply as a JSON value (only `response_body`'s field if the rule names one).
+fn reply_value(
+    output: &MessageDescriptor,
+    reply: &[u8],
+    response_body: Option<&[String]>,
+) -> Result<Json, Status> {
     let message = DynamicMessage::decode(output.clone(), reply).map_err(|e| {
         Status::internal(format!("the user function's reply is not a valid {}: {e}", output.full_name()))
     })?;
@@ -317,12 +369,12 @@ fn reply_json(
             };
         }
     }
-    serde_json::to_vec(&value).map_err(|e| Status::internal(format!("encoding the reply as JSON: {e}")))
+    Ok(value)
 }
 
 impl Transcoder {
     /// Compiles the rules of every served method; bad rules are returned and left out.
-    pub fn build(catalog: &Catalog) -> (Self, Vec<RuleError>) {
+    pub fn build(catalog: &Catalog) -> (Self, Vec<RuleProblem>) {
         let mut rules: Vec<(String, String, HttpRule)> = Vec::new();
         let mut targets = HashMap::new();
         for service in catalog.services() {
@@ -334,13 +386,20 @@ impl Transcoder {
                     Target {
                         input: method.input(),
                         output: method.output(),
-                        streamed: method.is_client_streaming() || method.is_server_streaming(),
+                        client_streaming: method.is_client_streaming(),
+                        server_streaming: method.is_server_streaming(),
                     },
                 );
                 rules.push((service.name.clone(), method.name().to_string(), rule));
             }
         }
-        let (table, problems) = RuleTable::compile(rules.iter().map(|(s, m, r)| (s.as_str(), m.as_str(), r)));
+        let (table, problems) =
+            RuleTable::compile_with(rules.iter().map(|(s, m, r)| (s.as_str(), m.as_str(), r)), |binding| {
+                match targets.get(&(binding.service.clone(), binding.method.clone())) {
+                    Some(target) => target.check(binding),
+                    None => Err("the method is not served".to_string()),
+                }
+            });
         (Self { table, targets }, problems)
     }
 
@@ -380,11 +439,27 @@ impl Transcoder {
                 binding.service, binding.method
             )));
         };
-        if target.streamed {
-            return error_response(&Status::unimplemented(format!(
-                "streamed method {}.{} is not served over HTTP/JSON",
-                binding.service, binding.method
-            )));
+        let metadata = metadata(&parts.headers);
+        let query = parts.uri.query().unwrap_or_default().to_string();
+        if target.client_streaming {
+            let (input, binding_owned) = (target.input.clone(), binding.clone());
+            let requests = json_stream::request_stream(body, MAX_MESSAGE_BYTES, move |value| {
+                request_message(&input, &binding_owned, &variables, &query, value)
+            });
+            let (service, method) = (binding.service.as_str(), binding.method.as_str());
+            if target.server_streaming {
+                return match dispatcher.streamed(service, method, metadata, requests).await {
+                    Ok(replies) => self.stream_reply(target, binding, replies).await,
+                    Err(status) => error_response(&status),
+                };
+            }
+            let result = dispatcher.streamed_in(service, method, metadata, requests).await;
+            return match result
+                .and_then(|reply| reply_json(&target.output, &reply, binding.response_body.as_deref()))
+            {
+                Ok(json) => json_response(StatusCode::OK, json),
+                Err(status) => error_response(&status),
+            };
         }
         let body = match Limited::new(body, MAX_MESSAGE_BYTES).collect().await {
             Ok(collected) => collected.to_bytes(),
@@ -398,17 +473,19 @@ impl Transcoder {
                 return error_with(http, &status);
             }
         };
-        let query = parts.uri.query().unwrap_or_default();
-        let payload = match request_message(&target.input, binding, &variables, query, &body) {
-            Ok(payload) => payload,
+        let payload = match request_message(&target.input, binding, &variables, &query, &body) {
+            Ok(payload) => Bytes::from(payload),
             Err(status) => return error_response(&status),
         };
-        let call = Call {
-            service: binding.service.clone(),
-            method: binding.method.clone(),
-            payload: Bytes::from(payload),
-            metadata: metadata(&parts.headers),
-        };
+        if target.server_streaming {
+            let (service, method) = (binding.service.as_str(), binding.method.as_str());
+            return match dispatcher.streamed_out(service, method, metadata, payload).await {
+                Ok(replies) => self.stream_reply(target, binding, replies).await,
+                Err(status) => error_response(&status),
+            };
+        }
+        let call =
+            Call { service: binding.service.clone(), method: binding.method.clone(), payload, metadata };
         let result = dispatcher
             .unary(call, 0)
             .await
@@ -417,6 +494,20 @@ impl Transcoder {
             Ok(json) => json_response(StatusCode::OK, json),
             Err(status) => error_response(&status),
         }
+    }
+
+    /// A server stream's replies as newline-delimited JSON.
+    async fn stream_reply(
+        &self,
+        target: &Target,
+        binding: &Binding,
+        replies: super::action_stream::ReplyStream,
+    ) -> Response<Body> {
+        let (output, response_body) = (target.output.clone(), binding.response_body.clone());
+        json_stream::stream_response(replies, move |reply| {
+            reply_value(&output, reply, response_body.as_deref())
+        })
+        .await
     }
 }
 
@@ -514,8 +605,12 @@ mod tests {
         let error = request_message(&input, &all, &[], "", br#"{"quantity": "lots"}"#).expect_err("bad");
         assert_eq!(error.code(), Code::InvalidArgument);
         assert!(error.message().contains("quantity"), "{}", error.message());
-        let error = request_message(&input, &all, &[], "", br#"{"nope": 1}"#).expect_err("unknown");
-        assert!(error.message().contains("nope"), "{}", error.message());
+        // Unknown fields are ignored, as grpc-gateway does; known ones are still checked.
+        let bytes =
+            request_message(&input, &all, &[], "", br#"{"nope": 1, "quantity": 2}"#).expect("ignored");
+        assert_eq!(decode(&pool, &bytes)["quantity"], 2);
+        let error = request_message(&input, &all, &[], "", br#"{"nope": 1, "flag": 3}"#).expect_err("bad");
+        assert!(error.message().contains("flag"), "{}", error.message());
         let error = request_message(&input, &all, &[], "", b"{not json").expect_err("syntax");
         assert!(error.message().contains("not valid JSON"), "{}", error.message());
         let none = binding(BodyTarget::None);

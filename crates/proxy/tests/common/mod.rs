@@ -33,6 +33,7 @@ pub async fn postgres_schema() -> Option<tokio_postgres::Config> {
 
 pub mod cart;
 pub mod http;
+pub mod streams_model;
 
 /// Proxy settings for a fresh schema of the test database (see [`postgres_schema`]).
 pub async fn postgres_proxy_config() -> Option<stead_proxy::config::PostgresConfig> {
