@@ -38,6 +38,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub render: RenderOptions,
     clock: fn() -> Timestamp,
+    /// Where a retry falls in its jitter window, in `[0, 1)`.
+    jitter: fn() -> f64,
     /// Consecutive failures per `namespace/name`, for the backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// The status this process last wrote, by uid: the reflector's copy may lag behind our own
@@ -60,6 +62,7 @@ impl Context {
             metrics,
             render,
             clock: Timestamp::now,
+            jitter: random_unit,
             failures: Mutex::default(),
             written: Mutex::default(),
         }
@@ -69,6 +72,13 @@ impl Context {
     #[must_use]
     pub fn with_clock(mut self, clock: fn() -> Timestamp) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Replaces the retry jitter's source (tests pin it).
+    #[must_use]
+    pub fn with_jitter(mut self, jitter: fn() -> f64) -> Self {
+        self.jitter = jitter;
         self
     }
 
@@ -103,11 +113,29 @@ pub fn backoff(attempt: u32) -> Duration {
     BASE_BACKOFF.saturating_mul(factor).min(MAX_BACKOFF)
 }
 
-/// Counts the failure by reason and backs off exponentially per object.
+/// How much later than its backoff a retry may come: up to a fifth, so services that failed
+/// together (a store outage) do not all retry in the same instant.
+pub const JITTER: f64 = 0.2;
+
+/// `delay` stretched by `unit` (in `[0, 1)`) of [`JITTER`].
+pub fn jittered(delay: Duration, unit: f64) -> Duration {
+    delay.mul_f64(1.0 + JITTER * unit.clamp(0.0, 1.0))
+}
+
+/// A fresh number in `[0, 1)`: std's hasher keys are random per instance, which is all the
+/// randomness a retry spread needs.
+fn random_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u8(0);
+    (h.finish() % 1_000_000) as f64 / 1_000_000.0
+}
+
+/// Counts the failure by reason and backs off exponentially per object, with jitter.
 pub fn error_policy(svc: Arc<StatefulService>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.failure(error.metric_label());
     let attempt = ctx.bump_failures(key(&svc));
-    let delay = backoff(attempt);
+    let delay = jittered(backoff(attempt), (ctx.jitter)());
     tracing::warn!(service = %key(&svc), attempt, retry_in = ?delay, "reconcile failed: {error}");
     Action::requeue(delay)
 }
@@ -343,6 +371,18 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jitter_stretches_a_delay_by_at_most_a_fifth() {
+        let base = Duration::from_secs(10);
+        assert_eq!(jittered(base, 0.0), base);
+        assert_eq!(jittered(base, 0.5), Duration::from_secs(11));
+        assert_eq!(jittered(base, 7.0), Duration::from_secs(12), "clamped");
+        let units: Vec<f64> = (0..64).map(|_| random_unit()).collect();
+        assert!(units.iter().all(|u| (0.0..1.0).contains(u)), "{units:?}");
+        let distinct: std::collections::BTreeSet<u64> = units.iter().map(|u| u.to_bits()).collect();
+        assert!(distinct.len() > 32, "retries spread out: {units:?}");
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

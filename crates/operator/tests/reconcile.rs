@@ -477,7 +477,9 @@ async fn a_deleted_service_is_left_to_the_garbage_collector() {
 async fn api_errors_and_conflicts_back_off_exponentially() {
     let (client, handle) = support::client();
     let metrics = Arc::new(Metrics::default());
-    let ctx = Arc::new(Context::new(client, opts(), metrics.clone(), None).with_clock(now));
+    // Retries land halfway into their jitter window: a tenth later than the bare backoff.
+    let ctx =
+        Arc::new(Context::new(client, opts(), metrics.clone(), None).with_clock(now).with_jitter(|| 0.5));
     let svc = Arc::new(svc(1, "shop:1", None));
     let want = rendered(&svc, None);
     let conflict = support::status(409, "Conflict", "the object has been modified");
@@ -506,8 +508,8 @@ async fn api_errors_and_conflicts_back_off_exponentially() {
     assert_eq!(
         actions,
         vec![
-            ("conflict", Action::requeue(Duration::from_secs(1))),
-            ("server_error", Action::requeue(Duration::from_secs(2))),
+            ("conflict", Action::requeue(Duration::from_millis(1100))),
+            ("server_error", Action::requeue(Duration::from_millis(2200))),
         ]
     );
     assert_eq!(metrics.failures_for("conflict"), 1);
