@@ -66,19 +66,38 @@ pub fn desired(rendered: &Rendered) -> Result<Vec<Desired>, Error> {
 ///
 /// Fields the server added (defaults, status, managedFields) are ignored; an empty or null
 /// desired value matches an absent one (the server drops empty fields). Arrays must have the
-/// same length and match element by element, so a removed list entry counts as a change.
+/// same length and match element by element, so a removed list entry counts as a change. The
+/// server rewrites quantities into their canonical form (`1000m` becomes `1`, `0.5Gi` becomes
+/// `512Mi`): under `requests`, `limits` and `capacity` the same amount written another way
+/// matches.
 pub fn contains(live: Option<&J>, desired: &J) -> bool {
+    contains_at(live, desired, false)
+}
+
+fn contains_at(live: Option<&J>, desired: &J, quantities: bool) -> bool {
     match (live, desired) {
         (None | Some(J::Null), J::Null) => true,
         (None | Some(J::Null), J::Array(d)) => d.is_empty(),
-        (None | Some(J::Null), J::Object(d)) => d.values().all(|v| contains(None, v)),
+        (None | Some(J::Null), J::Object(d)) => d.values().all(|v| contains_at(None, v, false)),
         (None, _) => false,
-        (Some(J::Object(l)), J::Object(d)) => d.iter().all(|(k, v)| contains(l.get(k), v)),
+        (Some(J::Object(l)), J::Object(d)) => d.iter().all(|(k, v)| {
+            let in_quantities = quantities || matches!(k.as_str(), "requests" | "limits" | "capacity");
+            contains_at(l.get(k), v, in_quantities)
+        }),
         (Some(J::Array(l)), J::Array(d)) => {
-            l.len() == d.len() && l.iter().zip(d).all(|(l, d)| contains(Some(l), d))
+            l.len() == d.len() && l.iter().zip(d).all(|(l, d)| contains_at(Some(l), d, false))
         }
         (Some(J::Number(l)), J::Number(d)) => l == d || l.as_f64() == d.as_f64(),
+        (Some(J::String(l)), J::String(d)) if quantities && l != d => same_quantity(l, d),
         (Some(l), d) => l == d,
+    }
+}
+
+fn same_quantity(a: &str, b: &str) -> bool {
+    use stead_api::quantity::Quantity;
+    match (Quantity::parse(a), Quantity::parse(b)) {
+        (Ok(a), Ok(b)) => a.same_amount(&b),
+        _ => false,
     }
 }
 
@@ -105,6 +124,21 @@ mod tests {
             &desired
         ));
         assert!(!contains(None, &desired));
+    }
+
+    #[test]
+    fn a_quantity_the_server_rewrote_is_not_drift() {
+        let desired = json!({"resources": {"requests": {"cpu": "1000m", "memory": "0.5Gi"},
+            "limits": {"memory": "1024Mi"}}, "name": "1000m"});
+        let live = json!({"resources": {"requests": {"cpu": "1", "memory": "512Mi"},
+            "limits": {"memory": "1Gi"}}, "name": "1000m"});
+        assert!(contains(Some(&live), &desired));
+        let more = json!({"resources": {"requests": {"cpu": "2", "memory": "512Mi"},
+            "limits": {"memory": "1Gi"}}, "name": "1000m"});
+        assert!(!contains(Some(&more), &desired), "a different amount is drift");
+        // Only under requests, limits and capacity: elsewhere strings compare as written.
+        assert!(!contains(Some(&json!({"name": "1"})), &json!({"name": "1000m"})));
+        assert!(!contains(Some(&json!({"limits": {"cpu": "lots"}})), &json!({"limits": {"cpu": "1"}})));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Kubernetes resource quantities (`500m`, `1.5Gi`, `2e3`), exactly enough for `resourceFieldRef`.
+//! Kubernetes resource quantities (`500m`, `1.5Gi`, `2e3`), exactly enough for `resourceFieldRef`
+//! and for telling whether the API server's canonical form of a quantity is the one we wrote.
 //!
 //! A quantity is kept as an exact fraction `mantissa * 10^exp10 * 2^exp2`, so rounding happens once,
 //! upward, as `resource.Quantity.Value()` and `MilliValue()` do.
@@ -103,6 +104,15 @@ impl Quantity {
         self.scaled_ceil(3)
     }
 
+    /// Whether two quantities are the same amount however written (`1000m` and `1`, `1Gi` and
+    /// `1024Mi`), to the nano unit Kubernetes keeps.
+    pub fn same_amount(&self, other: &Quantity) -> bool {
+        match (self.scaled_ceil(9), other.scaled_ceil(9)) {
+            (Some(a), Some(b)) => a == b,
+            _ => self == other,
+        }
+    }
+
     /// True for a zero quantity (`0`, `0m`, `0Gi`).
     pub fn is_zero(&self) -> bool {
         self.mantissa == 0
@@ -110,7 +120,7 @@ impl Quantity {
 }
 
 /// `ceil(a / b)` for integers, `None` when `b` is zero.
-pub(crate) fn div_ceil(a: i128, b: i128) -> Option<i128> {
+pub fn div_ceil(a: i128, b: i128) -> Option<i128> {
     if b == 0 {
         return None;
     }
