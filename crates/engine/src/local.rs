@@ -61,6 +61,8 @@ impl LocalConfig {
 pub enum LocalError {
     #[error("state directory {path}: {source}")]
     StateDir { path: PathBuf, source: std::io::Error },
+    #[error("embedded store mount point {path}: {source}")]
+    MountPoint { path: PathBuf, source: std::io::Error },
     #[error(
         "state directory {path} is in use by another stead engine (a `stead up` or `stead daemon`); stop it, or pass another --state-dir"
     )]
@@ -122,6 +124,12 @@ impl Local {
         })
         .await?;
         let node = Arc::new(NodeRuntime::new(kubelet));
+        // Host-process mode mounts volumes over existing directories only; the sidecar's embedded
+        // store mounts its claim at this fixed path (the default state directory as root, absent
+        // when `--state-dir` points elsewhere), so it must exist on the host.
+        let mount_point = std::path::Path::new(stead_render::EMBEDDED_MOUNT_PATH);
+        std::fs::create_dir_all(mount_point)
+            .map_err(|source| LocalError::MountPoint { path: mount_point.to_path_buf(), source })?;
         let dns = start_dns(&config, node.kubelet().bridge_address()).await.map(Arc::new);
         let images =
             LocalImages { stead: Some((config.proxy_repository.clone(), path_string(&config.stead_exe))) };
@@ -663,7 +671,8 @@ mod tests {
     #[test]
     fn an_unready_pod_names_the_probe_that_blocks_it() {
         let running = json!({"name": "app", "ready": false, "started": true, "state": {"running": {}}});
-        let exec = json!({"name": "app", "readinessProbe": {"exec": {"command": ["test", "-f", "/mnt/ready"]}}});
+        let exec =
+            json!({"name": "app", "readinessProbe": {"exec": {"command": ["test", "-f", "/mnt/ready"]}}});
         assert_eq!(
             pod_problem(&pod(exec, running.clone())).as_deref(),
             Some("container app: running, readiness probe exec [test -f /mnt/ready] is failing")
@@ -674,7 +683,9 @@ mod tests {
         let unstarted = json!({"name": "app", "ready": false, "started": false, "state": {"running": {}}});
         assert_eq!(
             pod_problem(&pod(http.clone(), unstarted)).as_deref(),
-            Some("container app: running, startup probe http-get https://:8080/started has not succeeded yet")
+            Some(
+                "container app: running, startup probe http-get https://:8080/started has not succeeded yet"
+            )
         );
         assert_eq!(
             pod_problem(&pod(http, running.clone())).as_deref(),

@@ -26,6 +26,7 @@ pub use install::{NAMESPACE as OPERATOR_NAMESPACE, crds, manifests as install_ma
 pub use labels::{SELECTOR_LABEL, STORE_ANNOTATION};
 pub use output::{Format, to_string};
 pub use policy::CONCURRENCY_METRIC;
+pub use store_env::EMBEDDED_MOUNT_PATH;
 pub use workload::{PROXY_CONTAINER, USER_CONTAINER, wants_stateful_set};
 
 use k8s_openapi::Resource;

@@ -39,9 +39,13 @@ fn merged(current: &Arc<Value>, desired: Value) -> Value {
             "metadata" => {
                 let meta = metadata_mut(&mut next);
                 for part in ["labels", "annotations", "ownerReferences"] {
-                    match value.get(part) {
+                    let wanted = match part {
+                        "annotations" => with_controller_annotations(&current["metadata"], value.get(part)),
+                        _ => value.get(part).cloned(),
+                    };
+                    match wanted {
                         Some(v) => {
-                            meta.insert(part.into(), v.clone());
+                            meta.insert(part.into(), v);
                         }
                         None => {
                             meta.remove(part);
@@ -58,6 +62,31 @@ fn merged(current: &Arc<Value>, desired: Value) -> Value {
         }
     }
     next
+}
+
+/// Annotations the workload controllers write on the object itself (a Deployment's
+/// `deployment.kubernetes.io/revision`): theirs, not the applier's, as on an API server.
+const CONTROLLER_ANNOTATION_PREFIX: &str = "deployment.kubernetes.io/";
+
+/// `desired` annotations plus the controllers' ones the object has. Dropping those would make the
+/// applier (a StatefulService's render) and the Deployment controller rewrite the object forever.
+fn with_controller_annotations(current_meta: &Value, desired: Option<&Value>) -> Option<Value> {
+    let kept: serde_json::Map<String, Value> = current_meta["annotations"]
+        .as_object()
+        .map(|a| {
+            a.iter()
+                .filter(|(k, _)| k.starts_with(CONTROLLER_ANNOTATION_PREFIX))
+                .filter(|(k, _)| desired.and_then(|d| d.get(k.as_str())).is_none())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if kept.is_empty() {
+        return desired.cloned();
+    }
+    let mut merged = desired.and_then(Value::as_object).cloned().unwrap_or_default();
+    merged.extend(kept);
+    Some(Value::Object(merged))
 }
 
 /// A Service's `desired` spec with the addresses the engine allocated (`clusterIP`, `clusterIPs`,
@@ -132,5 +161,34 @@ mod tests {
         let now = store.get(&key).expect("stored");
         assert_eq!(now["spec"]["clusterIP"], "10.244.255.193");
         assert!(now["spec"]["ports"][0].get("nodePort").is_none());
+    }
+
+    #[test]
+    fn reapplying_a_deployment_keeps_its_controllers_revision_annotation() {
+        let store = Store::in_memory();
+        let desired = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "ns", "annotations": {"team": "a", "old": "x"}},
+            "spec": {"replicas": 1}});
+        assert!(apply(&store, desired).expect("create"));
+        let key = ObjectKey::new(Kind::Deployment, "ns", "web");
+        let mut revised = (*store.get(&key).expect("stored")).clone();
+        revised["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!("2");
+        store.update(revised).expect("revision");
+        let desired = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "ns", "annotations": {"team": "a"}},
+            "spec": {"replicas": 1}});
+        assert!(apply(&store, desired.clone()).expect("reapply"), "the applier's annotation goes");
+        assert!(!apply(&store, desired).expect("reapply"), "then nothing changes: no fight");
+        let now = store.get(&key).expect("stored");
+        assert_eq!(
+            now["metadata"]["annotations"],
+            json!({"team": "a", "deployment.kubernetes.io/revision": "2"})
+        );
+        let bare = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "ns"}, "spec": {"replicas": 1}});
+        assert!(apply(&store, bare.clone()).expect("reapply"));
+        assert!(!apply(&store, bare).expect("reapply"));
+        let now = store.get(&key).expect("stored");
+        assert_eq!(now["metadata"]["annotations"], json!({"deployment.kubernetes.io/revision": "2"}));
     }
 }
