@@ -338,7 +338,10 @@ fn path_string(p: &Path) -> String {
 }
 
 /// The order objects are applied in: what others refer to first.
-fn apply_rank(kind: Kind) -> u8 {
+/// Where a kind goes in an apply: what others refer to (namespaces, then configuration and
+/// stores, then Services) before what refers to it. Clients sending several files order them by it
+/// too.
+pub fn apply_rank(kind: Kind) -> u8 {
     match kind {
         Kind::Namespace => 0,
         Kind::ConfigMap | Kind::Secret | Kind::StatefulStore | Kind::PersistentVolumeClaim => 1,

@@ -162,6 +162,22 @@ pub async fn apply(client: &Client, args: &ApplyArgs, out: &mut impl Write) -> a
 
 /// `apply`, returning what was applied (`statefulset.apps/web`, ...) or the exit code of a
 /// failure already reported.
+/// The files to send, one request each (the daemon locates problems by file), in the order the
+/// engine applies kinds within one: a file of StatefulStores before the services naming them.
+fn apply_order(documents: &[stead_api::load::Document]) -> Vec<std::sync::Arc<stead_api::SourceFile>> {
+    let mut sources: Vec<(u8, std::sync::Arc<stead_api::SourceFile>)> = Vec::new();
+    for d in documents {
+        let rank = stead_engine::kinds::Kind::from_name(d.manifest.kind())
+            .map_or(u8::MAX, stead_engine::local::apply_rank);
+        match sources.iter_mut().find(|(_, s)| std::sync::Arc::ptr_eq(s, &d.source)) {
+            Some((first, _)) => *first = (*first).min(rank),
+            None => sources.push((rank, d.source.clone())),
+        }
+    }
+    sources.sort_by_key(|(rank, _)| *rank);
+    sources.into_iter().map(|(_, source)| source).collect()
+}
+
 pub async fn apply_objects(
     client: &Client,
     args: &ApplyArgs,
@@ -171,12 +187,7 @@ pub async fn apply_objects(
     if diagnostics::report(&loaded.problems) > 0 {
         return Ok(Err(exit::INVALID));
     }
-    let mut sources: Vec<std::sync::Arc<stead_api::SourceFile>> = Vec::new();
-    for d in &loaded.documents {
-        if !sources.iter().any(|s| std::sync::Arc::ptr_eq(s, &d.source)) {
-            sources.push(d.source.clone());
-        }
-    }
+    let sources = apply_order(&loaded.documents);
     let mut objects = Vec::new();
     for source in sources {
         let path = format!("/apply?filename={}", encode(source.name()));
@@ -558,5 +569,35 @@ app: web\n    spec:\n      containers:\n        - name: app\n          image: bu
             failure_line(StatusCode::NOT_FOUND, unknown),
             "error: the server doesn't have a resource type \"podz\""
         );
+    }
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::apply_order;
+
+    #[test]
+    fn files_are_sent_stores_first_whatever_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        write(
+            "a-service.yaml",
+            "apiVersion: cloudstate.io/v1alpha1\nkind: StatefulService\nmetadata: {name: cart}\nspec:\n  datastore: {name: journal}\n  containers: [{image: cart:1}]\n",
+        );
+        write(
+            "b-store.yaml",
+            "apiVersion: cloudstate.io/v1alpha1\nkind: StatefulStore\nmetadata: {name: journal}\nspec: {inMemory: true}\n",
+        );
+        let loaded = stead_api::load::load_paths(&[dir.path().to_path_buf()]);
+        assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+        let names: Vec<String> = apply_order(&loaded.documents)
+            .iter()
+            .map(|s| std::path::Path::new(s.name()).file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["b-store.yaml", "a-service.yaml"]);
     }
 }
