@@ -346,7 +346,7 @@ impl Cluster {
         args.extend(self.network.iter().map(String::as_str));
         let (ok, text) = self.stead(&args);
         assert!(ok, "stead up:\n{text}\ndaemon log:\n{}", self.daemon_log());
-        assert!(text.contains("statefulservice/shopping-cart"), "{text}");
+        assert!(text.contains("statefulservice/python-cart"), "{text}");
     }
 
     /// The one live pod of the cart once both its containers are ready, its IP known.
@@ -358,7 +358,7 @@ impl Cluster {
             let list = seen["items"].as_array()?;
             list.iter().find_map(|p| {
                 let name = p["metadata"]["name"].as_str()?;
-                if !name.starts_with("shopping-cart") || !p["metadata"]["deletionTimestamp"].is_null() {
+                if !name.starts_with("python-cart") || !p["metadata"]["deletionTimestamp"].is_null() {
                     return None;
                 }
                 let statuses = p["status"]["containerStatuses"].as_array()?;
@@ -582,10 +582,10 @@ fn python_cart_under_stead_up_survives_restarts_with_the_embedded_store() {
     let cluster = Cluster::start(state.path(), dir.path(), "10.244.225.0/24", "stup25");
     cluster.up();
     let (_, sts) = cluster.stead(&["get", "statefulsets"]);
-    assert!(sts.contains("shopping-cart"), "the embedded store makes a StatefulSet: {sts}");
+    assert!(sts.contains("python-cart"), "the embedded store makes a StatefulSet: {sts}");
     scenario(&cluster, true);
     let (_, claims) = cluster.stead(&["get", "pvc"]);
-    assert!(claims.contains("shopping-cart-0"), "the claim is the pod's: {claims}");
+    assert!(claims.contains("python-cart-0"), "the claim is the pod's: {claims}");
 }
 
 /// `postgres://user[:password]@host:port/database` as its parts.
@@ -672,7 +672,7 @@ fn python_cart_under_stead_up_survives_restarts_with_the_postgres_store() {
     cluster.up();
     let (_, deployments) = cluster.stead(&["get", "deployments"]);
     assert!(
-        deployments.contains("shopping-cart"),
+        deployments.contains("python-cart"),
         "PostgreSQL needs no claim, so a Deployment: {deployments}"
     );
     scenario(&cluster, false);
