@@ -671,10 +671,7 @@ fn python_cart_under_stead_up_survives_restarts_with_the_postgres_store() {
     forward(SocketAddr::new(IpAddr::V4(gateway), server.port()), server);
     cluster.up();
     let (_, deployments) = cluster.stead(&["get", "deployments"]);
-    assert!(
-        deployments.contains("python-cart"),
-        "PostgreSQL needs no claim, so a Deployment: {deployments}"
-    );
+    assert!(deployments.contains("python-cart"), "PostgreSQL needs no claim, so a Deployment: {deployments}");
     scenario(&cluster, false);
 }
 
