@@ -329,6 +329,11 @@ fn the_clustered_store_example_finds_its_members_by_name_and_keeps_data_across_a
     assert!(client(&["scale", "sts/kv", "--replicas=2"]).contains("scaled"));
     assert!(eventually_for(Duration::from_secs(60), || member_pid("kv-2").is_none()), "kv-2 stops");
     assert!(client(&["scale", "sts/kv", "--replicas=3"]).contains("scaled"));
+    // As kubectl's, `wait` on a pod that does not exist yet fails at once: wait for its creation.
+    assert!(
+        eventually(|| client(&["get", "pod", "kv-2", "-o", "name"]).contains("pod/kv-2")),
+        "kv-2 is created"
+    );
     let waited = client(&["wait", "--for=condition=Ready", "pod/kv-2", "--timeout=60s"]);
     assert!(waited.contains("condition met"), "{waited}");
     let logs = client(&["logs", "kv-2"]);
