@@ -17,7 +17,8 @@
 //! - [`discovery`]: `EntityDiscovery.discover` with backoff, version check, `reportError`.
 //! - [`catalog`]: the discovered services resolved with prost-reflect (entity keys, types).
 //! - [`codec`]: the pass-through bytes codec for gRPC.
-//! - [`passthrough`]: protocol detection (HTTP/1, HTTP/2, opaque TCP) and forwarding.
+//! - [`passthrough`]: protocol detection (HTTP/1, HTTP/2, opaque TCP) and forwarding, each
+//!   connection served on one of per-core single-threaded shards.
 //! - [`health`] and [`metrics`]: `/ready`, `/alive`, `/metrics`.
 //! - [`protocol`]: the protocol's messages and gRPC stubs, generated at build time from the
 //!   `.proto` files in `proto/` (written for stead from the protocol's facts, checked against the

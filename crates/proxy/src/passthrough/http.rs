@@ -3,12 +3,13 @@
 //! counted and timed, and in-flight requests are known.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1 as client1, http2 as client2};
 use hyper::server::conn::{http1 as server1, http2 as server2};
@@ -30,7 +31,12 @@ pub enum HttpError {
     Serve(hyper::Error),
 }
 
-type ProxyBody = BoxBody<Bytes, hyper::Error>;
+/// The body sent back to the client: the upstream's as it came (no boxing per response), or
+/// the proxy's own 502 text.
+type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+/// Drives an upstream connection's I/O; run in the client connection's own task (see [`proxy`]).
+type UpstreamDriver = Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>>;
 
 /// Sends requests on the upstream connection.
 #[derive(Clone)]
@@ -40,17 +46,15 @@ enum Upstream {
 }
 
 impl Upstream {
-    async fn connect(protocol: Protocol, stream: TcpStream) -> Result<Self, HttpError> {
+    async fn connect(protocol: Protocol, stream: TcpStream) -> Result<(Self, UpstreamDriver), HttpError> {
         let io = TokioIo::new(stream);
         if protocol == Protocol::Http2 {
             let (sender, connection) =
                 client2::handshake(TokioExecutor::new(), io).await.map_err(HttpError::Handshake)?;
-            tokio::spawn(connection);
-            Ok(Upstream::Http2(sender))
+            Ok((Upstream::Http2(sender), Box::pin(connection)))
         } else {
             let (sender, connection) = client1::handshake(io).await.map_err(HttpError::Handshake)?;
-            tokio::spawn(connection);
-            Ok(Upstream::Http1(Arc::new(Mutex::new(sender))))
+            Ok((Upstream::Http1(Arc::new(Mutex::new(sender))), Box::pin(connection)))
         }
     }
 
@@ -71,22 +75,24 @@ impl Upstream {
 }
 
 fn bad_gateway(error: &hyper::Error) -> Response<ProxyBody> {
-    let body = Full::new(Bytes::from(format!("the user port failed: {error}\n")))
-        .map_err(|never: Infallible| match never {})
-        .boxed();
-    let mut response = Response::new(body);
+    let body = Full::new(Bytes::from(format!("the user port failed: {error}\n")));
+    let mut response = Response::new(Either::Right(body));
     *response.status_mut() = StatusCode::BAD_GATEWAY;
     response
 }
 
 /// Serves one client connection of `protocol` (HTTP/1 or HTTP/2) against `upstream`.
+///
+/// The upstream connection is driven in this same task rather than spawned: a request then
+/// crosses from the client side to the upstream side and back without waking another task
+/// (possibly on another runtime thread), which is most of a loopback hop's cost.
 pub async fn proxy(
     protocol: Protocol,
     client: TcpStream,
     upstream: TcpStream,
     metrics: Arc<Metrics>,
 ) -> Result<(), HttpError> {
-    let upstream = Upstream::connect(protocol, upstream).await?;
+    let (upstream, driver) = Upstream::connect(protocol, upstream).await?;
     let label = protocol.label();
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let upstream = upstream.clone();
@@ -95,7 +101,7 @@ pub async fn proxy(
             match upstream.send(request).await {
                 Ok(response) => {
                     timer.finish(Some(response.status().as_u16()));
-                    Ok::<_, Infallible>(response.map(BodyExt::boxed))
+                    Ok::<_, Infallible>(response.map(Either::Left))
                 }
                 Err(error) => {
                     timer.finish(None);
@@ -105,12 +111,30 @@ pub async fn proxy(
         }
     });
     let io = TokioIo::new(client);
-    if protocol == Protocol::Http2 {
-        server2::Builder::new(TokioExecutor::new())
-            .serve_connection(io, service)
-            .await
-            .map_err(HttpError::Serve)
-    } else {
-        server1::Builder::new().keep_alive(true).serve_connection(io, service).await.map_err(HttpError::Serve)
+    let serve = async move {
+        if protocol == Protocol::Http2 {
+            server2::Builder::new(TokioExecutor::new())
+                .serve_connection(io, service)
+                .await
+                .map_err(HttpError::Serve)
+        } else {
+            server1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(io, service)
+                .await
+                .map_err(HttpError::Serve)
+        }
+    };
+    // The upstream ends when its last sender (held by the service) is dropped; until the client
+    // connection is done, an upstream that ended early leaves requests answered with 502.
+    let drive = async move {
+        if let Err(error) = driver.await {
+            tracing::debug!(%error, "the upstream connection ended");
+        }
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        served = serve => served,
+        () = drive => Ok(()),
     }
 }

@@ -48,6 +48,16 @@ const SCHEMA_LOCK: i64 = 0x5374_6561_6450_7278;
 const HIGHEST: &str = "SELECT sequence_number FROM stead_journal WHERE persistence_id = $1 ORDER BY sequence_number DESC LIMIT 1";
 const INSERT_EVENTS: &str = "INSERT INTO stead_journal (persistence_id, sequence_number, type_url, payload) \
      SELECT $1, * FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::BYTEA[])";
+/// An append without a snapshot in one statement (one round trip, autocommit): the events go in
+/// only if the journal's highest sequence number is still `$5`. Zero rows inserted means the
+/// check failed (the slow path then reads the journal to say why); a concurrent writer that
+/// passed the same check loses on the primary key instead.
+const APPEND_EVENTS: &str = "WITH current AS (SELECT COALESCE(MAX(sequence_number), 0) AS highest \
+     FROM stead_journal WHERE persistence_id = $1) \
+     INSERT INTO stead_journal (persistence_id, sequence_number, type_url, payload) \
+     SELECT $1, e.seq, e.type_url, e.payload \
+     FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::BYTEA[]) AS e(seq, type_url, payload), current \
+     WHERE current.highest = $5";
 const UPSERT_SNAPSHOT: &str = "INSERT INTO stead_snapshot (persistence_id, sequence_number, type_url, payload) \
      VALUES ($1, $2, $3, $4) ON CONFLICT (persistence_id) DO UPDATE \
      SET sequence_number = EXCLUDED.sequence_number, type_url = EXCLUDED.type_url, payload = EXCLUDED.payload \
@@ -163,42 +173,66 @@ impl Store for PostgresStore {
             return check_append(&append, 0);
         }
         let pid = append.persistence_id.as_str();
-        let mut client = self.client().await?;
-        let txn = client.transaction().await.map_err(backend)?;
-        let highest =
-            txn.query_opt(HIGHEST, &[&pid]).await.map_err(backend)?.map_or(0, |row| from_db(row.get(0)));
-        let last = check_append(&append, highest)?;
         let first = to_db(append.first_sequence, pid)?;
-        to_db(last, pid)?;
-        let sequence_numbers: Vec<i64> = (0..append.events.len()).map(|i| first + i as i64).collect();
+        let count = i64::try_from(append.events.len())
+            .map_err(|_| StoreError::SequenceOverflow { persistence_id: pid.to_string() })?;
+        let last = first
+            .checked_add(count - 1)
+            .ok_or_else(|| StoreError::SequenceOverflow { persistence_id: pid.to_string() })?;
+        let sequence_numbers: Vec<i64> = (first..=last).collect();
         let type_urls: Vec<&str> = append.events.iter().map(|e| e.type_url.as_str()).collect();
         let payloads: Vec<&[u8]> = append.events.iter().map(|e| e.value.as_slice()).collect();
-        let inserted = txn.execute(INSERT_EVENTS, &[&pid, &sequence_numbers, &type_urls, &payloads]).await;
-        if let Err(error) = inserted {
+        let conflict = |error: tokio_postgres::Error| {
             if error.code() == Some(&SqlState::UNIQUE_VIOLATION) {
-                // Another replica appended between our read and our insert.
+                // Another replica appended between our check and our insert.
+                StoreError::EventConflict {
+                    persistence_id: pid.to_string(),
+                    sequence_number: append.first_sequence,
+                }
+            } else {
+                backend(error)
+            }
+        };
+        let mut client = self.client().await?;
+        if append.snapshot.is_none() {
+            // The common case: one statement, one round trip (statements cached per connection).
+            let statement = client.prepare_cached(APPEND_EVENTS).await.map_err(backend)?;
+            let expected_highest = first - 1;
+            let inserted = client
+                .execute(&statement, &[&pid, &sequence_numbers, &type_urls, &payloads, &expected_highest])
+                .await
+                .map_err(conflict)?;
+            if inserted == 0 {
+                let highest = client.prepare_cached(HIGHEST).await.map_err(backend)?;
+                let highest = client
+                    .query_opt(&highest, &[&pid])
+                    .await
+                    .map_err(backend)?
+                    .map_or(0, |r| from_db(r.get(0)));
+                // Reports the conflict or gap; if the journal moved on meanwhile, still a conflict.
+                check_append(&append, highest)?;
                 return Err(StoreError::EventConflict {
                     persistence_id: pid.to_string(),
                     sequence_number: append.first_sequence,
                 });
             }
-            return Err(backend(error));
+            return Ok(from_db(last));
         }
+        let txn = client.transaction().await.map_err(backend)?;
+        let highest = txn.prepare_cached(HIGHEST).await.map_err(backend)?;
+        let highest =
+            txn.query_opt(&highest, &[&pid]).await.map_err(backend)?.map_or(0, |r| from_db(r.get(0)));
+        let last = check_append(&append, highest)?;
+        let insert = txn.prepare_cached(INSERT_EVENTS).await.map_err(backend)?;
+        txn.execute(&insert, &[&pid, &sequence_numbers, &type_urls, &payloads]).await.map_err(conflict)?;
         if let Some(snapshot) = &append.snapshot {
             let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
                 [&pid, &to_db(last, pid)?, &snapshot.type_url, &snapshot.value];
-            txn.execute(UPSERT_SNAPSHOT, &params).await.map_err(backend)?;
+            let upsert = txn.prepare_cached(UPSERT_SNAPSHOT).await.map_err(backend)?;
+            txn.execute(&upsert, &params).await.map_err(backend)?;
         }
-        match txn.commit().await {
-            Ok(()) => Ok(last),
-            Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                Err(StoreError::EventConflict {
-                    persistence_id: pid.to_string(),
-                    sequence_number: append.first_sequence,
-                })
-            }
-            Err(error) => Err(backend(error)),
-        }
+        txn.commit().await.map_err(conflict)?;
+        Ok(last)
     }
 
     async fn read_events(&self, persistence_id: &str, after: u64) -> Result<Vec<StoredEvent>, StoreError> {

@@ -1,0 +1,82 @@
+//! Per-core shards: threads with a single-threaded runtime each, serving the connections that
+//! [`super::serve`] accepted. A connection stays on its shard for its whole life, so its client
+//! and upstream sockets are always polled by the same thread.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use super::spawn_connection;
+use crate::metrics::Metrics;
+use crate::runtime::lifecycle::Lifecycle;
+
+/// A shard's inbox.
+pub(super) struct Shard {
+    inbox: mpsc::UnboundedSender<std::net::TcpStream>,
+}
+
+impl Shard {
+    /// Gives `client` to the shard; returns it if the shard has stopped.
+    pub(super) fn hand_over(&self, client: TcpStream) -> Result<(), TcpStream> {
+        let std = match client.into_std() {
+            Ok(std) => std,
+            Err(error) => {
+                // Deregistering failed: the socket is closed; nothing left to serve.
+                tracing::debug!(%error, "handing a connection to a shard failed");
+                return Ok(());
+            }
+        };
+        match self.inbox.send(std) {
+            Ok(()) => Ok(()),
+            // Back to the caller's runtime; if even that fails the connection is dropped.
+            Err(returned) => match TcpStream::from_std(returned.0) {
+                Ok(client) => Err(client),
+                Err(error) => {
+                    tracing::debug!(%error, "re-registering a connection no shard took failed");
+                    Ok(())
+                }
+            },
+        }
+    }
+}
+
+/// Starts one shard per available core (none if only one core: the caller's runtime is then as
+/// good). Shards end when their [`Shard`] is dropped; their connections end with the lifecycle.
+pub(super) fn start(upstream: SocketAddr, metrics: &Arc<Metrics>, lifecycle: &Lifecycle) -> Vec<Shard> {
+    let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+    if cores < 2 {
+        return Vec::new();
+    }
+    let mut shards = Vec::with_capacity(cores);
+    for n in 0..cores {
+        let (inbox, mut arrivals) = mpsc::unbounded_channel::<std::net::TcpStream>();
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                tracing::warn!(%error, "starting a passthrough shard's runtime failed");
+                break;
+            }
+        };
+        let (metrics, lifecycle) = (metrics.clone(), lifecycle.clone());
+        let started = std::thread::Builder::new().name(format!("stead-pass-{n}")).spawn(move || {
+            runtime.block_on(async move {
+                while let Some(client) = arrivals.recv().await {
+                    match TcpStream::from_std(client) {
+                        Ok(client) => spawn_connection(client, upstream, metrics.clone(), lifecycle.clone()),
+                        Err(error) => tracing::debug!(%error, "registering a handed-over connection failed"),
+                    }
+                }
+            });
+        });
+        match started {
+            Ok(_) => shards.push(Shard { inbox }),
+            Err(error) => {
+                tracing::warn!(%error, "starting a passthrough shard thread failed");
+                break;
+            }
+        }
+    }
+    shards
+}
