@@ -44,14 +44,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .out_dir(&reflection_dir)
         .compile_fds(reflection)?;
 
-    // The tests' shopping cart (a user service), in its own directory: its imports must not
-    // overwrite the protocol's generated files. The set is also what the Python user function
-    // loads, so both sides use the same descriptors.
-    println!("cargo:rerun-if-changed=tests/python/proto");
+    // The tests' shopping cart (a user service: the protos of `examples/shopping-cart-python`), in
+    // its own directory: its imports must not overwrite the protocol's generated files. The set is
+    // also what the Python user function loads, so both sides use the same descriptors.
+    const CART_PROTOS: &str = "../../examples/shopping-cart-python/proto";
+    println!("cargo:rerun-if-changed={CART_PROTOS}");
     let cart_dir = out_dir.join("shoppingcart");
     std::fs::create_dir_all(&cart_dir)?;
     // Encoded by protox itself: prost-types' messages would drop the `entity_key` options.
-    let mut compiler = protox::Compiler::new(["tests/python/proto", "proto"])?;
+    let mut compiler = protox::Compiler::new([CART_PROTOS, "proto"])?;
     compiler.include_imports(true);
     compiler.open_files(["shoppingcart.proto", "shoppingcart_domain.proto"])?;
     std::fs::write(cart_dir.join("descriptor.bin"), compiler.encode_file_descriptor_set())?;

@@ -1,6 +1,7 @@
 //! The shopping cart used by the runtime tests and the benchmark: the generated client and
-//! server (from `tests/python/proto`, built by the crate's build script) and a user function
-//! written in Rust with tonic, speaking the CloudState protocol as a support library would.
+//! server (from `examples/shopping-cart-python/proto`, built by the crate's build script) and a
+//! user function written in Rust with tonic, speaking the CloudState protocol as a support library
+//! would.
 
 #![allow(dead_code, non_camel_case_types, clippy::all, clippy::pedantic)]
 

@@ -1,8 +1,8 @@
 """A shopping cart user function written with CloudState's Python support library (0.1.1).
 
 stead's proxy tests run it as a real process: `python shopping_cart.py DESCRIPTORS` with PORT set.
-DESCRIPTORS is a serialized FileDescriptorSet of tests/python/proto (built by the crate's
-build script); the message classes are made from it at start, since the library's users would
+DESCRIPTORS is a serialized FileDescriptorSet of examples/shopping-cart-python/proto (built by
+the crate's build script); the message classes are made from it at start, since the library's users would
 normally generate them with protoc.
 """
 
