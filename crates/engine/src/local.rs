@@ -379,12 +379,14 @@ pub fn apply(store: &Store, manifests: &[Manifest]) -> Result<Vec<(ObjectKey, bo
                 message: "is being deleted; apply again once it is gone".into(),
             });
         }
-        // A controller may write the object (its status) between apply's read and its write: read
-        // again and lay the manifest over the new version, as an API server's apply would.
+        // A controller may write the object (its status) between apply's read and its write, or
+        // create it: read again and lay the manifest over the new version, as an API server would.
         let mut attempts = 0;
         let changed = loop {
             match controllers::apply(store, value.clone()) {
-                Err(StoreError::Conflict { .. }) if attempts < 10 => attempts += 1,
+                Err(StoreError::Conflict { .. } | StoreError::AlreadyExists { .. }) if attempts < 10 => {
+                    attempts += 1
+                }
                 other => break other?,
             }
         };

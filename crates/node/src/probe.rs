@@ -28,6 +28,15 @@ pub enum ProbeKind {
 }
 
 impl ProbeKind {
+    /// `Startup`, `Readiness`, `Liveness`: as the kubelet's events name the probe.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeKind::Startup => "Startup",
+            ProbeKind::Readiness => "Readiness",
+            ProbeKind::Liveness => "Liveness",
+        }
+    }
+
     fn field(self) -> &'static str {
         match self {
             ProbeKind::Startup => "startupProbe",

@@ -229,37 +229,42 @@ pub async fn tcp_socket(
 /// Runs an `exec` probe or hook: `cmd` is the command entering the container (see
 /// [`crate::process::InitProgram::command`]); its output is discarded.
 pub async fn exec(mut cmd: tokio::process::Command, timeout: Duration) -> Outcome {
-    use tokio::io::AsyncReadExt;
     cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).kill_on_drop(true);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return Outcome::fail(format!("exec: {e}")),
     };
     let pgid = child.id().and_then(|p| i32::try_from(p).ok());
-    // The command's output is the failure's message, as the kubelet's (bounded like its 10 KiB).
-    let read = |pipe: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>| async move {
-        let mut buf = Vec::new();
-        if let Some(p) = pipe {
-            let _ = p.take(EXEC_OUTPUT_LIMIT).read_to_end(&mut buf).await;
-        }
-        buf
-    };
-    let stdout = child.stdout.take().map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>);
-    let stderr = child.stderr.take().map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>);
-    let run = async { tokio::join!(child.wait(), read(stdout), read(stderr)) };
-    match tokio::time::timeout(timeout, run).await {
-        Ok((Ok(st), _, _)) if st.success() => Outcome::ok("exec: exit 0"),
-        Ok((Ok(st), out, err)) => {
-            let mut text = String::from_utf8_lossy(&out).into_owned();
-            text.push_str(&String::from_utf8_lossy(&err));
-            let text = text.trim();
-            if text.is_empty() {
-                Outcome::fail(format!("exec: {st}"))
-            } else {
-                Outcome::fail(text.to_owned())
+    // The command's output is the failure's message, as the kubelet's. The pipes are read to
+    // their end (a writer past the limit must not die of SIGPIPE), keeping the first bytes.
+    let (out, err) = (Kept::default(), Kept::default());
+    let stdout = child.stdout.take().map(|p| tokio::spawn(read_bounded(p, out.clone())));
+    let stderr = child.stderr.take().map(|p| tokio::spawn(read_bounded(p, err.clone())));
+    match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(st)) if st.success() => Outcome::ok("exec: exit 0"),
+        Ok(Ok(st)) => {
+            // A background process of the command may hold the pipes open: take what is there.
+            for reader in [stdout, stderr].into_iter().flatten() {
+                let abort = reader.abort_handle();
+                if tokio::time::timeout(OUTPUT_DRAIN, reader).await.is_err() {
+                    abort.abort();
+                }
             }
+            let parts = [out, err].map(|kept| {
+                let bytes = kept.lock().map(|b| b.clone()).unwrap_or_default();
+                String::from_utf8_lossy(&bytes).trim().to_owned()
+            });
+            let mut text = parts.into_iter().filter(|p| !p.is_empty()).collect::<Vec<_>>().join("\n");
+            if text.len() > EXEC_OUTPUT_LIMIT {
+                let mut end = EXEC_OUTPUT_LIMIT;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.truncate(end);
+            }
+            if text.is_empty() { Outcome::fail(format!("exec: {st}")) } else { Outcome::fail(text) }
         }
-        Ok((Err(e), _, _)) => Outcome::fail(format!("exec: {e}")),
+        Ok(Err(e)) => Outcome::fail(format!("exec: {e}")),
         Err(_) => {
             if let Some(g) = pgid {
                 let _ = nix::sys::signal::killpg(
@@ -269,13 +274,37 @@ pub async fn exec(mut cmd: tokio::process::Command, timeout: Duration) -> Outcom
             }
             let _ = child.start_kill();
             let _ = child.wait().await;
+            for reader in [stdout, stderr].into_iter().flatten() {
+                reader.abort();
+            }
             Outcome::fail(format!("exec: command timed out after {}s", timeout.as_secs_f64()))
         }
     }
 }
 
+/// The first bytes of one output stream, readable while it is still being read.
+type Kept = std::sync::Arc<std::sync::Mutex<Vec<u8>>>;
+
+/// Reads `pipe` to its end, keeping its first [`EXEC_OUTPUT_LIMIT`] bytes in `kept`.
+async fn read_bounded(mut pipe: impl tokio::io::AsyncRead + Unpin, kept: Kept) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = pipe.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        if let Ok(mut kept) = kept.lock() {
+            let room = EXEC_OUTPUT_LIMIT.saturating_sub(kept.len());
+            kept.extend_from_slice(&buf[..n.min(room)]);
+        }
+    }
+}
+
+/// How long the output of a command that exited is still awaited.
+const OUTPUT_DRAIN: Duration = Duration::from_millis(100);
+
 /// How much of an exec probe's output is kept for its message.
-const EXEC_OUTPUT_LIMIT: u64 = 10 * 1024;
+const EXEC_OUTPUT_LIMIT: usize = 10 * 1024;
 
 /// Runs a `grpc` probe against `pod_ip`.
 pub async fn grpc(action: &GRPCAction, pod_ip: IpAddr, timeout: Duration) -> Outcome {

@@ -119,7 +119,8 @@ pub const JITTER: f64 = 0.2;
 
 /// `delay` stretched by `unit` (in `[0, 1)`) of [`JITTER`].
 pub fn jittered(delay: Duration, unit: f64) -> Duration {
-    delay.mul_f64(1.0 + JITTER * unit.clamp(0.0, 1.0))
+    let unit = if unit.is_finite() { unit.clamp(0.0, 1.0) } else { 0.0 };
+    delay.mul_f64(1.0 + JITTER * unit)
 }
 
 /// A fresh number in `[0, 1)`: std's hasher keys are random per instance, which is all the
@@ -378,6 +379,7 @@ mod tests {
         assert_eq!(jittered(base, 0.0), base);
         assert_eq!(jittered(base, 0.5), Duration::from_secs(11));
         assert_eq!(jittered(base, 7.0), Duration::from_secs(12), "clamped");
+        assert_eq!(jittered(base, f64::NAN), base, "no panic on a bad source");
         let units: Vec<f64> = (0..64).map(|_| random_unit()).collect();
         assert!(units.iter().all(|u| (0.0..1.0).contains(u)), "{units:?}");
         let distinct: std::collections::BTreeSet<u64> = units.iter().map(|u| u.to_bits()).collect();

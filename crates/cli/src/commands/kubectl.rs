@@ -160,10 +160,9 @@ pub async fn apply(client: &Client, args: &ApplyArgs, out: &mut impl Write) -> a
     })
 }
 
-/// `apply`, returning what was applied (`statefulset.apps/web`, ...) or the exit code of a
-/// failure already reported.
 /// The files to send, one request each (the daemon locates problems by file), in the order the
-/// engine applies kinds within one: a file of StatefulStores before the services naming them.
+/// engine applies kinds within one: a file of StatefulStores before the services naming them. A
+/// file goes by the earliest kind it holds (one with a Namespace and a service goes first).
 fn apply_order(documents: &[stead_api::load::Document]) -> Vec<std::sync::Arc<stead_api::SourceFile>> {
     let mut sources: Vec<(u8, std::sync::Arc<stead_api::SourceFile>)> = Vec::new();
     for d in documents {
@@ -178,6 +177,8 @@ fn apply_order(documents: &[stead_api::load::Document]) -> Vec<std::sync::Arc<st
     sources.into_iter().map(|(_, source)| source).collect()
 }
 
+/// `apply`, returning what was applied (`statefulset.apps/web`, ...) or the exit code of a
+/// failure already reported.
 pub async fn apply_objects(
     client: &Client,
     args: &ApplyArgs,

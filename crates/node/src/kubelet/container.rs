@@ -58,14 +58,6 @@ impl PodRef {
     }
 }
 
-fn probe_word(kind: ProbeKind) -> &'static str {
-    match kind {
-        ProbeKind::Startup => "Startup",
-        ProbeKind::Readiness => "Readiness",
-        ProbeKind::Liveness => "Liveness",
-    }
-}
-
 pub(super) struct Ctx {
     pub k: Arc<Inner>,
     pub pod: PodRef,
@@ -166,8 +158,10 @@ async fn run(mut ctx: Ctx, stop: oneshot::Receiver<StopRequest>, probe_task: tok
         Exit::Signal(9) if ctx.cgroup.oom_kills() > ctx.oom_before => Exit::OomKilled,
         other => other,
     };
+    // The OOM count is read above, before the directories go; a process that joined since the kill
+    // (an exec session starting) is killed too.
     let cg = ctx.cgroup.clone();
-    let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
+    let _ = tokio::task::spawn_blocking(move || cg.kill_and_remove()).await;
     let _ = ctx.events.send(PodEvent::Exited {
         container: ctx.container.name.clone(),
         instance: ctx.instance,
@@ -203,7 +197,7 @@ async fn probe_loop(p: Prober, mut probes: ContainerProbes) {
             let outcome = run_probe(&k, &c, probe, &spec, pod_ip, timing.timeout).await;
             if outcome.result == crate::probe::ProbeResult::Failure {
                 // As the kubelet does: one Unhealthy event per failed run (repeats are counted).
-                let message = format!("{} probe failed: {}", probe_word(kind), outcome.message.trim_end());
+                let message = format!("{} probe failed: {}", kind.name(), outcome.message.trim_end());
                 pod.record(&k, &c.name, true, "Unhealthy", message);
             }
             let action = probes.record(kind, outcome.result, Instant::now());
@@ -211,7 +205,7 @@ async fn probe_loop(p: Prober, mut probes: ContainerProbes) {
                 let message = format!(
                     "Container {} failed {} probe, will be restarted",
                     c.name,
-                    probe_word(kind).to_lowercase()
+                    kind.name().to_lowercase()
                 );
                 pod.record(&k, &c.name, false, "Killing", message);
             }

@@ -268,6 +268,14 @@ fn an_exec_probe_failure_carries_the_commands_output() {
         assert_eq!((silent.result, silent.message.as_str()), (ProbeResult::Failure, "exec: exit status: 3"));
         let long = exec(sh("head -c 100000 /dev/zero | tr '\\0' x; exit 1"), Duration::from_secs(5)).await;
         assert_eq!(long.message.len(), 10 * 1024, "the output kept is bounded");
+        // Output past the limit is read and dropped: the writer does not die of SIGPIPE.
+        let verbose = exec(sh("head -c 100000 /dev/zero; echo done >&2"), Duration::from_secs(5)).await;
+        assert_eq!(verbose.result, ProbeResult::Success, "{}", verbose.message);
+        // A background child holding the pipes does not turn a clean exit into a timeout.
+        let background = exec(sh("sleep 5 & exit 0"), Duration::from_secs(2)).await;
+        assert_eq!(background.result, ProbeResult::Success, "{}", background.message);
+        let background = exec(sh("echo no; sleep 5 & exit 1"), Duration::from_secs(2)).await;
+        assert_eq!((background.result, background.message.as_str()), (ProbeResult::Failure, "no"));
         let slow = exec(sh("sleep 5"), Duration::from_millis(200)).await;
         assert_eq!(slow.message, "exec: command timed out after 0.2s");
     });

@@ -79,7 +79,8 @@ pub async fn connection(
 /// a few small reads and writes; on a multi-threaded runtime the wake-ups between worker threads
 /// cost more than the forwarding itself (measured in `benches/proxy_peers.rs`: about 1.4× the
 /// HTTP/1.1 throughput of spawning on the shared runtime). If the shard threads cannot be
-/// started, connections are served on the caller's runtime.
+/// started, connections are served on the caller's runtime. Dropping this future (rather than
+/// stopping the lifecycle) ends the shards and cuts their connections at once.
 pub async fn serve(
     listener: TcpListener,
     upstream: SocketAddr,

@@ -42,10 +42,15 @@ impl Shard {
     }
 }
 
-/// Starts one shard per available core (none if only one core: the caller's runtime is then as
-/// good). Shards end when their [`Shard`] is dropped; their connections end with the lifecycle.
+/// At most this many shards: a sidecar shares its node with many pods, and a few threads carry
+/// far more than one pod's traffic.
+const MAX_SHARDS: usize = 4;
+
+/// Starts one shard per available core, at most [`MAX_SHARDS`] (none if only one core: the
+/// caller's runtime is then as good). Shards end when their [`Shard`] is dropped, and their
+/// connections with them; otherwise connections end with the lifecycle.
 pub(super) fn start(upstream: SocketAddr, metrics: &Arc<Metrics>, lifecycle: &Lifecycle) -> Vec<Shard> {
-    let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+    let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1).min(MAX_SHARDS);
     if cores < 2 {
         return Vec::new();
     }
