@@ -154,6 +154,18 @@ fn scale_down_waits_while_another_pod_is_unhealthy() {
 }
 
 #[test]
+fn a_condemned_pod_that_has_failed_goes_without_waiting() {
+    let mut w = World::new(sts(3));
+    w.settle(6);
+    w.set_state("web-1", PodState::Running);
+    w.set_state("web-2", PodState::Failed);
+    set_replicas(&mut w.set, 1);
+    // web-1 is the first unhealthy pod; a dead web-2 above it is removed all the same (stead's
+    // addition: nothing would ever make it healthy again, and Kubernetes would wait for good).
+    assert_eq!(summary(&w.sync()), ["delete-pod web-2 ScaleDown"]);
+}
+
+#[test]
 fn parallel_scale_down_deletes_all_condemned_highest_first() {
     let mut w = World::new(parallel(sts(3)));
     w.settle(3);

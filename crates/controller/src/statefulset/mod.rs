@@ -5,7 +5,7 @@
 //! create missing ones (claims first), and under OrderedReady stop at the first pod that is
 //! missing, terminating, not Running and Ready, or not yet available; set claim owner references
 //! for the retention policy; delete condemned pods highest ordinal first (one at a time, healthy
-//! only, under OrderedReady); then, if nothing blocked and the strategy is RollingUpdate, delete
+//! or ended only, under OrderedReady); then, if nothing blocked and the strategy is RollingUpdate, delete
 //! outdated pods from the highest ordinal down to the partition, within maxUnavailable; last,
 //! truncate revision history. The status is computed as Kubernetes computes it, plus stead's
 //! Progressing condition.
@@ -367,7 +367,12 @@ pub fn plan(
                 continue;
             }
             let first = first_unhealthy == Some(pname.as_str());
-            if cx.monotonic && !healthy(p) && !first {
+            // stead's addition: a condemned pod that has already ended (Failed or Succeeded) is
+            // removed without waiting. Kubernetes blocks on it unless it is the first unhealthy pod,
+            // and since nothing recreates a condemned pod, a dead one above another unhealthy one
+            // would stall the scale-down for good.
+            let ended = pods::is_failed(p) || pods::is_succeeded(p);
+            if cx.monotonic && !healthy(p) && !first && !ended {
                 waiting.get_or_insert(format!("pod {pname} is not healthy; scale down waits"));
                 if let Some(d) = pods::available_in(p, cx.min_ready, cx.now).filter(|d| !d.is_zero()) {
                     requeue = earliest(requeue, Some(d));
