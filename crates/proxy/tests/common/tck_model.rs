@@ -562,6 +562,43 @@ impl EntityDiscovery for Model {
 
 type OutStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
+/// One entity stream of the model: every message in and out is recorded, `step` answers (or not)
+/// each incoming message. Shared by the event-sourced and value-entity services, whose streams
+/// differ only in their message types.
+fn entity_stream<In, M, O, Out>(
+    model: &Model,
+    mut incoming: Streaming<In>,
+    unwrap: fn(In) -> Option<M>,
+    mut step: impl FnMut(M) -> Option<O> + Send + 'static,
+    record_in: fn(M) -> Msg,
+    record_out: fn(O) -> Msg,
+    wrap: fn(O) -> Out,
+) -> OutStream<Out>
+where
+    In: prost::Message + Default + Send + 'static,
+    M: Clone + Send + 'static,
+    O: Clone + Send + 'static,
+    Out: Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let model = model.clone();
+    let stream = model.open_stream();
+    tokio::spawn(async move {
+        while let Ok(Some(message)) = incoming.message().await {
+            let Some(message) = unwrap(message) else { break };
+            model.record(stream, record_in(message.clone()));
+            if let Some(out) = step(message) {
+                model.record(stream, record_out(out.clone()));
+                if tx.send(Ok(wrap(out))).await.is_err() {
+                    break;
+                }
+            }
+        }
+        model.close(stream);
+    });
+    Box::pin(ReceiverStream::new(rx))
+}
+
 #[tonic::async_trait]
 impl EventSourced for Model {
     type handleStream = OutStream<EventSourcedStreamOut>;
@@ -570,24 +607,16 @@ impl EventSourced for Model {
         &self,
         request: GrpcRequest<Streaming<EventSourcedStreamIn>>,
     ) -> Result<GrpcResponse<Self::handleStream>, Status> {
-        let mut incoming = request.into_inner();
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        let model = self.clone();
-        let stream = model.open_stream();
-        tokio::spawn(async move {
-            let mut entity = EsEntity::default();
-            while let Ok(Some(EventSourcedStreamIn { message: Some(message) })) = incoming.message().await {
-                model.record(stream, Msg::EsIn(message.clone()));
-                if let Some(out) = entity.handle(message) {
-                    model.record(stream, Msg::EsOut(out.clone()));
-                    if tx.send(Ok(EventSourcedStreamOut { message: Some(out) })).await.is_err() {
-                        break;
-                    }
-                }
-            }
-            model.close(stream);
-        });
-        Ok(GrpcResponse::new(Box::pin(ReceiverStream::new(rx))))
+        let mut entity = EsEntity::default();
+        Ok(GrpcResponse::new(entity_stream(
+            self,
+            request.into_inner(),
+            |m| m.message,
+            move |m| entity.handle(m),
+            Msg::EsIn,
+            Msg::EsOut,
+            |out| EventSourcedStreamOut { message: Some(out) },
+        )))
     }
 }
 
@@ -599,24 +628,16 @@ impl ValueEntity for Model {
         &self,
         request: GrpcRequest<Streaming<ValueEntityStreamIn>>,
     ) -> Result<GrpcResponse<Self::handleStream>, Status> {
-        let mut incoming = request.into_inner();
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        let model = self.clone();
-        let stream = model.open_stream();
-        tokio::spawn(async move {
-            let mut entity = VeEntity::default();
-            while let Ok(Some(ValueEntityStreamIn { message: Some(message) })) = incoming.message().await {
-                model.record(stream, Msg::VeIn(message.clone()));
-                if let Some(out) = entity.handle(message) {
-                    model.record(stream, Msg::VeOut(out.clone()));
-                    if tx.send(Ok(ValueEntityStreamOut { message: Some(out) })).await.is_err() {
-                        break;
-                    }
-                }
-            }
-            model.close(stream);
-        });
-        Ok(GrpcResponse::new(Box::pin(ReceiverStream::new(rx))))
+        let mut entity = VeEntity::default();
+        Ok(GrpcResponse::new(entity_stream(
+            self,
+            request.into_inner(),
+            |m| m.message,
+            move |m| entity.handle(m),
+            Msg::VeIn,
+            Msg::VeOut,
+            |out| ValueEntityStreamOut { message: Some(out) },
+        )))
     }
 }
 
