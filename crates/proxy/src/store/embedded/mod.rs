@@ -1,24 +1,29 @@
-//! [`EmbeddedStore`]: a redb database file, typically on the pod's volume.
+//! [`EmbeddedStore`]: a redb database file and its write-ahead log beside it (`<file>-wal`),
+//! typically on the pod's volume.
 //!
 //! Reads run on tokio's blocking pool in their own read transactions (MVCC: they never wait for
 //! the writer). All writes go through one writer thread that commits them in batches (see
 //! `writer`), so that concurrent entities share fsyncs while every call still returns only after
-//! its own write is durable.
+//! its own write is durable. A batch is made durable by one sequential append to the log (see
+//! `log`); redb itself is synced at checkpoints, and the log is replayed into it on open.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use prost_types::Any;
-use redb::{Database, ReadTransaction, ReadableDatabase as _};
+use redb::{Database, ReadTransaction, ReadableDatabase as _, ReadableTable as _};
 use tokio::sync::{mpsc, oneshot};
 
+mod log;
 mod records;
 mod writer;
 
-use records::{EVENTS, SNAPSHOTS, VALUES, decode_event, decode_snapshot, decode_value};
-pub use writer::WriterStats;
-use writer::{Counters, WriteOp, WriteRequest};
+use log::Log;
+pub use log::LogError;
+use records::{EVENTS, LOG_EPOCH, META, SNAPSHOTS, VALUES, decode_event, decode_snapshot, decode_value};
+use writer::{Counters, WriteOp, WriteRequest, Writer};
+pub use writer::{RecoverError, WriterStats};
 
 use super::{Append, Snapshot, Store, StoreError, StoredEvent, ValueKey, ValueState};
 
@@ -28,6 +33,8 @@ const STORE: &str = "embedded";
 const MAX_BATCH: usize = 1024;
 /// Requests that may wait for the writer before senders wait too.
 const QUEUE: usize = 4096;
+/// Size of the write-ahead log file; a batch that does not fit causes a checkpoint.
+const LOG_CAPACITY: u64 = 8 << 20;
 
 /// Failure to open an embedded store.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +46,14 @@ pub enum OpenError {
         path: PathBuf,
         /// What redb reported.
         source: redb::Error,
+    },
+    /// The write-ahead log could not be opened or replayed.
+    #[error("recovering embedded store {path}: {source}")]
+    Recover {
+        /// The database file.
+        path: PathBuf,
+        /// What failed.
+        source: RecoverError,
     },
     /// The writer thread could not be started.
     #[error("starting the writer thread of embedded store {path}: {source}")]
@@ -58,38 +73,52 @@ pub struct EmbeddedStore {
     counters: Arc<Counters>,
     writer: JoinHandle<()>,
     path: PathBuf,
+    replayed: usize,
 }
 
 impl EmbeddedStore {
     /// Opens the database at `path`, creating the file and its tables if needed, and starts the
     /// writer thread. Blocks while redb opens the file (and repairs it after a crash).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
-        Self::open_with(path.as_ref(), MAX_BATCH, None)
+        Self::open_with(path.as_ref(), MAX_BATCH, LOG_CAPACITY, None)
     }
 
     fn open_with(
         path: &Path,
         max_batch: usize,
+        log_capacity: u64,
         gate: Option<oneshot::Receiver<()>>,
     ) -> Result<Self, OpenError> {
         let path = path.to_path_buf();
-        let db = create(&path).map_err(|source| OpenError::Database { path: path.clone(), source })?;
+        let database = |source| OpenError::Database { path: path.clone(), source };
+        let recovering = |source| OpenError::Recover { path: path.clone(), source };
+        let (db, epoch) = create(&path).map_err(database)?;
         let db = Arc::new(db);
+        let log = Log::open(&log_path(&path), log_capacity, epoch).map_err(|e| recovering(e.into()))?;
         let counters = Arc::new(Counters::default());
+        let mut state =
+            Writer { db: db.clone(), log, counters: counters.clone(), needs_checkpoint: false, broken: None };
+        let replayed = writer::recover(&mut state).map_err(recovering)?;
+        if replayed > 0 {
+            tracing::info!(path = %path.display(), records = replayed, "embedded store: replayed the write-ahead log");
+        }
         let (writes, requests) = mpsc::channel(QUEUE);
-        let writer = {
-            let (db, counters) = (db.clone(), counters.clone());
-            std::thread::Builder::new()
-                .name("stead-store-writer".into())
-                .spawn(move || writer::run(db, requests, counters, max_batch, gate))
-                .map_err(|source| OpenError::Writer { path: path.clone(), source })?
-        };
-        Ok(Self { db, writes, counters, writer, path })
+        let writer = std::thread::Builder::new()
+            .name("stead-store-writer".into())
+            .spawn(move || writer::run(state, requests, max_batch, gate))
+            .map_err(|source| OpenError::Writer { path: path.clone(), source })?;
+        Ok(Self { db, writes, counters, writer, path, replayed })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Records of the write-ahead log replayed when the store was opened: batches that an
+    /// earlier process made durable in the log but had not checkpointed (0 after a clean close).
+    pub fn replayed(&self) -> usize {
+        self.replayed
     }
 
     /// What the writer has done so far.
@@ -130,14 +159,23 @@ impl EmbeddedStore {
     }
 }
 
-fn create(path: &Path) -> Result<Database, redb::Error> {
+/// Opens or creates the database and its tables; returns it with the log epoch it records.
+fn create(path: &Path) -> Result<(Database, u64), redb::Error> {
     let db = Database::create(path)?;
     let txn = db.begin_write()?;
     txn.open_table(EVENTS)?;
     txn.open_table(SNAPSHOTS)?;
     txn.open_table(VALUES)?;
+    let epoch = txn.open_table(META)?.get(LOG_EPOCH)?.map_or(0, |e| e.value());
     txn.commit()?;
-    Ok(db)
+    Ok((db, epoch))
+}
+
+/// The write-ahead log of the database at `path`: `<path>-wal`.
+fn log_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push("-wal");
+    PathBuf::from(name)
 }
 
 fn backend(source: impl std::error::Error + Send + Sync + 'static) -> StoreError {

@@ -1,4 +1,5 @@
-//! The redb tables and how their values are encoded (protobuf, via prost derive).
+//! The redb tables, how their values are encoded (protobuf, via prost derive), and the
+//! write-ahead log's record of a batch ([`LogBatch`]).
 
 use prost::Message as _;
 use prost_types::Any;
@@ -13,6 +14,45 @@ pub(super) const EVENTS: TableDefinition<'_, (&str, u64), &[u8]> = TableDefiniti
 pub(super) const SNAPSHOTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("snapshots");
 /// `(persistence id, entity id)` to a value entity's state ([`ValueRecord`]).
 pub(super) const VALUES: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("values");
+/// The store's own settings: [`LOG_EPOCH`].
+pub(super) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+/// Checkpoints so far: the epoch the write-ahead log's current records carry.
+pub(super) const LOG_EPOCH: &str = "log_epoch";
+
+/// What one batch wrote, as the write-ahead log keeps it: the rows it put, in order. Replaying
+/// it puts them again, which is harmless if they are already there.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct LogBatch {
+    #[prost(message, repeated, tag = "1")]
+    pub puts: Vec<LogPut>,
+}
+
+/// One row written: to which table, under which key, the encoded value.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct LogPut {
+    #[prost(enumeration = "LogTable", tag = "1")]
+    pub table: i32,
+    #[prost(string, tag = "2")]
+    pub persistence_id: String,
+    /// The event's, in [`LogTable::Events`].
+    #[prost(uint64, tag = "3")]
+    pub sequence_number: u64,
+    /// The value entity's, in [`LogTable::Values`].
+    #[prost(string, tag = "4")]
+    pub entity_id: String,
+    #[prost(bytes = "vec", tag = "5")]
+    pub value: Vec<u8>,
+}
+
+/// The table a [`LogPut`] writes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, prost::Enumeration)]
+#[repr(i32)]
+pub(super) enum LogTable {
+    Unknown = 0,
+    Events = 1,
+    Snapshots = 2,
+    Values = 3,
+}
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub(super) struct SnapshotRecord {

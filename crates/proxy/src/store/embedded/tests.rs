@@ -7,7 +7,7 @@ use prost_types::Any;
 use tokio::sync::oneshot;
 
 use super::writer::{WriteOp, WriteRequest};
-use super::{EmbeddedStore, OpenError, QUEUE};
+use super::{EmbeddedStore, LOG_CAPACITY, OpenError, QUEUE};
 use crate::store::{Append, Snapshot, Store, StoreError, ValueKey};
 
 fn event(text: &str) -> Any {
@@ -26,7 +26,7 @@ fn append(pid: &str, first_sequence: u64, texts: &[&str]) -> WriteOp {
 /// Opens a store whose writer waits for the returned gate before its first batch.
 fn gated(dir: &tempfile::TempDir, max_batch: usize) -> (EmbeddedStore, oneshot::Sender<()>) {
     let (open, gate) = oneshot::channel();
-    let store = EmbeddedStore::open_with(&dir.path().join("store.redb"), max_batch, Some(gate))
+    let store = EmbeddedStore::open_with(&dir.path().join("store.redb"), max_batch, LOG_CAPACITY, Some(gate))
         .expect("store opens in a fresh directory");
     (store, open)
 }
@@ -137,6 +137,48 @@ async fn everything_survives_closing_and_reopening() {
         snapshot: None,
     };
     assert!(matches!(store.append(next).await, Err(StoreError::EventConflict { sequence_number: 2, .. })));
+    store.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn a_full_log_checkpoints_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store.redb");
+    // Room for about four one-event batches: most appends go to the log, some checkpoint.
+    let store = EmbeddedStore::open_with(&path, 1024, 400, None).expect("open");
+    let opened = store.stats().checkpoints;
+    for seq in 1..=40 {
+        let append = Append {
+            persistence_id: "cart|1".into(),
+            first_sequence: seq,
+            events: vec![event(&format!("e{seq}"))],
+            snapshot: None,
+        };
+        assert_eq!(store.append(append).await.expect("append"), seq);
+    }
+    let stats = store.stats();
+    assert!(stats.checkpoints - opened >= 5, "a 400-byte log must fill: {stats:?}");
+    assert!(stats.checkpoints - opened < 40, "most batches go to the log: {stats:?}");
+    store.close().await.expect("close");
+    let store = EmbeddedStore::open(&path).expect("reopen");
+    assert_eq!(store.replayed(), 0, "a clean close leaves nothing to replay");
+    let events = store.read_events("cart|1", 0).await.expect("read");
+    assert_eq!(events.len(), 40);
+    assert!(events.iter().enumerate().all(|(i, e)| e.payload == event(&format!("e{}", i + 1))));
+    store.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn a_batch_larger_than_the_log_is_committed_by_a_checkpoint() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = EmbeddedStore::open_with(&dir.path().join("store.redb"), 1024, 256, None).expect("open");
+    let opened = store.stats().checkpoints;
+    let big = Any { type_url: "type.googleapis.com/test.Big".into(), value: vec![7; 1000] };
+    let append =
+        Append { persistence_id: "p".into(), first_sequence: 1, events: vec![big.clone()], snapshot: None };
+    assert_eq!(store.append(append).await.expect("append"), 1);
+    assert_eq!(store.stats().checkpoints, opened + 1);
+    assert_eq!(store.read_events("p", 0).await.expect("read")[0].payload, big);
     store.close().await.expect("close");
 }
 

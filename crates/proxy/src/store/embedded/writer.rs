@@ -1,23 +1,34 @@
-//! The writer thread: the only place that writes to the database file.
+//! The writer thread: the only place that writes to the database file and its log.
 //!
 //! Group commit: requests from every entity queue on one channel. The writer takes the first
 //! waiting request plus everything queued behind it (up to `max_batch`), applies them in order
-//! in one write transaction and commits once, so one fsync covers the whole batch. While it
-//! commits, new requests queue up and form the next batch. A request that fails its checks
-//! writes nothing and does not affect the others in its batch; a storage failure aborts the
-//! transaction and fails every request in it.
+//! in one write transaction, appends the rows it put to the write-ahead log as one record
+//! (one write, one `fdatasync`) and only then commits the transaction, without a sync of its
+//! own. While it works, new requests queue up and form the next batch. A request that fails its
+//! checks writes nothing and does not affect the others in its batch; a storage failure aborts
+//! the transaction and fails every request in it.
+//!
+//! Checkpoints: when a batch does not fit in the log (or a log write failed), the batch is
+//! committed to redb durably instead, together with the next log epoch, which empties the log.
+//! The same happens at open (after replaying the log) and at close.
+//!
+//! Architecture invariant: a request is answered only after its rows are durable, in the log
+//! or in redb; redb never holds a row (even unsynced) that the log or a durable commit does not.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use prost::Message as _;
 use prost_types::Any;
-use redb::{Database, ReadableTable, Table};
+use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::STORE;
+use super::log::{Log, LogError};
 use super::records::{
-    EVENTS, SNAPSHOTS, VALUES, decode_snapshot, decode_value, encode_snapshot, encode_value,
+    EVENTS, LOG_EPOCH, LogBatch, LogPut, LogTable, META, SNAPSHOTS, VALUES, decode_snapshot, decode_value,
+    encode_snapshot, encode_value,
 };
 use crate::store::rules::{check_append, check_revision, check_snapshot};
 use crate::store::{Append, Snapshot, StoreError, ValueKey, ValueState};
@@ -48,15 +59,18 @@ pub(super) struct WriteRequest {
 pub(super) struct Counters {
     pub commits: AtomicU64,
     pub requests: AtomicU64,
+    pub checkpoints: AtomicU64,
 }
 
 /// What the writer has done so far.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriterStats {
-    /// Write transactions committed (each one fsync).
+    /// Batches committed (each one sync: of the log, or of the database at a checkpoint).
     pub commits: u64,
     /// Write requests handled (committed or failed).
     pub requests: u64,
+    /// Durable database commits that emptied the log (at open, when the log filled, at close).
+    pub checkpoints: u64,
 }
 
 impl Counters {
@@ -64,16 +78,17 @@ impl Counters {
         WriterStats {
             commits: self.commits.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
+            checkpoints: self.checkpoints.load(Ordering::Relaxed),
         }
     }
 }
 
-/// Runs until every sender is gone. `gate`, if given, is awaited before the first batch (tests
-/// use it to queue requests first and observe one batch).
+/// Runs until every sender is gone, then checkpoints (so the next open has nothing to replay).
+/// `gate`, if given, is awaited before the first batch (tests use it to queue requests first and
+/// observe one batch).
 pub(super) fn run(
-    db: Arc<Database>,
+    mut writer: Writer,
     mut requests: mpsc::Receiver<WriteRequest>,
-    counters: Arc<Counters>,
     max_batch: usize,
     gate: Option<oneshot::Receiver<()>>,
 ) {
@@ -88,8 +103,13 @@ pub(super) fn run(
         linger(&mut requests, &mut batch, max_batch, &previous);
         let size = batch.len();
         let started = Instant::now();
-        commit_batch(&db, batch, &counters);
+        writer.commit_batch(batch);
         previous = Previous { size, commit: started.elapsed() };
+    }
+    if writer.broken.is_none()
+        && let Err(error) = writer.checkpoint()
+    {
+        tracing::warn!(%error, "embedded store: final checkpoint failed; the log will be replayed on open");
     }
 }
 
@@ -135,54 +155,218 @@ fn linger(
     }
 }
 
-fn commit_batch(db: &Database, batch: Vec<WriteRequest>, counters: &Counters) {
-    let result = apply_all(db, &batch);
-    counters.requests.fetch_add(u64::try_from(batch.len()).unwrap_or(u64::MAX), Ordering::Relaxed);
-    match result {
-        Ok(outcomes) => {
-            counters.commits.fetch_add(1, Ordering::Relaxed);
-            for (request, outcome) in batch.into_iter().zip(outcomes) {
-                // The caller may have gone away; its write stands regardless.
-                let _ = request.reply.send(outcome);
+/// `From` each of redb's error types for an error enum with a `Database(redb::Error)` variant.
+macro_rules! database_errors {
+    ($error:ty) => {
+        database_errors!($error: redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+    };
+    ($error:ty: $($source:ty),*) => {$(
+        impl From<$source> for $error {
+            fn from(e: $source) -> Self {
+                Self::Database(e.into())
             }
         }
-        Err(error) => {
-            let message = error.to_string();
+    )*};
+}
+
+/// Why a batch failed as a whole.
+#[derive(Debug, thiserror::Error)]
+enum BatchError {
+    #[error(transparent)]
+    Database(#[from] redb::Error),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("{0}")]
+    Broken(String),
+}
+
+database_errors!(BatchError);
+
+/// The database, its write-ahead log, and what the writer knows of their state.
+pub(super) struct Writer {
+    pub db: Arc<Database>,
+    pub log: Log,
+    pub counters: Arc<Counters>,
+    /// The log may hold bytes of a failed write: the next batch checkpoints rather than append
+    /// a record that replay could confuse with them.
+    pub needs_checkpoint: bool,
+    /// A batch reached the log but not redb: this process's view of the database is behind its
+    /// durable state, so every later write fails until the store is opened again (which
+    /// replays the log).
+    pub broken: Option<String>,
+}
+
+impl Writer {
+    fn commit_batch(&mut self, batch: Vec<WriteRequest>) {
+        let result = self.apply_all(&batch);
+        self.counters.requests.fetch_add(u64::try_from(batch.len()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        match result {
+            Ok(outcomes) => {
+                self.counters.commits.fetch_add(1, Ordering::Relaxed);
+                for (request, outcome) in batch.into_iter().zip(outcomes) {
+                    // The caller may have gone away; its write stands regardless.
+                    let _ = request.reply.send(outcome);
+                }
+            }
+            Err(error) => {
+                let message = error.to_string();
+                for request in batch {
+                    let _ = request
+                        .reply
+                        .send(Err(StoreError::Backend { store: STORE, source: message.clone().into() }));
+                }
+            }
+        }
+    }
+
+    /// Applies the batch in one write transaction and makes it durable: through the log (one
+    /// write and one sync), or, when the log is full or suspect, by a checkpoint.
+    fn apply_all(&mut self, batch: &[WriteRequest]) -> Result<Outcomes, BatchError> {
+        if let Some(reason) = &self.broken {
+            return Err(BatchError::Broken(reason.clone()));
+        }
+        let mut txn = self.db.begin_write()?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut puts = Vec::new();
+        {
+            let mut tables = Tables {
+                events: txn.open_table(EVENTS)?,
+                snapshots: txn.open_table(SNAPSHOTS)?,
+                values: txn.open_table(VALUES)?,
+                puts: &mut puts,
+            };
             for request in batch {
-                let _ = request
-                    .reply
-                    .send(Err(StoreError::Backend { store: STORE, source: message.clone().into() }));
+                outcomes.push(tables.apply(&request.op)?);
             }
         }
+        if puts.is_empty() {
+            txn.abort()?;
+            return Ok(outcomes);
+        }
+        let record = LogBatch { puts }.encode_to_vec();
+        if self.needs_checkpoint || !self.log.fits(record.len()) {
+            self.commit_checkpoint(txn)?;
+            return Ok(outcomes);
+        }
+        txn.set_durability(Durability::None).map_err(|e| BatchError::Broken(e.to_string()))?;
+        if let Err(error) = self.log.append(&record) {
+            self.needs_checkpoint = true;
+            txn.abort()?;
+            return Err(error.into());
+        }
+        if let Err(error) = txn.commit() {
+            let reason = format!(
+                "a batch is durable in the write-ahead log but its commit failed ({error}); \
+                 the store must be opened again"
+            );
+            self.broken = Some(reason.clone());
+            return Err(BatchError::Broken(reason));
+        }
+        Ok(outcomes)
+    }
+
+    /// Commits `txn` durably with the next epoch, which makes every record in the log obsolete.
+    fn commit_checkpoint(&mut self, txn: WriteTransaction) -> Result<(), BatchError> {
+        let next = self.log.epoch().saturating_add(1);
+        txn.open_table(META)?.insert(LOG_EPOCH, next)?;
+        txn.commit()?;
+        self.log.restart(next);
+        self.needs_checkpoint = false;
+        self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A checkpoint with nothing else in it.
+    fn checkpoint(&mut self) -> Result<(), BatchError> {
+        let txn = self.db.begin_write()?;
+        self.commit_checkpoint(txn)
     }
 }
 
 type Outcomes = Vec<Result<u64, StoreError>>;
 
-fn apply_all(db: &Database, batch: &[WriteRequest]) -> Result<Outcomes, redb::Error> {
-    let txn = db.begin_write()?;
-    let mut outcomes = Vec::with_capacity(batch.len());
+/// Opens the tables in `db` and replays the log's records into them, then checkpoints: the
+/// database then holds everything any earlier process acknowledged, and the log starts empty.
+/// Returns how many records were replayed.
+pub(super) fn recover(writer: &mut Writer) -> Result<usize, RecoverError> {
+    let bodies = writer.log.replay()?;
+    let txn = writer.db.begin_write()?;
     {
-        let mut tables = Tables {
-            events: txn.open_table(EVENTS)?,
-            snapshots: txn.open_table(SNAPSHOTS)?,
-            values: txn.open_table(VALUES)?,
-        };
-        for request in batch {
-            outcomes.push(tables.apply(&request.op)?);
+        let mut events = txn.open_table(EVENTS)?;
+        let mut snapshots = txn.open_table(SNAPSHOTS)?;
+        let mut values = txn.open_table(VALUES)?;
+        for (index, body) in bodies.iter().enumerate() {
+            let batch = LogBatch::decode(body.as_slice()).map_err(|source| RecoverError::Record {
+                index,
+                epoch: writer.log.epoch(),
+                source,
+            })?;
+            for put in batch.puts {
+                let pid = put.persistence_id.as_str();
+                match LogTable::try_from(put.table) {
+                    Ok(LogTable::Events) => {
+                        events.insert((pid, put.sequence_number), put.value.as_slice())?;
+                    }
+                    Ok(LogTable::Snapshots) => {
+                        snapshots.insert(pid, put.value.as_slice())?;
+                    }
+                    Ok(LogTable::Values) => {
+                        values.insert((pid, put.entity_id.as_str()), put.value.as_slice())?;
+                    }
+                    Ok(LogTable::Unknown) | Err(_) => {
+                        return Err(RecoverError::Table { index, table: put.table });
+                    }
+                }
+            }
         }
     }
-    txn.commit()?;
-    Ok(outcomes)
+    writer.commit_checkpoint(txn).map_err(|e| match e {
+        BatchError::Database(e) => RecoverError::Database(e),
+        other => RecoverError::Database(redb::Error::Corrupted(other.to_string())),
+    })?;
+    Ok(bodies.len())
 }
 
-struct Tables<'txn> {
+/// Failure to replay the write-ahead log into the database.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    /// The log could not be read.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The database could not be written.
+    #[error("replaying the write-ahead log: {0}")]
+    Database(#[from] redb::Error),
+    /// A record passed its checksum but is not a batch: written by something else.
+    #[error("write-ahead log record {index} of epoch {epoch} is not a batch: {source}")]
+    Record {
+        /// Its place in the log, from 0.
+        index: usize,
+        /// The epoch it was written in.
+        epoch: u64,
+        /// What decoding reported.
+        source: prost::DecodeError,
+    },
+    /// A record names a table the store does not have.
+    #[error("write-ahead log record {index} writes to unknown table {table}")]
+    Table {
+        /// Its place in the log, from 0.
+        index: usize,
+        /// The table's number.
+        table: i32,
+    },
+}
+
+database_errors!(RecoverError);
+
+/// The tables a batch writes, and the rows it put so far (for the log).
+struct Tables<'txn, 'p> {
     events: Table<'txn, (&'static str, u64), &'static [u8]>,
     snapshots: Table<'txn, &'static str, &'static [u8]>,
     values: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    puts: &'p mut Vec<LogPut>,
 }
 
-impl Tables<'_> {
+impl Tables<'_, '_> {
     /// The outer error is a storage failure (abort everything); the inner one is this request's.
     fn apply(&mut self, op: &WriteOp) -> Result<Result<u64, StoreError>, redb::Error> {
         match op {
@@ -202,13 +386,15 @@ impl Tables<'_> {
         };
         let mut sequence = append.first_sequence;
         for event in &append.events {
-            let bytes = prost::Message::encode_to_vec(event);
+            let bytes = event.encode_to_vec();
             self.events.insert((pid, sequence), bytes.as_slice())?;
+            self.puts.push(put(LogTable::Events, pid, sequence, "", bytes));
             sequence = sequence.saturating_add(1);
         }
         if let (Some(payload), false) = (&append.snapshot, append.events.is_empty()) {
             let bytes = encode_snapshot(&Snapshot { sequence_number: last, payload: payload.clone() });
             self.snapshots.insert(pid, bytes.as_slice())?;
+            self.puts.push(put(LogTable::Snapshots, pid, 0, "", bytes));
         }
         Ok(Ok(last))
     }
@@ -229,7 +415,9 @@ impl Tables<'_> {
             },
         };
         if stored.is_none_or(|seq| seq <= snapshot.sequence_number) {
-            self.snapshots.insert(pid, encode_snapshot(snapshot).as_slice())?;
+            let bytes = encode_snapshot(snapshot);
+            self.snapshots.insert(pid, bytes.as_slice())?;
+            self.puts.push(put(LogTable::Snapshots, pid, 0, "", bytes));
         }
         Ok(Ok(0))
     }
@@ -254,7 +442,24 @@ impl Tables<'_> {
         };
         let bytes = encode_value(&ValueState { revision, value: value.cloned() });
         self.values.insert(db_key, bytes.as_slice())?;
+        self.puts.push(put(LogTable::Values, &key.persistence_id, 0, &key.entity_id, bytes));
         Ok(Ok(revision))
+    }
+}
+
+fn put(
+    table: LogTable,
+    persistence_id: &str,
+    sequence_number: u64,
+    entity_id: &str,
+    value: Vec<u8>,
+) -> LogPut {
+    LogPut {
+        table: table as i32,
+        persistence_id: persistence_id.to_string(),
+        sequence_number,
+        entity_id: entity_id.to_string(),
+        value,
     }
 }
 
