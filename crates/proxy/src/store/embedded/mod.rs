@@ -6,6 +6,7 @@
 //! `writer`), so that concurrent entities share fsyncs while every call still returns only after
 //! its own write is durable. A batch is made durable by one sequential append to the log (see
 //! `log`); redb itself is synced at checkpoints, and the log is replayed into it on open.
+//! Acknowledged writes wait in the writer's open transaction until a read needs them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,7 +23,7 @@ mod writer;
 use log::Log;
 pub use log::LogError;
 use records::{EVENTS, LOG_EPOCH, META, SNAPSHOTS, VALUES, decode_event, decode_snapshot, decode_value};
-use writer::{Counters, WriteOp, WriteRequest, Writer};
+use writer::{Counters, Shared, WriteOp, WriteRequest, Writer};
 pub use writer::{RecoverError, WriterStats};
 
 use super::{Append, Snapshot, Store, StoreError, StoredEvent, ValueKey, ValueState};
@@ -35,6 +36,8 @@ const MAX_BATCH: usize = 1024;
 const QUEUE: usize = 4096;
 /// Size of the write-ahead log file; a batch that does not fit causes a checkpoint.
 const LOG_CAPACITY: u64 = 8 << 20;
+/// redb's page cache (its default is 1 GiB): reads of cold entities come from the OS's cache.
+const CACHE_BYTES: usize = 8 << 20;
 
 /// Failure to open an embedded store.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +74,7 @@ pub struct EmbeddedStore {
     db: Arc<Database>,
     writes: mpsc::Sender<WriteRequest>,
     counters: Arc<Counters>,
+    shared: Arc<Shared>,
     writer: JoinHandle<()>,
     path: PathBuf,
     replayed: usize,
@@ -96,8 +100,8 @@ impl EmbeddedStore {
         let db = Arc::new(db);
         let log = Log::open(&log_path(&path), log_capacity, epoch).map_err(|e| recovering(e.into()))?;
         let counters = Arc::new(Counters::default());
-        let mut state =
-            Writer { db: db.clone(), log, counters: counters.clone(), needs_checkpoint: false, broken: None };
+        let shared = Arc::new(Shared::default());
+        let mut state = Writer::new(db.clone(), log, counters.clone(), shared.clone());
         let replayed = writer::recover(&mut state).map_err(recovering)?;
         if replayed > 0 {
             tracing::info!(path = %path.display(), records = replayed, "embedded store: replayed the write-ahead log");
@@ -107,7 +111,7 @@ impl EmbeddedStore {
             .name("stead-store-writer".into())
             .spawn(move || writer::run(state, requests, max_batch, gate))
             .map_err(|source| OpenError::Writer { path: path.clone(), source })?;
-        Ok(Self { db, writes, counters, writer, path, replayed })
+        Ok(Self { db, writes, counters, shared, writer, path, replayed })
     }
 
     /// The database file.
@@ -150,10 +154,17 @@ impl EmbeddedStore {
         outcome.await.map_err(|_| StoreError::Closed { store: STORE })?
     }
 
+    /// Reads in a read transaction that sees every write answered before the call.
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&ReadTransaction) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        if let Some(reason) = self.shared.broken.get() {
+            return Err(StoreError::Backend { store: STORE, source: reason.clone().into() });
+        }
+        if self.shared.unpublished.load(std::sync::atomic::Ordering::Acquire) {
+            self.write(WriteOp::Publish).await?;
+        }
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || f(&db.begin_read().map_err(backend)?)).await.map_err(backend)?
     }
@@ -161,7 +172,7 @@ impl EmbeddedStore {
 
 /// Opens or creates the database and its tables; returns it with the log epoch it records.
 fn create(path: &Path) -> Result<(Database, u64), redb::Error> {
-    let db = Database::create(path)?;
+    let db = redb::Builder::new().set_cache_size(CACHE_BYTES).create(path)?;
     let txn = db.begin_write()?;
     txn.open_table(EVENTS)?;
     txn.open_table(SNAPSHOTS)?;

@@ -169,6 +169,31 @@ async fn a_full_log_checkpoints_and_nothing_is_lost() {
 }
 
 #[tokio::test]
+async fn acknowledged_writes_are_published_before_a_read() {
+    use redb::{ReadableDatabase as _, ReadableTableMetadata as _};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = EmbeddedStore::open(dir.path().join("store.redb")).expect("open");
+    let raw_events = |store: &EmbeddedStore| {
+        let txn = store.db.begin_read().expect("read txn");
+        txn.open_table(super::records::EVENTS).expect("events table").len().expect("len")
+    };
+    for seq in 1..=3 {
+        let append = Append {
+            persistence_id: "p".into(),
+            first_sequence: seq,
+            events: vec![event("e")],
+            snapshot: None,
+        };
+        store.append(append).await.expect("append");
+    }
+    // Durable in the log, but still in the writer's open transaction.
+    assert_eq!(raw_events(&store), 0);
+    assert_eq!(store.read_events("p", 0).await.expect("read").len(), 3);
+    assert_eq!(raw_events(&store), 3);
+    store.close().await.expect("close");
+}
+
+#[tokio::test]
 async fn a_batch_larger_than_the_log_is_committed_by_a_checkpoint() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = EmbeddedStore::open_with(&dir.path().join("store.redb"), 1024, 256, None).expect("open");

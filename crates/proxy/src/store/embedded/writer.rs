@@ -2,21 +2,23 @@
 //!
 //! Group commit: requests from every entity queue on one channel. The writer takes the first
 //! waiting request plus everything queued behind it (up to `max_batch`), applies them in order
-//! in one write transaction, appends the rows it put to the write-ahead log as one record
-//! (one write, one `fdatasync`) and only then commits the transaction, without a sync of its
-//! own. While it works, new requests queue up and form the next batch. A request that fails its
-//! checks writes nothing and does not affect the others in its batch; a storage failure aborts
-//! the transaction and fails every request in it.
+//! to its open write transaction, and appends the rows they put to the write-ahead log as one
+//! record (one write, one `fdatasync`) before answering. While it works, new requests queue up
+//! and form the next batch. A request that fails its checks writes nothing and does not affect
+//! the others in its batch; a storage failure fails every request in the batch.
 //!
-//! Checkpoints: when a batch does not fit in the log (or a log write failed), the batch is
-//! committed to redb durably instead, together with the next log epoch, which empties the log.
-//! The same happens at open (after replaying the log) and at close.
+//! The transaction stays open across batches and is committed without a sync ("published")
+//! when a reader needs to see the writes, every [`PUBLISH_EVERY`] batches, or durably at a
+//! checkpoint: when a batch does not fit in the log, at open (after replaying the log) and at
+//! close. A checkpoint also starts the next log epoch, which empties the log.
 //!
-//! Architecture invariant: a request is answered only after its rows are durable, in the log
-//! or in redb; redb never holds a row (even unsynced) that the log or a durable commit does not.
+//! Architecture invariant: a request is answered only after its rows are durable, in a synced
+//! log record or a durable commit; redb never commits a row the log or that commit does not
+//! hold; a read sees every write answered before it began.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
@@ -46,6 +48,8 @@ pub(super) enum WriteOp {
         expected: u64,
         value: Option<Any>,
     },
+    /// Make every acknowledged write visible to readers (answered with 0).
+    Publish,
 }
 
 /// A write and where its result goes: the last sequence number, the new revision, or 0.
@@ -97,7 +101,7 @@ pub(super) fn run(
         let _ = gate.blocking_recv();
     }
     let mut previous = Previous { size: 1, commit: Duration::ZERO };
-    while let Some(first) = requests.blocking_recv() {
+    while let Some(first) = next_request(&mut requests) {
         let mut batch = vec![first];
         drain(&mut requests, &mut batch, max_batch);
         linger(&mut requests, &mut batch, max_batch, &previous);
@@ -106,11 +110,32 @@ pub(super) fn run(
         writer.commit_batch(batch);
         previous = Previous { size, commit: started.elapsed() };
     }
-    if writer.broken.is_none()
+    if writer.shared.broken.get().is_none()
         && let Err(error) = writer.checkpoint()
     {
         tracing::warn!(%error, "embedded store: final checkpoint failed; the log will be replayed on open");
     }
+}
+
+/// How long the writer polls for the next request before it sleeps (see [`next_request`]).
+const SPIN: Duration = Duration::from_micros(60);
+
+/// The next request, `None` once every sender is gone.
+///
+/// Why poll first: a lone entity sends its next command's write a few microseconds after the
+/// last one was answered. Sleeping in between costs a wake-up of this thread per command, as much
+/// as a third of a fast disk's sync; polling for a moment catches the request awake. The poll
+/// ends after [`SPIN`], so an idle store sleeps.
+fn next_request(requests: &mut mpsc::Receiver<WriteRequest>) -> Option<WriteRequest> {
+    let started = Instant::now();
+    while started.elapsed() < SPIN {
+        match requests.try_recv() {
+            Ok(request) => return Some(request),
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(mpsc::error::TryRecvError::Empty) => std::thread::yield_now(),
+        }
+    }
+    requests.blocking_recv()
 }
 
 /// The last batch: how many requests it held and how long its commit took.
@@ -174,29 +199,48 @@ macro_rules! database_errors {
 enum BatchError {
     #[error(transparent)]
     Database(#[from] redb::Error),
-    #[error(transparent)]
-    Log(#[from] LogError),
     #[error("{0}")]
     Broken(String),
 }
 
 database_errors!(BatchError);
 
-/// The database, its write-ahead log, and what the writer knows of their state.
+/// Acknowledged batches published (committed, unsynced) at least this often, so that the open
+/// transaction stays small.
+const PUBLISH_EVERY: usize = 64;
+
+/// What the writer and the store's readers share.
+#[derive(Debug, Default)]
+pub(super) struct Shared {
+    /// Acknowledged writes wait in the writer's open transaction, not yet visible to readers:
+    /// a read first asks the writer to publish them ([`WriteOp::Publish`]).
+    pub unpublished: AtomicBool,
+    /// Why the store stopped: this process's view of the database may be behind what the log
+    /// holds durably, so every read and write fails until the store is opened again (which
+    /// replays the log). Set by a failed log write or sync (after which the page cache cannot be
+    /// trusted, as PostgreSQL concluded) or a failed commit of acknowledged batches.
+    pub broken: OnceLock<String>,
+}
+
+/// The database, its write-ahead log, and the transaction acknowledged batches accumulate in.
 pub(super) struct Writer {
     pub db: Arc<Database>,
     pub log: Log,
     pub counters: Arc<Counters>,
-    /// The log may hold bytes of a failed write: the next batch checkpoints rather than append
-    /// a record that replay could confuse with them.
-    pub needs_checkpoint: bool,
-    /// A batch reached the log but not redb: this process's view of the database is behind its
-    /// durable state, so every later write fails until the store is opened again (which
-    /// replays the log).
-    pub broken: Option<String>,
+    pub shared: Arc<Shared>,
+    /// Open across batches (without sync, [`Durability::None`]) and committed when a reader
+    /// needs it, every [`PUBLISH_EVERY`] batches, or durably at a checkpoint: a commit per batch
+    /// cost as much as the log's sync on a fast disk.
+    pub txn: Option<WriteTransaction>,
+    /// Acknowledged batches in `txn`.
+    pub pending: usize,
 }
 
 impl Writer {
+    pub(super) fn new(db: Arc<Database>, log: Log, counters: Arc<Counters>, shared: Arc<Shared>) -> Self {
+        Self { db, log, counters, shared, txn: None, pending: 0 }
+    }
+
     fn commit_batch(&mut self, batch: Vec<WriteRequest>) {
         let result = self.apply_all(&batch);
         self.counters.requests.fetch_add(u64::try_from(batch.len()).unwrap_or(u64::MAX), Ordering::Relaxed);
@@ -219,68 +263,135 @@ impl Writer {
         }
     }
 
-    /// Applies the batch in one write transaction and makes it durable: through the log (one
-    /// write and one sync), or, when the log is full or suspect, by a checkpoint.
+    /// Applies the batch in the open transaction and makes it durable: through the log (one
+    /// write and one sync), or, when it does not fit in the log, by a checkpoint.
     fn apply_all(&mut self, batch: &[WriteRequest]) -> Result<Outcomes, BatchError> {
-        if let Some(reason) = &self.broken {
+        if let Some(reason) = self.shared.broken.get() {
             return Err(BatchError::Broken(reason.clone()));
         }
-        let mut txn = self.db.begin_write()?;
+        let txn = match self.txn.take() {
+            Some(txn) => txn,
+            None => {
+                let mut txn = self.db.begin_write()?;
+                txn.set_durability(Durability::None).map_err(|e| BatchError::Broken(e.to_string()))?;
+                txn
+            }
+        };
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut puts = Vec::new();
-        {
-            let mut tables = Tables {
-                events: txn.open_table(EVENTS)?,
-                snapshots: txn.open_table(SNAPSHOTS)?,
-                values: txn.open_table(VALUES)?,
-                puts: &mut puts,
-            };
-            for request in batch {
-                outcomes.push(tables.apply(&request.op)?);
+        let mut publish = false;
+        if let Err(error) = apply_ops(&txn, batch, &mut outcomes, &mut puts, &mut publish) {
+            // The transaction holds part of this batch: drop it, and with it any acknowledged
+            // batches not yet published (which only the log now has).
+            return Err(self.lose(txn, error));
+        }
+        self.txn = Some(txn);
+        if !puts.is_empty() {
+            let record = LogBatch { puts }.encode_to_vec();
+            if self.log.fits(record.len()) {
+                if let Err(error) = self.log.append(&record) {
+                    return Err(self.stop(format!("{error}; the store must be opened again")));
+                }
+                self.pending += 1;
+                self.shared.unpublished.store(true, Ordering::Release);
+            } else {
+                self.checkpoint()?;
             }
         }
-        if puts.is_empty() {
-            txn.abort()?;
-            return Ok(outcomes);
-        }
-        let record = LogBatch { puts }.encode_to_vec();
-        if self.needs_checkpoint || !self.log.fits(record.len()) {
-            self.commit_checkpoint(txn)?;
-            return Ok(outcomes);
-        }
-        txn.set_durability(Durability::None).map_err(|e| BatchError::Broken(e.to_string()))?;
-        if let Err(error) = self.log.append(&record) {
-            self.needs_checkpoint = true;
-            txn.abort()?;
-            return Err(error.into());
-        }
-        if let Err(error) = txn.commit() {
-            let reason = format!(
-                "a batch is durable in the write-ahead log but its commit failed ({error}); \
-                 the store must be opened again"
-            );
-            self.broken = Some(reason.clone());
-            return Err(BatchError::Broken(reason));
+        if publish || self.pending >= PUBLISH_EVERY {
+            self.publish()?;
         }
         Ok(outcomes)
     }
 
-    /// Commits `txn` durably with the next epoch, which makes every record in the log obsolete.
-    fn commit_checkpoint(&mut self, txn: WriteTransaction) -> Result<(), BatchError> {
-        let next = self.log.epoch().saturating_add(1);
-        txn.open_table(META)?.insert(LOG_EPOCH, next)?;
-        txn.commit()?;
-        self.log.restart(next);
-        self.needs_checkpoint = false;
-        self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+    /// Makes the acknowledged batches visible to readers: commits the open transaction without
+    /// a sync (they are durable in the log already).
+    fn publish(&mut self) -> Result<(), BatchError> {
+        if let Some(txn) = self.txn.take()
+            && let Err(error) = txn.commit()
+        {
+            return Err(self.stop(format!(
+                "committing batches that are durable in the write-ahead log failed ({error}); \
+                 the store must be opened again"
+            )));
+        }
+        self.pending = 0;
+        self.shared.unpublished.store(false, Ordering::Release);
         Ok(())
     }
 
-    /// A checkpoint with nothing else in it.
+    /// Commits the open transaction (or an empty one) durably with the next epoch, which makes
+    /// every record in the log obsolete.
     fn checkpoint(&mut self) -> Result<(), BatchError> {
-        let txn = self.db.begin_write()?;
-        self.commit_checkpoint(txn)
+        let txn = match self.txn.take() {
+            Some(txn) => txn,
+            None => self.db.begin_write()?,
+        };
+        let result = (|| -> Result<u64, BatchError> {
+            let mut txn = txn;
+            txn.set_durability(Durability::Immediate).map_err(|e| BatchError::Broken(e.to_string()))?;
+            let next = self.log.epoch().saturating_add(1);
+            txn.open_table(META)?.insert(LOG_EPOCH, next)?;
+            txn.commit()?;
+            Ok(next)
+        })();
+        match result {
+            Ok(next) => {
+                self.log.restart(next);
+                self.pending = 0;
+                self.shared.unpublished.store(false, Ordering::Release);
+                self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(error) if self.pending == 0 => Err(error),
+            Err(error) => Err(self.stop(format!(
+                "a checkpoint of batches that are durable in the write-ahead log failed ({error}); \
+                 the store must be opened again"
+            ))),
+        }
     }
+
+    /// A storage failure while `txn` was being written: the batch fails; if the transaction
+    /// also held acknowledged batches, so does the store.
+    fn lose(&mut self, txn: WriteTransaction, error: redb::Error) -> BatchError {
+        let _ = txn.abort();
+        if self.pending == 0 {
+            return BatchError::Database(error);
+        }
+        self.stop(format!(
+            "{error}; acknowledged writes are only in the write-ahead log, the store must be opened again"
+        ))
+    }
+
+    /// Stops the store for good (see [`Shared::broken`]).
+    fn stop(&mut self, reason: String) -> BatchError {
+        tracing::error!(reason = %reason, "embedded store stopped");
+        let _ = self.shared.broken.set(reason.clone());
+        if let Some(txn) = self.txn.take() {
+            let _ = txn.abort();
+        }
+        BatchError::Broken(reason)
+    }
+}
+
+/// Applies every request of a batch to `txn`; the outer error is a storage failure.
+fn apply_ops(
+    txn: &WriteTransaction,
+    batch: &[WriteRequest],
+    outcomes: &mut Outcomes,
+    puts: &mut Vec<LogPut>,
+    publish: &mut bool,
+) -> Result<(), redb::Error> {
+    let mut tables = Tables { txn, events: None, snapshots: None, values: None, puts };
+    for request in batch {
+        if matches!(request.op, WriteOp::Publish) {
+            *publish = true;
+            outcomes.push(Ok(0));
+        } else {
+            outcomes.push(tables.apply(&request.op)?);
+        }
+    }
+    Ok(())
 }
 
 type Outcomes = Vec<Result<u64, StoreError>>;
@@ -320,7 +431,8 @@ pub(super) fn recover(writer: &mut Writer) -> Result<usize, RecoverError> {
             }
         }
     }
-    writer.commit_checkpoint(txn).map_err(|e| match e {
+    writer.txn = Some(txn);
+    writer.checkpoint().map_err(|e| match e {
         BatchError::Database(e) => RecoverError::Database(e),
         other => RecoverError::Database(redb::Error::Corrupted(other.to_string())),
     })?;
@@ -358,12 +470,31 @@ pub enum RecoverError {
 
 database_errors!(RecoverError);
 
-/// The tables a batch writes, and the rows it put so far (for the log).
+type EventsTable<'txn> = Table<'txn, (&'static str, u64), &'static [u8]>;
+type SnapshotsTable<'txn> = Table<'txn, &'static str, &'static [u8]>;
+type ValuesTable<'txn> = Table<'txn, (&'static str, &'static str), &'static [u8]>;
+
+/// The tables a batch writes, opened when first used (an open table is written back to the
+/// transaction when dropped, which costs even if nothing changed), and the rows the batch put so
+/// far (for the log).
 struct Tables<'txn, 'p> {
-    events: Table<'txn, (&'static str, u64), &'static [u8]>,
-    snapshots: Table<'txn, &'static str, &'static [u8]>,
-    values: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    txn: &'txn WriteTransaction,
+    events: Option<EventsTable<'txn>>,
+    snapshots: Option<SnapshotsTable<'txn>>,
+    values: Option<ValuesTable<'txn>>,
     puts: &'p mut Vec<LogPut>,
+}
+
+/// The table in `slot`, opened in `txn` first if needed.
+fn opened<'s, 'txn, K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &'txn WriteTransaction,
+    slot: &'s mut Option<Table<'txn, K, V>>,
+    definition: redb::TableDefinition<'static, K, V>,
+) -> Result<&'s mut Table<'txn, K, V>, redb::TableError> {
+    match slot {
+        Some(table) => Ok(table),
+        None => Ok(slot.insert(txn.open_table(definition)?)),
+    }
 }
 
 impl Tables<'_, '_> {
@@ -375,25 +506,26 @@ impl Tables<'_, '_> {
                 self.save_snapshot(persistence_id, snapshot)
             }
             WriteOp::Value { key, expected, value } => self.write_value(key, *expected, value.as_ref()),
+            WriteOp::Publish => Ok(Ok(0)),
         }
     }
 
     fn append(&mut self, append: &Append) -> Result<Result<u64, StoreError>, redb::Error> {
         let pid = append.persistence_id.as_str();
-        let last = match check_append(append, highest(&self.events, pid)?) {
+        let last = match check_append(append, highest(opened(self.txn, &mut self.events, EVENTS)?, pid)?) {
             Ok(last) => last,
             Err(e) => return Ok(Err(e)),
         };
         let mut sequence = append.first_sequence;
         for event in &append.events {
             let bytes = event.encode_to_vec();
-            self.events.insert((pid, sequence), bytes.as_slice())?;
+            opened(self.txn, &mut self.events, EVENTS)?.insert((pid, sequence), bytes.as_slice())?;
             self.puts.push(put(LogTable::Events, pid, sequence, "", bytes));
             sequence = sequence.saturating_add(1);
         }
         if let (Some(payload), false) = (&append.snapshot, append.events.is_empty()) {
             let bytes = encode_snapshot(&Snapshot { sequence_number: last, payload: payload.clone() });
-            self.snapshots.insert(pid, bytes.as_slice())?;
+            opened(self.txn, &mut self.snapshots, SNAPSHOTS)?.insert(pid, bytes.as_slice())?;
             self.puts.push(put(LogTable::Snapshots, pid, 0, "", bytes));
         }
         Ok(Ok(last))
@@ -404,10 +536,14 @@ impl Tables<'_, '_> {
         pid: &str,
         snapshot: &Snapshot,
     ) -> Result<Result<u64, StoreError>, redb::Error> {
-        if let Err(e) = check_snapshot(pid, snapshot.sequence_number, highest(&self.events, pid)?) {
+        if let Err(e) = check_snapshot(
+            pid,
+            snapshot.sequence_number,
+            highest(opened(self.txn, &mut self.events, EVENTS)?, pid)?,
+        ) {
             return Ok(Err(e));
         }
-        let stored = match self.snapshots.get(pid)? {
+        let stored = match opened(self.txn, &mut self.snapshots, SNAPSHOTS)?.get(pid)? {
             None => None,
             Some(bytes) => match decode_snapshot(pid, bytes.value()) {
                 Ok(stored) => Some(stored.sequence_number),
@@ -416,7 +552,7 @@ impl Tables<'_, '_> {
         };
         if stored.is_none_or(|seq| seq <= snapshot.sequence_number) {
             let bytes = encode_snapshot(snapshot);
-            self.snapshots.insert(pid, bytes.as_slice())?;
+            opened(self.txn, &mut self.snapshots, SNAPSHOTS)?.insert(pid, bytes.as_slice())?;
             self.puts.push(put(LogTable::Snapshots, pid, 0, "", bytes));
         }
         Ok(Ok(0))
@@ -429,7 +565,7 @@ impl Tables<'_, '_> {
         value: Option<&Any>,
     ) -> Result<Result<u64, StoreError>, redb::Error> {
         let db_key = (key.persistence_id.as_str(), key.entity_id.as_str());
-        let actual = match self.values.get(db_key)? {
+        let actual = match opened(self.txn, &mut self.values, VALUES)?.get(db_key)? {
             None => 0,
             Some(bytes) => match decode_value(&key.persistence_id, &key.entity_id, bytes.value()) {
                 Ok(state) => state.revision,
@@ -441,7 +577,7 @@ impl Tables<'_, '_> {
             Err(e) => return Ok(Err(e)),
         };
         let bytes = encode_value(&ValueState { revision, value: value.cloned() });
-        self.values.insert(db_key, bytes.as_slice())?;
+        opened(self.txn, &mut self.values, VALUES)?.insert(db_key, bytes.as_slice())?;
         self.puts.push(put(LogTable::Values, &key.persistence_id, 0, &key.entity_id, bytes));
         Ok(Ok(revision))
     }
