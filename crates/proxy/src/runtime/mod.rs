@@ -11,6 +11,7 @@
 mod action_stream;
 mod dispatch;
 mod event_sourced;
+mod grpc_web;
 pub mod http_rules;
 mod json_stream;
 pub(crate) mod lifecycle;

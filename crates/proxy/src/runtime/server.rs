@@ -1,7 +1,9 @@
 //! The client-facing server on the proxy port, HTTP/1.1 and HTTP/2 without TLS: gRPC requests
 //! (`application/grpc*`) for the discovered services go through a pass-through bytes codec to
-//! the [`Dispatcher`] (streamed methods, actions only, to its streamed-action calls); gRPC server reflection is answered from the descriptors; every other
-//! request is HTTP/JSON, transcoded through the `google.api.http` rules ([`Transcoder`]).
+//! the [`Dispatcher`] (streamed methods, actions only, to its streamed-action calls); gRPC server
+//! reflection is answered from the descriptors; gRPC-Web (`application/grpc-web*`, and CORS
+//! preflights) is translated to gRPC around the same path (`grpc_web`); every other request is
+//! HTTP/JSON, transcoded through the `google.api.http` rules ([`Transcoder`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use tonic::server::Grpc;
 use tonic::{Status, Streaming};
 
 use super::dispatch::{Call, Dispatcher};
+use super::grpc_web;
 use super::lifecycle::Lifecycle;
 use super::reflection::Reflection;
 use super::transcode::Transcoder;
@@ -71,10 +74,27 @@ fn is_grpc(request: &Request<Incoming>) -> bool {
 
 /// Serves one request.
 async fn handle(frontend: Arc<Frontend>, request: Request<Incoming>) -> Response<Body> {
-    use tower::ServiceExt as _;
+    if grpc_web::is_preflight(&request) {
+        return grpc_web::preflight(&request);
+    }
+    if let Some(encoding) = grpc_web::encoding(request.headers()) {
+        let headers = request.headers().clone();
+        let response = handle_grpc(frontend, grpc_web::to_grpc(request, encoding)).await;
+        return grpc_web::from_grpc(response, encoding, &headers);
+    }
     if !is_grpc(&request) {
         return frontend.http.handle(frontend.dispatcher.clone(), request).await;
     }
+    handle_grpc(frontend, request).await
+}
+
+/// Serves one gRPC request: server reflection or a user service's method.
+async fn handle_grpc<B>(frontend: Arc<Frontend>, request: Request<B>) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    use tower::ServiceExt as _;
     let path = request.uri().path();
     if path.starts_with("/grpc.reflection.v1.ServerReflection/") {
         let server =
@@ -90,7 +110,11 @@ async fn handle(frontend: Arc<Frontend>, request: Request<Incoming>) -> Response
 }
 
 /// Serves one gRPC call of a user service.
-async fn grpc(dispatcher: Arc<Dispatcher>, request: Request<Incoming>) -> Response<Body> {
+async fn grpc<B>(dispatcher: Arc<Dispatcher>, request: Request<B>) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
     let path = request.uri().path().to_string();
     let Some((service, method)) = path.strip_prefix('/').and_then(|p| p.split_once('/')) else {
         return Status::unimplemented(format!("path {path:?} is not a gRPC method")).into_http();
