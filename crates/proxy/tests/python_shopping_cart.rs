@@ -1,6 +1,7 @@
 //! The official Python support library (PyPI `cloudstate==0.1.1`) as a real peer: the shopping
-//! cart in `tests/python/shopping_cart.py` runs as a process on a loopback port, a proxy runs in
-//! this process in front of it, and a tonic client (generated from the same proto) drives it.
+//! cart of `examples/shopping-cart-python` (the `shopping_cart.py` key of its `program.yaml`
+//! ConfigMap, the very program `stead up` runs) runs as a process on a loopback port, a proxy runs
+//! in this process in front of it, and a tonic client (generated from the same proto) drives it.
 //! After a restart of both the user function and the proxy, the embedded and PostgreSQL stores
 //! give the cart back; the in-memory store starts empty.
 //!
@@ -10,6 +11,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::cart::{self, api};
@@ -31,16 +33,40 @@ fn python() -> Option<String> {
     python
 }
 
+/// The example's ConfigMap, which holds the program.
+const PROGRAM_YAML: &str = include_str!("../../../examples/shopping-cart-python/program.yaml");
+
+/// The `shopping_cart.py` block of the example's ConfigMap, written to `dir`.
+fn example_program(dir: &Path) -> PathBuf {
+    let program: Vec<&str> = PROGRAM_YAML
+        .lines()
+        .skip_while(|line| line.trim_end() != "  shopping_cart.py: |")
+        .skip(1)
+        .take_while(|line| line.trim().is_empty() || line.starts_with("    "))
+        .map(|line| line.get(4..).unwrap_or_default())
+        .collect();
+    let program = program.join("\n");
+    assert!(
+        program.contains("register_event_sourced_entity"),
+        "examples/shopping-cart-python/program.yaml has no shopping_cart.py block: {program:?}"
+    );
+    let path = dir.join("shopping_cart.py");
+    std::fs::write(&path, program).expect("writes the program");
+    path
+}
+
 /// The Python user function, killed when dropped.
 struct UserFunction {
     child: tokio::process::Child,
     addr: SocketAddr,
+    _dir: tempfile::TempDir,
 }
 
 impl UserFunction {
     fn start(python: &str) -> Self {
         let addr = common::free_addr();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/shopping_cart.py");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let script = example_program(dir.path());
         let child = tokio::process::Command::new(python)
             .arg(script)
             .arg(cart::DESCRIPTORS_PATH)
@@ -51,7 +77,7 @@ impl UserFunction {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("the Python user function starts");
-        Self { child, addr }
+        Self { child, addr, _dir: dir }
     }
 
     async fn stop(mut self) {
