@@ -3,8 +3,8 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -37,8 +37,35 @@ impl Readiness {
     }
 }
 
-/// `/ready` (200 or 503) and `/alive` (always 200 while the process serves).
-pub fn health_router(readiness: Readiness) -> Router {
+/// A check of whether the proxy can go on, set once its parts exist: `Some(reason)` when it
+/// cannot and must be restarted (a store that stopped after a failed sync).
+type Check = Box<dyn Fn() -> Option<String> + Send + Sync>;
+
+/// What `/alive` reports: alive while the process serves, unless its check says otherwise.
+#[derive(Clone, Default)]
+pub struct Liveness(Arc<OnceLock<Check>>);
+
+impl std::fmt::Debug for Liveness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Liveness").field(&self.fault()).finish()
+    }
+}
+
+impl Liveness {
+    /// Sets the check (the first one set stays).
+    pub fn set_check(&self, check: impl Fn() -> Option<String> + Send + Sync + 'static) {
+        let _ = self.0.set(Box::new(check));
+    }
+
+    /// Why the proxy cannot go on, if it cannot.
+    pub fn fault(&self) -> Option<String> {
+        self.0.get().and_then(|check| check())
+    }
+}
+
+/// `/ready` (200 or 503) and `/alive` (200 while the process serves, 503 with the reason once
+/// `liveness` reports a fault, so that the kubelet restarts the container).
+pub fn health_router(readiness: Readiness, liveness: Liveness) -> Router {
     Router::new()
         .route(
             "/ready",
@@ -50,7 +77,15 @@ pub fn health_router(readiness: Readiness) -> Router {
                 }
             }),
         )
-        .route("/alive", get(|| async { (StatusCode::OK, "alive\n") }))
+        .route(
+            "/alive",
+            get(move || async move {
+                match liveness.fault() {
+                    None => (StatusCode::OK, "alive\n".to_string()),
+                    Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not alive: {reason}\n")),
+                }
+            }),
+        )
         .with_state(readiness)
 }
 
@@ -79,4 +114,40 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    async fn alive(router: Router) -> (StatusCode, String) {
+        let response = router
+            .oneshot(Request::get("/alive").body(Body::empty()).expect("request"))
+            .await
+            .expect("answers");
+        let status = response.status();
+        let body = response.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn alive_reports_a_fault_once_the_check_finds_one() {
+        let liveness = Liveness::default();
+        let router = health_router(Readiness::Flag(Arc::new(AtomicBool::new(true))), liveness.clone());
+        assert_eq!(alive(router.clone()).await, (StatusCode::OK, "alive\n".into()));
+        let fault = Arc::new(OnceLock::new());
+        let seen = fault.clone();
+        liveness.set_check(move || seen.get().cloned());
+        assert_eq!(alive(router.clone()).await.0, StatusCode::OK, "no fault yet");
+        fault.set("the log could not be synced".to_string()).expect("set once");
+        assert_eq!(
+            alive(router).await,
+            (StatusCode::SERVICE_UNAVAILABLE, "not alive: the log could not be synced\n".into())
+        );
+    }
 }

@@ -128,7 +128,8 @@ impl Proxy {
             ProxyMode::Entity => Readiness::Flag(ready.clone()),
             ProxyMode::Passthrough => Readiness::UserPort(config.user_function),
         };
-        spawn_http(health, health::health_router(readiness), lifecycle.clone());
+        let liveness = health::Liveness::default();
+        spawn_http(health, health::health_router(readiness, liveness.clone()), lifecycle.clone());
         spawn_http(metrics_listener, health::metrics_router(metrics.clone()), lifecycle.clone());
         tracing::info!(
             mode = ?config.mode, listen = %local(&listener), user_function = %config.user_function,
@@ -138,6 +139,10 @@ impl Proxy {
             ProxyMode::Entity => open_store(&config.store).await,
             ProxyMode::Passthrough => Ok(None),
         };
+        if let Ok(Some(store)) = &store {
+            let store = Arc::downgrade(store);
+            liveness.set_check(move || store.upgrade().and_then(|store| store.fault()));
+        }
         let result = match store {
             Err(error) => Err(error),
             Ok(store) => {

@@ -18,6 +18,17 @@ pub enum AnyStore {
     Postgres(PostgresStore),
 }
 
+impl AnyStore {
+    /// Why the store cannot go on until it is opened again, if it cannot (see
+    /// [`EmbeddedStore::fault`]); the other stores recover by themselves.
+    pub fn fault(&self) -> Option<String> {
+        match self {
+            AnyStore::Embedded(store) => store.fault(),
+            AnyStore::Memory(_) | AnyStore::Postgres(_) => None,
+        }
+    }
+}
+
 macro_rules! delegate {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {

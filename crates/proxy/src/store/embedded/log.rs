@@ -115,6 +115,13 @@ impl Log {
         Ok(())
     }
 
+    /// Swaps the file for a read-only handle to it, so that every later write fails with the
+    /// OS's error, as on a failing disk.
+    #[cfg(test)]
+    pub(super) fn fail_writes(&mut self) {
+        self.file = File::open(&self.path).expect("the log reopens read-only");
+    }
+
     /// Starts a new epoch at offset 0: every record written before is obsolete.
     pub(super) fn restart(&mut self, epoch: u64) {
         self.epoch = epoch;

@@ -84,14 +84,17 @@ impl EmbeddedStore {
     /// Opens the database at `path`, creating the file and its tables if needed, and starts the
     /// writer thread. Blocks while redb opens the file (and repairs it after a crash).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
-        Self::open_with(path.as_ref(), MAX_BATCH, LOG_CAPACITY, None)
+        Self::open_with(path.as_ref(), MAX_BATCH, LOG_CAPACITY, None, |_| {})
     }
 
+    /// Opens with other limits; `gate`, if given, holds the writer before its first batch, and
+    /// `prepare` sees the writer before it starts (tests use both).
     fn open_with(
         path: &Path,
         max_batch: usize,
         log_capacity: u64,
         gate: Option<oneshot::Receiver<()>>,
+        prepare: impl FnOnce(&mut Writer),
     ) -> Result<Self, OpenError> {
         let path = path.to_path_buf();
         let database = |source| OpenError::Database { path: path.clone(), source };
@@ -106,6 +109,7 @@ impl EmbeddedStore {
         if replayed > 0 {
             tracing::info!(path = %path.display(), records = replayed, "embedded store: replayed the write-ahead log");
         }
+        prepare(&mut state);
         let (writes, requests) = mpsc::channel(QUEUE);
         let writer = std::thread::Builder::new()
             .name("stead-store-writer".into())
@@ -123,6 +127,13 @@ impl EmbeddedStore {
     /// earlier process made durable in the log but had not checkpointed (0 after a clean close).
     pub fn replayed(&self) -> usize {
         self.replayed
+    }
+
+    /// Why the store stopped, if it did: a write or sync of the log failed, or batches that are
+    /// durable in the log could not be committed. Every call fails from then on; opening the
+    /// store again (restarting the proxy) replays the log and recovers.
+    pub fn fault(&self) -> Option<String> {
+        self.shared.broken.get().cloned()
     }
 
     /// What the writer has done so far.

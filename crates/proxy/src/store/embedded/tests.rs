@@ -26,8 +26,9 @@ fn append(pid: &str, first_sequence: u64, texts: &[&str]) -> WriteOp {
 /// Opens a store whose writer waits for the returned gate before its first batch.
 fn gated(dir: &tempfile::TempDir, max_batch: usize) -> (EmbeddedStore, oneshot::Sender<()>) {
     let (open, gate) = oneshot::channel();
-    let store = EmbeddedStore::open_with(&dir.path().join("store.redb"), max_batch, LOG_CAPACITY, Some(gate))
-        .expect("store opens in a fresh directory");
+    let store =
+        EmbeddedStore::open_with(&dir.path().join("store.redb"), max_batch, LOG_CAPACITY, Some(gate), |_| {})
+            .expect("store opens in a fresh directory");
     (store, open)
 }
 
@@ -145,7 +146,7 @@ async fn a_full_log_checkpoints_and_nothing_is_lost() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("store.redb");
     // Room for about four one-event batches: most appends go to the log, some checkpoint.
-    let store = EmbeddedStore::open_with(&path, 1024, 400, None).expect("open");
+    let store = EmbeddedStore::open_with(&path, 1024, 400, None, |_| {}).expect("open");
     let opened = store.stats().checkpoints;
     for seq in 1..=40 {
         let append = Append {
@@ -196,7 +197,8 @@ async fn acknowledged_writes_are_published_before_a_read() {
 #[tokio::test]
 async fn a_batch_larger_than_the_log_is_committed_by_a_checkpoint() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = EmbeddedStore::open_with(&dir.path().join("store.redb"), 1024, 256, None).expect("open");
+    let store =
+        EmbeddedStore::open_with(&dir.path().join("store.redb"), 1024, 256, None, |_| {}).expect("open");
     let opened = store.stats().checkpoints;
     let big = Any { type_url: "type.googleapis.com/test.Big".into(), value: vec![7; 1000] };
     let append =
@@ -204,6 +206,40 @@ async fn a_batch_larger_than_the_log_is_committed_by_a_checkpoint() {
     assert_eq!(store.append(append).await.expect("append"), 1);
     assert_eq!(store.stats().checkpoints, opened + 1);
     assert_eq!(store.read_events("p", 0).await.expect("read")[0].payload, big);
+    store.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn a_failed_log_write_stops_the_store_until_it_is_opened_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store.redb");
+    let one = |seq: u64| Append {
+        persistence_id: "p".into(),
+        first_sequence: seq,
+        events: vec![event(&format!("e{seq}"))],
+        snapshot: None,
+    };
+    {
+        let store = EmbeddedStore::open(&path).expect("open");
+        assert_eq!(store.append(one(1)).await.expect("append"), 1);
+        assert_eq!(store.fault(), None);
+        store.close().await.expect("close");
+    }
+    let store =
+        EmbeddedStore::open_with(&path, 1024, LOG_CAPACITY, None, |w| w.log.fail_writes()).expect("open");
+    let error = store.append(one(2)).await.expect_err("the log cannot be written");
+    assert!(error.to_string().contains("write-ahead log"), "{error}");
+    let fault = store.fault().expect("the store reports its fault");
+    assert!(fault.contains("must be opened again"), "{fault}");
+    // Reads fail too: this process's view may be behind the log.
+    assert!(store.read_events("p", 0).await.is_err());
+    assert!(store.append(one(2)).await.is_err(), "no write is taken after the fault");
+    store.close().await.expect("close");
+    // Opened again, the store has what was acknowledged and takes writes.
+    let store = EmbeddedStore::open(&path).expect("reopen");
+    assert_eq!(store.fault(), None);
+    assert_eq!(store.read_events("p", 0).await.expect("read").len(), 1);
+    assert_eq!(store.append(one(2)).await.expect("append"), 2);
     store.close().await.expect("close");
 }
 
