@@ -291,6 +291,45 @@ mod tests {
         assert!(error.to_string().contains("ends inside a base64 group"), "{error}");
     }
 
+    /// Feeds `text` to the text-mode decoder in chunks of `chunk` bytes.
+    fn decode_in_chunks(text: &[u8], chunk: usize) -> Result<Vec<u8>, String> {
+        let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
+            text.chunks(chunk).map(|c| Ok(Frame::data(Bytes::copy_from_slice(c)))).collect();
+        let body = http_body_util::StreamBody::new(futures::stream::iter(chunks));
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        runtime.block_on(async {
+            DecodeText { inner: body, carry: BytesMut::new() }
+                .collect()
+                .await
+                .map(|b| b.to_bytes().to_vec())
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, ..Default::default() })]
+
+        /// Any bytes in any chunking: an error or bytes, never a panic.
+        #[test]
+        fn any_text_body_decodes_or_fails_cleanly(
+            text in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120),
+            chunk in 1..16usize,
+        ) {
+            let _ = decode_in_chunks(&text, chunk);
+        }
+
+        /// Messages encoded one by one (padding between them), chunked anywhere, come back whole.
+        #[test]
+        fn separately_encoded_messages_decode_in_any_chunking(
+            messages in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), 0..6),
+            chunk in 1..16usize,
+        ) {
+            let text: String = messages.iter().map(|m| STANDARD.encode(m)).collect();
+            let decoded = decode_in_chunks(text.as_bytes(), chunk).expect("valid base64");
+            proptest::prop_assert_eq!(decoded, messages.concat());
+        }
+    }
+
     #[test]
     fn trailers_become_the_last_frame() {
         let mut trailers = HeaderMap::new();
