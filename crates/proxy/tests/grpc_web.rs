@@ -12,21 +12,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use common::cart::{self, CartFunction, SERVICE, api};
+use common::cart::{self, SERVICE, api};
 use http_body_util::{BodyExt as _, Full};
 use prost::Message as _;
-use stead_proxy::StoreConfig;
-
-async fn start() -> common::RunningProxy {
-    let user = cart::serve_user_function(CartFunction { snapshot_every: 0 }).await;
-    let proxy = common::start_proxy(user, StoreConfig::Memory).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while common::http_get(proxy.health, "/ready").await.0 != 200 {
-        assert!(tokio::time::Instant::now() < deadline, "the proxy is not ready after 20 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    proxy
-}
 
 /// What came back: status, headers, and the body's frames (flag, payload) after decoding.
 #[derive(Debug)]
@@ -127,18 +115,13 @@ async fn call(addr: SocketAddr, method: &str, message: &impl prost::Message, tex
 }
 
 fn add(user: &str, product: &str, quantity: i32) -> api::AddLineItem {
-    api::AddLineItem {
-        user_id: user.into(),
-        product_id: product.into(),
-        name: product.to_uppercase(),
-        quantity,
-    }
+    cart::line(user, product, &product.to_uppercase(), quantity)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cart_over_grpc_web_binary_and_text_shares_state_with_grpc() {
     tokio::time::timeout(Duration::from_secs(60), async {
-        let proxy = start().await;
+        let proxy = cart::proxy_in_memory().await;
         let addr = proxy.addr;
 
         let added = call(addr, "AddItem", &add("web", "apple", 2), false).await;
@@ -179,7 +162,7 @@ async fn the_cart_over_grpc_web_binary_and_text_shares_state_with_grpc() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_command_reaches_the_browser_as_a_grpc_status() {
     tokio::time::timeout(Duration::from_secs(60), async {
-        let proxy = start().await;
+        let proxy = cart::proxy_in_memory().await;
         let failed = call(proxy.addr, "AddItem", &add("web", "apple", -1), false).await;
         assert_eq!(failed.status, 200, "{failed:?}");
         // A call that fails before any message may answer trailers-only: the status in the
@@ -209,7 +192,7 @@ async fn a_failed_command_reaches_the_browser_as_a_grpc_status() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cors_preflight_is_answered() {
     tokio::time::timeout(Duration::from_secs(60), async {
-        let proxy = start().await;
+        let proxy = cart::proxy_in_memory().await;
         let request = http::Request::builder()
             .method("OPTIONS")
             .uri(format!("/{SERVICE}/AddItem"))

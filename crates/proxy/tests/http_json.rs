@@ -8,23 +8,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::cart::{self, CartFunction, api};
+use common::cart::{self, api};
 use common::http::request;
 use prost::Message as _;
 use serde_json::json;
-use stead_proxy::StoreConfig;
 use stead_proxy::protocol::grpc::reflection::{v1, v1alpha};
 
-async fn start() -> common::RunningProxy {
-    let user = cart::serve_user_function(CartFunction { snapshot_every: 0 }).await;
-    let proxy = common::start_proxy(user, StoreConfig::Memory).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while common::http_get(proxy.health, "/ready").await.0 != 200 {
-        assert!(tokio::time::Instant::now() < deadline, "the proxy is not ready after 20 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    proxy
-}
+use cart::proxy_in_memory as start;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cart_over_http_json_shares_state_with_grpc() {

@@ -85,16 +85,7 @@ impl UserFunction {
     }
 }
 
-fn add(user: &str, product: &str, name: &str, quantity: i32) -> api::AddLineItem {
-    api::AddLineItem { user_id: user.into(), product_id: product.into(), name: name.into(), quantity }
-}
-
-type Client = api::shopping_cart_client::ShoppingCartClient<tonic::transport::Channel>;
-
-async fn get(client: &mut Client, user: &str) -> Vec<(String, String, i32)> {
-    let cart = client.get_cart(api::GetShoppingCart { user_id: user.into() }).await.expect("GetCart");
-    cart::items(&cart.into_inner())
-}
+use cart::{get, line as add};
 
 /// The proxy becomes ready once the (slow to start) Python process answers discovery.
 async fn ready(proxy: &common::RunningProxy) {

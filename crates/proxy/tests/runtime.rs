@@ -10,18 +10,7 @@ use common::cart::{self, CartFunction, api};
 use stead_proxy::StoreConfig;
 use stead_proxy::store::{EmbeddedStore, Store as _};
 
-fn add(user: &str, product: &str, name: &str, quantity: i32) -> api::AddLineItem {
-    api::AddLineItem { user_id: user.into(), product_id: product.into(), name: name.into(), quantity }
-}
-
-async fn get(
-    client: &mut api::shopping_cart_client::ShoppingCartClient<tonic::transport::Channel>,
-    user: &str,
-) -> Vec<(String, String, i32)> {
-    let cart =
-        client.get_cart(api::GetShoppingCart { user_id: user.into() }).await.expect("GetCart").into_inner();
-    cart::items(&cart)
-}
+use cart::{get, line as add};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_events_failures_and_recovery_with_the_embedded_store() {

@@ -266,12 +266,7 @@ async fn serve(function: Function) -> std::net::SocketAddr {
 }
 
 fn add(user: &str, product: &str, quantity: i32) -> api::AddLineItem {
-    api::AddLineItem {
-        user_id: user.into(),
-        product_id: product.into(),
-        name: product.to_uppercase(),
-        quantity,
-    }
+    cart::line(user, product, &product.to_uppercase(), quantity)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

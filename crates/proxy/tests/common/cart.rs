@@ -342,6 +342,33 @@ pub async fn client(
     }
 }
 
+/// The client type [`client`] returns.
+pub type Client = api::shopping_cart_client::ShoppingCartClient<tonic::transport::Channel>;
+
+/// An item to add.
+pub fn line(user: &str, product: &str, name: &str, quantity: i32) -> api::AddLineItem {
+    api::AddLineItem { user_id: user.into(), product_id: product.into(), name: name.into(), quantity }
+}
+
+/// `user`'s cart over gRPC, as (product id, name, quantity) triples.
+pub async fn get(client: &mut Client, user: &str) -> Vec<(String, String, i32)> {
+    let cart = client.get_cart(api::GetShoppingCart { user_id: user.into() }).await.expect("GetCart");
+    items(&cart.into_inner())
+}
+
+/// The Rust cart user function (no snapshots) behind a proxy with the in-memory store, once the
+/// proxy is ready.
+pub async fn proxy_in_memory() -> super::RunningProxy {
+    let user = serve_user_function(CartFunction { snapshot_every: 0 }).await;
+    let proxy = super::start_proxy(user, stead_proxy::StoreConfig::Memory).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while super::http_get(proxy.health, "/ready").await.0 != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "the proxy is not ready after 20 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    proxy
+}
+
 /// The cart as (product id, name, quantity) triples.
 pub fn items(cart: &api::Cart) -> Vec<(String, String, i32)> {
     cart.items.iter().map(|i| (i.product_id.clone(), i.name.clone(), i.quantity)).collect()
