@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::spawn_connection;
+use super::serve_connection;
 use crate::metrics::Metrics;
 use crate::runtime::lifecycle::Lifecycle;
 
@@ -42,13 +42,32 @@ impl Shard {
     }
 }
 
+/// Serves each connection handed to this shard, until the shard's [`Shard`] is dropped.
+///
+/// Connection tasks are spawned without the lifecycle: the shard ends them all at once (see
+/// [`start`]).
+async fn take_arrivals(
+    arrivals: &mut mpsc::UnboundedReceiver<std::net::TcpStream>,
+    upstream: SocketAddr,
+    metrics: &Arc<Metrics>,
+) {
+    while let Some(client) = arrivals.recv().await {
+        match TcpStream::from_std(client) {
+            Ok(client) => {
+                tokio::spawn(serve_connection(client, upstream, metrics.clone()));
+            }
+            Err(error) => tracing::debug!(%error, "registering a handed-over connection failed"),
+        }
+    }
+}
+
 /// At most this many shards: a sidecar shares its node with many pods, and a few threads carry
 /// far more than one pod's traffic.
 const MAX_SHARDS: usize = 4;
 
 /// Starts one shard per available core, at most [`MAX_SHARDS`] (none if only one core: the
-/// caller's runtime is then as good). Shards end when their [`Shard`] is dropped, and their
-/// connections with them; otherwise connections end with the lifecycle.
+/// caller's runtime is then as good). A shard ends, and its connections with it, when its
+/// [`Shard`] is dropped or the lifecycle stops.
 pub(super) fn start(upstream: SocketAddr, metrics: &Arc<Metrics>, lifecycle: &Lifecycle) -> Vec<Shard> {
     let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1).min(MAX_SHARDS);
     if cores < 2 {
@@ -64,16 +83,19 @@ pub(super) fn start(upstream: SocketAddr, metrics: &Arc<Metrics>, lifecycle: &Li
                 break;
             }
         };
-        let (metrics, lifecycle) = (metrics.clone(), lifecycle.clone());
+        let (metrics, mut lifecycle) = (metrics.clone(), lifecycle.clone());
         let started = std::thread::Builder::new().name(format!("stead-pass-{n}")).spawn(move || {
-            runtime.block_on(async move {
-                while let Some(client) = arrivals.recv().await {
-                    match TcpStream::from_std(client) {
-                        Ok(client) => spawn_connection(client, upstream, metrics.clone(), lifecycle.clone()),
-                        Err(error) => tracing::debug!(%error, "registering a handed-over connection failed"),
-                    }
+            runtime.block_on(async {
+                tokio::select! {
+                    () = take_arrivals(&mut arrivals, upstream, &metrics) => {}
+                    () = lifecycle.stopped() => {}
                 }
             });
+            // Dropping the runtime drops its connection tasks, closing their sockets, before
+            // the lifecycle is released: whoever waits for every lifecycle to go then knows
+            // the connections are gone.
+            drop(runtime);
+            drop(lifecycle);
         });
         match started {
             Ok(_) => shards.push(Shard { inbox }),
