@@ -13,20 +13,39 @@
 //!   and PostgreSQL stores (the last only when `STEAD_TEST_POSTGRES_URL` is set, else a skip
 //!   line), 16 clients each on its own cart.
 //!
+//! - entity-mode memory per store: the proxy as a child process (this bench re-executed with
+//!   `STEAD_BENCH_ROLE=proxy`, configured through `stead proxy`'s environment variables), so
+//!   that its VmRSS is its own; a fresh child per store (in-memory, embedded) and per number of
+//!   carts (1, 100, 1,000), loaded with AddItem and GetCart in turn by 16 clients; VmRSS at
+//!   rest, the peak under load (sampled every 20 ms) and 1 s after the load; the anonymous part
+//!   of it (RssAnon: heap, stacks; the rest is the executable's pages), the bytes of journal the
+//!   in-memory store holds (data, not overhead), and the anonymous growth per active cart beyond
+//!   that journal. Target (issue 5): < 20 MiB.
+//!
 //! How to run: `nice cargo bench -p stead-proxy --bench proxy_hop`. Fixed concurrency (16), a
 //! bounded number of requests (`STEAD_BENCH_REQUESTS`, default 20,000 per mode) and a time limit
-//! per mode (10 s; 5 s per store). Prints p50, p99, throughput and ratios to direct, then the
-//! p99 each hop adds (target: under 0.3 ms). HAProxy and nginx are compared in `proxy_peers`,
-//! store append rates against fdatasync in `store_append`.
+//! per mode (10 s; 5 s per store and per memory row). Prints p50, p99, throughput and ratios to
+//! direct, then the p99 each hop adds (target: under 0.3 ms). HAProxy and nginx are compared in
+//! `proxy_peers`, store append rates against fdatasync in `store_append`.
+//! `STEAD_BENCH_SECTIONS=memory` (or `hop`, or `hop,memory`; default both) runs only those parts.
+//! `STEAD_BENCH_AFTER_MS` sets when "after" is measured (with the child's
+//! `STEAD_PASSIVATION_TIMEOUT_MS` below it: after passivation). For profiling,
+//! `STEAD_BENCH_PROXY_WRAPPER` prefixes the child's command line (e.g.
+//! `heaptrack -o /tmp/proxy`), and `STEAD_BENCH_PROXY_THREADS` sets its worker threads.
 
-#[path = "../tests/common/cart.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod cart;
+// The tests' helpers as a whole: `cart.rs` refers to its siblings through `super`.
+#[path = "../tests/common/mod.rs"]
+#[allow(unreachable_pub)]
+mod common;
 
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cart::api;
+use common::cart;
+use common::cart::api;
 use stead_proxy::config::PostgresConfig;
 use stead_proxy::{ProxyConfig, ProxyMode, StoreConfig};
 
@@ -233,10 +252,24 @@ async fn proxy(config: ProxyConfig) -> (SocketAddr, tokio::sync::oneshot::Sender
 }
 
 fn main() {
+    if std::env::var("STEAD_BENCH_ROLE").as_deref() == Ok("proxy") {
+        child_proxy();
+        return;
+    }
     let requests: usize =
         std::env::var("STEAD_BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let sections = std::env::var("STEAD_BENCH_SECTIONS").unwrap_or_else(|_| "hop,memory".into());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    runtime.block_on(async {
+    if sections.split(',').any(|s| s == "hop") {
+        runtime.block_on(hop(requests));
+    }
+    if sections.split(',').any(|s| s == "memory") {
+        runtime.block_on(memory(requests));
+    }
+}
+
+async fn hop(requests: usize) {
+    {
         let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
         let direct_addr = serve_direct().await;
         let direct = measure("direct", direct_addr, requests).await;
@@ -325,5 +358,321 @@ fn main() {
             hop(&passthrough),
             hop(&entity)
         );
+    }
+}
+
+// ---------------------------------------------------------------- memory
+
+/// The child: `stead proxy`'s behaviour (a multi-thread runtime, unless
+/// `STEAD_BENCH_PROXY_THREADS` says otherwise) without its logging, on loopback, until stdin
+/// closes.
+fn child_proxy() {
+    let mut config = stead_proxy::ProxyConfig::from_env(|name| std::env::var(name).ok()).expect("config");
+    let loopback = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    config.listen.set_ip(loopback);
+    config.health.set_ip(loopback);
+    config.metrics.set_ip(loopback);
+    let runtime = match std::env::var("STEAD_BENCH_PROXY_THREADS").ok().and_then(|n| n.parse::<usize>().ok())
+    {
+        Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    }
+    .expect("runtime");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        let _ = stop.send(());
     });
+    let _ = runtime.block_on(stead_proxy::run(config, async move {
+        let _ = stopped.await;
+    }));
+}
+
+/// The proxy child; closing its stdin stops it (the store closes cleanly, which a profiler
+/// wrapping it needs to write its output); killed after 10 s if it has not ended.
+struct ProxyChild {
+    child: Child,
+}
+
+impl ProxyChild {
+    fn spawn(envs: &[(&str, String)]) -> Self {
+        let exe = std::env::current_exe().expect("own path");
+        let wrapper = std::env::var("STEAD_BENCH_PROXY_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut command = Command::new(program);
+                command.args(words).arg(exe);
+                command
+            }
+            None => Command::new(exe),
+        };
+        command.env("STEAD_BENCH_ROLE", "proxy").stdin(Stdio::piped()).stdout(Stdio::null());
+        for (name, value) in envs {
+            command.env(name, value);
+        }
+        Self { child: command.spawn().expect("starts the proxy child") }
+    }
+
+    /// The proxy's own pid: the wrapper's child when there is a wrapper.
+    fn proxy_pid(&self) -> u32 {
+        let own = self.child.id();
+        if std::env::var("STEAD_BENCH_PROXY_WRAPPER").is_err() {
+            return own;
+        }
+        let children =
+            std::fs::read_to_string(format!("/proc/{own}/task/{own}/children")).unwrap_or_default();
+        children.split_whitespace().filter_map(|p| p.parse().ok()).next_back().unwrap_or(own)
+    }
+}
+
+impl Drop for ProxyChild {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("binds").local_addr().expect("addr").port()
+}
+
+/// VmRSS and RssAnon of a process, in KiB: all of it, and the part that is not the
+/// executable's (and libraries') pages mapped from their files, i.e. heap, stacks and data.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS"), field("RssAnon"))
+}
+
+/// Waits until the proxy serves the cart (discovery done): 20 s at most.
+async fn wait_serving(addr: SocketAddr) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(channel) = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect()
+            .await
+        {
+            let mut client = api::shopping_cart_client::ShoppingCartClient::new(channel);
+            let get = api::GetShoppingCart { user_id: "probe".into() };
+            if client.get_cart(get).await.is_ok() {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+struct MemoryRow {
+    store: &'static str,
+    carts: usize,
+    /// (VmRSS, RssAnon)
+    rest_kib: (u64, u64),
+    peak_kib: (u64, u64),
+    after_kib: (u64, u64),
+    commands: u64,
+    per_second: f64,
+}
+
+/// One child, one number of carts: 16 clients, AddItem and GetCart in turn on cart `n % carts`,
+/// up to `requests` commands or 5 s.
+async fn memory_row(
+    store: &'static str,
+    envs: Vec<(&'static str, String)>,
+    user: SocketAddr,
+    carts: usize,
+    requests: usize,
+) -> Option<MemoryRow> {
+    let port = free_port();
+    let mut all = vec![
+        ("STEAD_PROXY_MODE", "entity".to_string()),
+        ("HTTP_PORT", port.to_string()),
+        ("USER_FUNCTION_PORT", user.port().to_string()),
+        ("MANAGEMENT_PORT", free_port().to_string()),
+        ("METRICS_PORT", free_port().to_string()),
+    ];
+    all.extend(envs);
+    let child = ProxyChild::spawn(&all);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    if !wait_serving(addr).await {
+        println!("memory, {store}, {carts} carts: the proxy did not serve within 20 s, row skipped");
+        return None;
+    }
+    // The probe's entity and the connection's first buffers are part of "at rest".
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = child.proxy_pid();
+    let rest_kib = rss_kib(pid);
+    let running = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let running = running.clone();
+        std::thread::spawn(move || {
+            let mut peak = (0, 0);
+            while running.load(Ordering::Relaxed) {
+                let (rss, anon) = rss_kib(pid);
+                peak = (peak.0.max(rss), peak.1.max(anon));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak
+        })
+    };
+    let client = cart::client(addr).await;
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let per_worker = requests.div_ceil(CONCURRENCY);
+    let mut workers = Vec::new();
+    for w in 0..CONCURRENCY {
+        let mut client = client.clone();
+        let done = done.clone();
+        workers.push(tokio::spawn(async move {
+            for i in 0..per_worker {
+                if start.elapsed() > STORE_TIME_LIMIT {
+                    break;
+                }
+                let n = i * CONCURRENCY + w;
+                let user_id = format!("cart-{}", (n / 2) % carts);
+                if n.is_multiple_of(2) {
+                    let add = api::AddLineItem {
+                        user_id,
+                        product_id: format!("p{}", n % 7),
+                        name: "P".into(),
+                        quantity: 1,
+                    };
+                    client.add_item(add).await.expect("AddItem");
+                } else {
+                    client.get_cart(api::GetShoppingCart { user_id }).await.expect("GetCart");
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await.expect("worker");
+    }
+    let wall = start.elapsed();
+    running.store(false, Ordering::Relaxed);
+    let peak_kib = sampler.join().unwrap_or((0, 0));
+    drop(client);
+    tokio::time::sleep(after_load()).await;
+    let after_kib = rss_kib(pid);
+    drop(child);
+    let commands = done.load(Ordering::Relaxed);
+    Some(MemoryRow {
+        store,
+        carts,
+        rest_kib,
+        peak_kib,
+        after_kib,
+        commands,
+        per_second: commands as f64 / wall.as_secs_f64(),
+    })
+}
+
+/// How long after the load "after" is measured: `STEAD_BENCH_AFTER_MS`, default 1 s (with
+/// `STEAD_PASSIVATION_TIMEOUT_MS` below it, after the entities have passivated).
+fn after_load() -> Duration {
+    let millis = std::env::var("STEAD_BENCH_AFTER_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    Duration::from_millis(millis)
+}
+
+/// The machine's 1-minute load average, for the figures' context.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+async fn memory(requests: usize) {
+    let user = cart::serve_user_function(cart::CartFunction { snapshot_every: 0 }).await;
+    let dir = tempfile::Builder::new().prefix("stead-hop-memory").tempdir().expect("temp dir");
+    let threads = std::env::var("STEAD_BENCH_PROXY_THREADS").unwrap_or_else(|_| "default".into());
+    let arenas = std::env::var("MALLOC_ARENA_MAX").unwrap_or_else(|_| "default".into());
+    let mut rows = Vec::new();
+    let load_before = load_average();
+    for carts in [1, 100, 1000] {
+        let stores: [(&'static str, Vec<(&'static str, String)>); 2] = [
+            ("in-memory", vec![("STEAD_STORE", "in-memory".into())]),
+            (
+                "embedded",
+                vec![
+                    ("STEAD_STORE", "embedded".into()),
+                    (
+                        "STEAD_STORE_PATH",
+                        dir.path().join(format!("store-{carts}.redb")).display().to_string(),
+                    ),
+                ],
+            ),
+        ];
+        for (store, envs) in stores {
+            rows.extend(memory_row(store, envs, user, carts, requests).await);
+        }
+    }
+    println!();
+    println!(
+        "entity-mode proxy memory (VmRSS of the child; target < 20 MiB): {CONCURRENCY} clients, AddItem and \
+         GetCart in turn, up to {requests} commands or {} s per row, \"after\" {} ms after it; proxy \
+         worker threads {threads}, MALLOC_ARENA_MAX {arenas}; load average {load_before} before, {} after",
+        STORE_TIME_LIMIT.as_secs(),
+        after_load().as_millis(),
+        load_average()
+    );
+    println!(
+        "{:<10} {:>6} {:>9} {:>7} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10} {:>12} {:>16}",
+        "store",
+        "carts",
+        "commands",
+        "cmd/s",
+        "rest MiB",
+        "peak MiB",
+        "after MiB",
+        "anon rest",
+        "anon peak",
+        "anon after",
+        "journal KiB~",
+        "anon/cart KiB~"
+    );
+    for row in &rows {
+        // AddItem's event, as the in-memory store holds it: an `Any` in the journal's Vec (48
+        // bytes, ~64 with the Vec's spare capacity), its 66-byte type URL (an 80-byte heap
+        // chunk) and its ~12-byte value (32): ~180 bytes, data rather than overhead. The
+        // embedded store keeps events in its file.
+        let journal = if row.store == "in-memory" { (row.commands / 2) * 180 / 1024 } else { 0 };
+        // What each active cart costs beyond the journal: the anonymous memory's growth.
+        let per_cart =
+            (row.peak_kib.1.saturating_sub(row.rest_kib.1).saturating_sub(journal)) as f64 / row.carts as f64;
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        println!(
+            "{:<10} {:>6} {:>9} {:>7.0} {:>9.1} {:>9.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>12} {:>16.1}",
+            row.store,
+            row.carts,
+            row.commands,
+            row.per_second,
+            mib(row.rest_kib.0),
+            mib(row.peak_kib.0),
+            mib(row.after_kib.0),
+            mib(row.rest_kib.1),
+            mib(row.peak_kib.1),
+            mib(row.after_kib.1),
+            journal,
+            per_cart,
+        );
+    }
 }

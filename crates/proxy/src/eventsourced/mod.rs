@@ -190,9 +190,16 @@ impl Entity {
     pub fn command(&mut self, request: CommandRequest) -> (Ticket, Vec<Effect>) {
         let ticket = Ticket(self.next_ticket);
         self.next_ticket += 1;
-        self.queue.push_back(Pending { ticket, request, attempts: 0 });
+        let pending = Pending { ticket, request, attempts: 0 };
         let mut effects = Vec::new();
-        self.dispatch(&mut effects);
+        if matches!(self.phase, Phase::Idle) && self.queue.is_empty() {
+            // The usual case: nothing waits, so the queue is never allocated (an idle entity
+            // then holds no queue at all; see `dispatch`).
+            self.send_command(pending, &mut effects);
+        } else {
+            self.queue.push_back(pending);
+            self.dispatch(&mut effects);
+        }
         (ticket, effects)
     }
 
@@ -346,7 +353,16 @@ impl Entity {
         if !matches!(self.phase, Phase::Idle) {
             return;
         }
-        let Some(mut command) = self.queue.pop_front() else { return };
+        let Some(command) = self.queue.pop_front() else { return };
+        if self.queue.is_empty() && self.queue.capacity() > 0 {
+            // Every active entity keeps its machine: a drained queue gives its memory back.
+            self.queue = VecDeque::new();
+        }
+        self.send_command(command, effects);
+    }
+
+    /// Sends `command` now (the entity is idle).
+    fn send_command(&mut self, mut command: Pending, effects: &mut Vec<Effect>) {
         command.attempts += 1;
         let command_id = self.next_command_id;
         self.next_command_id += 1;

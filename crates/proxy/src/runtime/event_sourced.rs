@@ -9,17 +9,17 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::stream::{self, BoxStream, StreamExt as _};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use futures::stream::StreamExt as _;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::oneshot;
-use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::Status;
 
 use super::dispatch::Dispatcher;
+use super::entity_stream::{self, Incoming};
+use super::registry::Inbox;
 use crate::catalog::Service;
-use crate::discovery::{MAX_MESSAGE_BYTES, report_error};
+use crate::discovery::report_error;
 use crate::eventsourced::{CommandRequest, Effect, Entity, Outcome, Ticket};
-use crate::protocol::cloudstate::eventsourced::event_sourced_client::EventSourcedClient;
 use crate::protocol::cloudstate::eventsourced::{EventSourcedStreamIn, EventSourcedStreamOut};
 use crate::store::{AnyStore, Snapshot, Store as _, StoreError, StoredEvent};
 
@@ -32,29 +32,21 @@ pub struct Request {
     pub reply: oneshot::Sender<Outcome>,
 }
 
-type UserStream = BoxStream<'static, Result<EventSourcedStreamOut, Status>>;
+type UserStream = Incoming<EventSourcedStreamOut>;
 
-/// Opens `handle` without waiting for the response headers (some servers send them only with
-/// their first reply): the call is a stream whose first poll makes it.
-fn open(dispatcher: &Dispatcher, outgoing: UnboundedReceiver<EventSourcedStreamIn>) -> UserStream {
-    let mut client = EventSourcedClient::new(dispatcher.channel.clone())
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let call = async move { client.handle(UnboundedReceiverStream::new(outgoing)).await };
-    stream::once(call)
-        .flat_map(|opened| match opened {
-            Ok(response) => response.into_inner().boxed(),
-            Err(status) => stream::iter([Err(status)]).boxed(),
-        })
-        .boxed()
-}
+/// The `handle` method of the event-sourced protocol.
+const HANDLE: entity_stream::Method = entity_stream::Method {
+    service: "cloudstate.eventsourced.EventSourced",
+    method: "handle",
+    path: "/cloudstate.eventsourced.EventSourced/handle",
+};
 
 /// The entity's task: until passivation or shutdown.
 pub async fn run(
     dispatcher: Arc<Dispatcher>,
     service: Arc<Service>,
     entity_id: String,
-    mut commands: UnboundedReceiver<Request>,
+    mut commands: Inbox<Request>,
 ) {
     let Some(store) = dispatcher.store.clone() else {
         // The catalog refuses event-sourced entities without a store; nothing to do.
@@ -99,12 +91,12 @@ pub async fn run(
             }
             request = commands.recv() => {
                 let Some(request) = request else { break };
-                task.accept(request, &mut work);
+                task.accept(*request, &mut work);
                 last_activity = Instant::now();
             }
             () = tokio::time::sleep_until(deadline), if idle => {
                 match dispatcher.event_sourced.passivate(&key, &mut commands) {
-                    Some(request) => task.accept(request, &mut work),
+                    Some(request) => task.accept(*request, &mut work),
                     None => break,
                 }
                 last_activity = Instant::now();
@@ -128,7 +120,7 @@ struct Task {
     store: Arc<AnyStore>,
     entity: Entity,
     waiting: HashMap<Ticket, oneshot::Sender<Outcome>>,
-    outgoing: Option<UnboundedSender<EventSourcedStreamIn>>,
+    outgoing: Option<UnboundedSender<Box<EventSourcedStreamIn>>>,
     stream: Option<UserStream>,
     restarts_in_a_row: u32,
 }
@@ -147,12 +139,14 @@ impl Task {
                 Effect::Send(message) => {
                     // A closed stream shows up as its end on the receiving side.
                     if let Some(outgoing) = &self.outgoing {
-                        let _ = outgoing.send(message);
+                        let _ = outgoing.send(Box::new(message));
                     }
                 }
                 Effect::Persist(append) => {
                     let start = Instant::now();
-                    let result = self.store.append(append).await;
+                    // Boxed: the store's futures (PostgreSQL's above all) would otherwise
+                    // size every idle entity's task for the largest of them.
+                    let result = Box::pin(self.store.append(append)).await;
                     self.dispatcher.metrics.store("append", outcome_label(&result), start);
                     work.extend(self.entity.persisted(result));
                 }
@@ -171,10 +165,10 @@ impl Task {
                     }
                     self.outgoing = None;
                     self.stream = None;
-                    let (snapshot, events) = self.load().await;
-                    let (outgoing, receiver) = unbounded_channel();
+                    let (snapshot, events) = Box::pin(self.load()).await;
+                    let (outgoing, stream) = entity_stream::open(&self.dispatcher.channel, HANDLE);
                     self.outgoing = Some(outgoing);
-                    self.stream = Some(open(&self.dispatcher, receiver));
+                    self.stream = Some(stream);
                     self.restarts_in_a_row = self.restarts_in_a_row.saturating_add(1);
                     work.extend(self.entity.recovered(snapshot, events));
                 }

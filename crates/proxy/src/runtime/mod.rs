@@ -10,6 +10,7 @@
 
 mod action_stream;
 mod dispatch;
+mod entity_stream;
 mod event_sourced;
 mod grpc_web;
 pub mod http_rules;
@@ -30,7 +31,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 pub use dispatch::{Call, MAX_FORWARDS};
-pub use registry::Registry;
+pub use registry::{Inbox, Registry};
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{ProxyConfig, ProxyMode, StoreConfig};

@@ -3,16 +3,25 @@
 //! Architecture invariant: a command handed to [`Registry::send`] reaches exactly one live entity
 //! task. Sends and passivation both happen under the registry's lock, so an entity task only
 //! leaves the map when its channel is empty, and a send never goes to a task that has left.
+//!
+//! Commands travel boxed: a tokio channel allocates its slots 32 at a time, and every active
+//! entity holds one channel, so a boxed command keeps that at 256 bytes per entity.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
+/// What an entity task receives its commands from.
+pub type Inbox<C> = UnboundedReceiver<Box<C>>;
+
+/// Each active entity's command sender, by key (`service`, `entity id`).
+type Senders<C> = HashMap<(String, String), UnboundedSender<Box<C>>>;
+
 /// Active entities by key (`service`, `entity id`).
 #[derive(Debug)]
 pub struct Registry<C> {
-    entities: Mutex<HashMap<(String, String), UnboundedSender<C>>>,
+    entities: Mutex<Senders<C>>,
 }
 
 impl<C> Default for Registry<C> {
@@ -23,7 +32,8 @@ impl<C> Default for Registry<C> {
 
 impl<C> Registry<C> {
     /// Sends `command` to the entity's task, starting one with `spawn` if none is active.
-    pub fn send(&self, key: (String, String), command: C, spawn: impl FnOnce(UnboundedReceiver<C>)) {
+    pub fn send(&self, key: (String, String), command: C, spawn: impl FnOnce(Inbox<C>)) {
+        let command = Box::new(command);
         let mut entities = self.entities.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let command = match entities.get(&key) {
             Some(sender) => match sender.send(command) {
@@ -41,7 +51,7 @@ impl<C> Registry<C> {
     }
 
     /// Removes the entity unless a command is waiting, which is returned instead.
-    pub fn passivate(&self, key: &(String, String), receiver: &mut UnboundedReceiver<C>) -> Option<C> {
+    pub fn passivate(&self, key: &(String, String), receiver: &mut Inbox<C>) -> Option<Box<C>> {
         let mut entities = self.entities.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match receiver.try_recv() {
             Ok(command) => Some(command),
@@ -76,8 +86,8 @@ mod tests {
         registry.send(key.clone(), 2, |rx| spawned.push(rx));
         assert_eq!(spawned.len(), 1);
         let mut rx = spawned.pop().expect("spawned");
-        assert_eq!(rx.try_recv().ok(), Some(1));
-        assert_eq!(registry.passivate(&key, &mut rx), Some(2));
+        assert_eq!(rx.try_recv().ok(), Some(Box::new(1)));
+        assert_eq!(registry.passivate(&key, &mut rx), Some(Box::new(2)));
         assert_eq!(registry.passivate(&key, &mut rx), None);
         assert!(registry.is_empty());
         drop(rx);

@@ -9,18 +9,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::stream::{self, BoxStream, StreamExt as _};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use futures::stream::StreamExt as _;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::oneshot;
-use tokio_stream::wrappers::UnboundedReceiverStream;
-use tonic::Status;
 
 use super::dispatch::Dispatcher;
+use super::entity_stream::{self, Incoming};
 use super::event_sourced::outcome_label;
+use super::registry::Inbox;
 use crate::catalog::Service;
-use crate::discovery::{MAX_MESSAGE_BYTES, report_error};
+use crate::discovery::report_error;
 use crate::eventsourced::{CommandRequest, Outcome};
-use crate::protocol::cloudstate::valueentity::value_entity_client::ValueEntityClient;
 use crate::protocol::cloudstate::valueentity::{
     ValueEntityInit, ValueEntityInitState, ValueEntityReply, ValueEntityStreamIn, ValueEntityStreamOut,
     value_entity_action, value_entity_stream_in, value_entity_stream_out,
@@ -37,10 +36,17 @@ pub struct Request {
     pub reply: oneshot::Sender<Outcome>,
 }
 
-type UserStream = BoxStream<'static, Result<ValueEntityStreamOut, Status>>;
+type UserStream = Incoming<ValueEntityStreamOut>;
+
+/// The `handle` method of the value-entity protocol.
+const HANDLE: entity_stream::Method = entity_stream::Method {
+    service: "cloudstate.valueentity.ValueEntity",
+    method: "handle",
+    path: "/cloudstate.valueentity.ValueEntity/handle",
+};
 
 struct Stream {
-    outgoing: UnboundedSender<ValueEntityStreamIn>,
+    outgoing: UnboundedSender<Box<ValueEntityStreamIn>>,
     incoming: UserStream,
     revision: u64,
     /// Command ids number the commands of one stream, from 1.
@@ -52,7 +58,7 @@ pub async fn run(
     dispatcher: Arc<Dispatcher>,
     service: Arc<Service>,
     entity_id: String,
-    mut commands: UnboundedReceiver<Request>,
+    mut commands: Inbox<Request>,
 ) {
     let Some(store) = dispatcher.store.clone() else { return };
     let mut lifecycle = dispatcher.lifecycle.clone();
@@ -64,7 +70,7 @@ pub async fn run(
     loop {
         if stream.is_none() {
             tokio::select! {
-                opened = open(&dispatcher, &store, &service, &value_key) => stream = Some(opened),
+                opened = Box::pin(open(&dispatcher, &store, &service, &value_key)) => stream = Some(opened),
                 () = lifecycle.stopped() => return,
             }
         }
@@ -72,11 +78,11 @@ pub async fn run(
         let deadline = tokio::time::sleep(passivation);
         let request = tokio::select! {
             request = commands.recv() => match request {
-                Some(request) => request,
+                Some(request) => *request,
                 None => return,
             },
             () = deadline => match dispatcher.value_entities.passivate(&key, &mut commands) {
-                Some(request) => request,
+                Some(request) => *request,
                 None => return,
             },
             unexpected = current.incoming.next() => {
@@ -93,7 +99,8 @@ pub async fn run(
         let id = current.next_command_id;
         current.next_command_id += 1;
         let (outcome, keep) =
-            command(&dispatcher, &store, &value_key, current, &entity_id, id, request.command).await;
+            Box::pin(command(&dispatcher, &store, &value_key, current, &entity_id, id, request.command))
+                .await;
         let _ = request.reply.send(outcome);
         if !keep {
             stream = None;
@@ -117,23 +124,14 @@ async fn open(dispatcher: &Dispatcher, store: &AnyStore, service: &Service, key:
             }
         }
     };
-    let (outgoing, receiver) = unbounded_channel();
+    let (outgoing, incoming) = entity_stream::open(&dispatcher.channel, HANDLE);
     let init = ValueEntityInit {
         service_name: service.name.clone(),
         entity_id: key.entity_id.clone(),
         state: state.value.map(|value| ValueEntityInitState { value: Some(value) }),
     };
-    let _ = outgoing.send(ValueEntityStreamIn { message: Some(value_entity_stream_in::Message::Init(init)) });
-    let mut client = ValueEntityClient::new(dispatcher.channel.clone())
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let call = async move { client.handle(UnboundedReceiverStream::new(receiver)).await };
-    let incoming = stream::once(call)
-        .flat_map(|opened| match opened {
-            Ok(response) => response.into_inner().boxed(),
-            Err(status) => stream::iter([Err(status)]).boxed(),
-        })
-        .boxed();
+    let init = ValueEntityStreamIn { message: Some(value_entity_stream_in::Message::Init(init)) };
+    let _ = outgoing.send(Box::new(init));
     Stream { outgoing, incoming, revision: state.revision, next_command_id: 1 }
 }
 
@@ -158,7 +156,7 @@ async fn command(
         metadata: request.metadata,
     };
     let message = ValueEntityStreamIn { message: Some(value_entity_stream_in::Message::Command(command)) };
-    if stream.outgoing.send(message).is_err() {
+    if stream.outgoing.send(Box::new(message)).is_err() {
         return (failed("the value entity's user function stream closed".into()), false);
     }
     let reply = match stream.incoming.next().await {
