@@ -207,6 +207,20 @@ async fn a_cors_preflight_is_answered() {
         assert_eq!(headers["access-control-allow-origin"], "http://shop.test");
         assert_eq!(headers["access-control-allow-headers"], "content-type,x-grpc-web,x-user-agent");
         assert!(headers["access-control-allow-methods"].to_str().expect("ascii").contains("POST"));
+
+        // A preflight for an HTTP/JSON route is not gRPC-Web's: the transcoder answers it
+        // (`/carts/{user_id}` is bound for GET only).
+        let request = http::Request::builder()
+            .method("OPTIONS")
+            .uri("/carts/web")
+            .header("host", "localhost")
+            .header("origin", "http://shop.test")
+            .header("access-control-request-method", "GET")
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let (status, headers, _) = send(proxy.addr, request).await;
+        assert_eq!(status, 405, "{headers:?}");
+        assert!(!headers.contains_key("access-control-allow-methods"), "{headers:?}");
     })
     .await
     .expect("the test finishes within 60 s");

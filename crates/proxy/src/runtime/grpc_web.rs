@@ -50,11 +50,21 @@ pub(super) fn encoding(headers: &HeaderMap) -> Option<Encoding> {
     }
 }
 
-/// Whether a request is a CORS preflight for a gRPC-Web call: `OPTIONS` with
-/// `Access-Control-Request-Method`.
+/// Whether a request is a CORS preflight: `OPTIONS` with `Access-Control-Request-Method`.
 pub(super) fn is_preflight<B>(request: &Request<B>) -> bool {
     request.method() == Method::OPTIONS
         && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+/// Whether a preflight asks to send `x-grpc-web`, as gRPC-Web clients do.
+pub(super) fn asks_for_grpc_web<B>(request: &Request<B>) -> bool {
+    request
+        .headers()
+        .get_all(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|name| name.trim().eq_ignore_ascii_case("x-grpc-web"))
 }
 
 /// The answer to a CORS preflight: any origin, `POST`, the headers asked for.
@@ -349,6 +359,7 @@ mod tests {
             .body(())
             .expect("request");
         assert!(is_preflight(&request));
+        assert!(asks_for_grpc_web(&request));
         let response = preflight(&request);
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
         assert_eq!(response.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "http://app.example");

@@ -74,7 +74,10 @@ fn is_grpc(request: &Request<Incoming>) -> bool {
 
 /// Serves one request.
 async fn handle(frontend: Arc<Frontend>, request: Request<Incoming>) -> Response<Body> {
-    if grpc_web::is_preflight(&request) {
+    // A gRPC-Web preflight; other preflights (for HTTP/JSON routes) go to the transcoder.
+    if grpc_web::is_preflight(&request)
+        && (grpc_web::asks_for_grpc_web(&request) || is_grpc_path(&frontend, request.uri().path()))
+    {
         return grpc_web::preflight(&request);
     }
     if let Some(encoding) = grpc_web::encoding(request.headers()) {
@@ -86,6 +89,14 @@ async fn handle(frontend: Arc<Frontend>, request: Request<Incoming>) -> Response
         return frontend.http.handle(frontend.dispatcher.clone(), request).await;
     }
     handle_grpc(frontend, request).await
+}
+
+/// Whether `path` names a gRPC method served here (a user service's, or server reflection).
+fn is_grpc_path(frontend: &Frontend, path: &str) -> bool {
+    let Some((service, method)) = path.strip_prefix('/').and_then(|p| p.split_once('/')) else {
+        return false;
+    };
+    service.starts_with("grpc.reflection.") || frontend.dispatcher.resolve(service, method).is_ok()
 }
 
 /// Serves one gRPC request: server reflection or a user service's method.

@@ -11,10 +11,12 @@
 //! checkpoint, again from offset 0 over the old ones:
 //!
 //! ```text
-//! record = length (u32 LE) | crc32 of (epoch | body) (u32 LE) | epoch (u64 LE) | body
+//! record = length (u32 LE) | crc32 of (salt | epoch | body) (u32 LE) | epoch (u64 LE) | body
 //! ```
 //!
-//! The epoch is the checkpoint count, kept durably in redb. Replay reads records from offset 0
+//! The epoch is the checkpoint count, kept durably in redb. The salt is a random number the
+//! database is given when it is created, also kept in redb: a log left behind by another
+//! database (the file deleted and created again beside its old log) never matches. Replay reads records from offset 0
 //! while they are whole, carry the current epoch and match their checksum, and stops at the first
 //! one that does not: the torn tail of a crash, the zeros of a fresh file, or a record of an
 //! earlier epoch that a checkpoint made obsolete.
@@ -50,6 +52,7 @@ pub(super) struct Log {
     capacity: u64,
     offset: u64,
     epoch: u64,
+    salt: u64,
     /// The record being written, kept to reuse its allocation.
     buffer: Vec<u8>,
 }
@@ -57,8 +60,8 @@ pub(super) struct Log {
 impl Log {
     /// Opens the log at `path`, creating it, or growing a shorter one, to `capacity` bytes of
     /// zeros (synced, with its directory, before it is used). Writing starts at offset 0 in epoch
-    /// `epoch` until [`Log::restart`] says otherwise.
-    pub(super) fn open(path: &Path, capacity: u64, epoch: u64) -> Result<Self, LogError> {
+    /// `epoch` until [`Log::restart`] says otherwise; `salt` is the database's.
+    pub(super) fn open(path: &Path, capacity: u64, epoch: u64, salt: u64) -> Result<Self, LogError> {
         let io = |source| LogError::Io { path: path.to_path_buf(), source };
         let file =
             OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io)?;
@@ -76,6 +79,7 @@ impl Log {
             capacity: capacity.max(length),
             offset: 0,
             epoch,
+            salt,
             buffer: Vec::new(),
         })
     }
@@ -97,16 +101,17 @@ impl Log {
             && u32::try_from(body).is_ok()
     }
 
-    /// Writes one record after the last and syncs it. On failure the offset stays, so the next
-    /// record overwrites whatever part of this one reached the file; the caller must not reuse
-    /// the epoch for a record that could be mistaken for it (the writer checkpoints first).
+    /// Writes one record after the last and syncs it. On failure the record may or may not be
+    /// on disk (a failed sync says nothing of what reached it), so its outcome is unknown and
+    /// nothing may be written after it: the writer stops the store, and reopening replays
+    /// whatever the disk holds.
     pub(super) fn append(&mut self, body: &[u8]) -> Result<(), LogError> {
         let io = |source| LogError::Io { path: self.path.clone(), source };
         let length = u32::try_from(body.len())
             .map_err(|_| io(io::Error::new(io::ErrorKind::InvalidInput, "record larger than 4 GiB")))?;
         self.buffer.clear();
         self.buffer.extend_from_slice(&length.to_le_bytes());
-        self.buffer.extend_from_slice(&checksum(self.epoch, body).to_le_bytes());
+        self.buffer.extend_from_slice(&checksum(self.salt, self.epoch, body).to_le_bytes());
         self.buffer.extend_from_slice(&self.epoch.to_le_bytes());
         self.buffer.extend_from_slice(body);
         self.file.write_all_at(&self.buffer, self.offset).map_err(io)?;
@@ -146,7 +151,7 @@ impl Log {
             }
             let mut body = vec![0u8; length as usize];
             self.file.read_exact_at(&mut body, offset + HEADER as u64).map_err(io)?;
-            if checksum(epoch, &body) != crc {
+            if checksum(self.salt, epoch, &body) != crc {
                 break;
             }
             bodies.push(body);
@@ -165,8 +170,9 @@ fn split_header(header: &[u8; HEADER]) -> (u32, u32, u64) {
     )
 }
 
-fn checksum(epoch: u64, body: &[u8]) -> u32 {
+fn checksum(salt: u64, epoch: u64, body: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&salt.to_le_bytes());
     hasher.update(&epoch.to_le_bytes());
     hasher.update(body);
     hasher.finalize()
@@ -194,7 +200,7 @@ mod tests {
     use super::*;
 
     fn log(dir: &tempfile::TempDir, capacity: u64, epoch: u64) -> Log {
-        Log::open(&dir.path().join("store.wal"), capacity, epoch).expect("log opens")
+        Log::open(&dir.path().join("store.wal"), capacity, epoch, 42).expect("log opens")
     }
 
     #[test]
@@ -220,6 +226,16 @@ mod tests {
         );
         // Another epoch sees none of them.
         assert!(log(&dir, 4096, 8).replay().expect("replays").is_empty());
+    }
+
+    #[test]
+    fn another_databases_log_replays_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("store.wal");
+        let mut writing = Log::open(&path, 4096, 1, 7).expect("log opens");
+        writing.append(b"theirs").expect("appends");
+        assert!(Log::open(&path, 4096, 1, 8).expect("log opens").replay().expect("replays").is_empty());
+        assert_eq!(Log::open(&path, 4096, 1, 7).expect("log opens").replay().expect("replays").len(), 1);
     }
 
     #[test]
@@ -267,7 +283,7 @@ mod tests {
     fn open_errors_name_the_file() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("missing").join("store.wal");
-        let error = Log::open(&path, 4096, 1).expect_err("no directory");
+        let error = Log::open(&path, 4096, 1, 42).expect_err("no directory");
         assert!(error.to_string().starts_with(&format!("write-ahead log {}: ", path.display())), "{error}");
     }
 }

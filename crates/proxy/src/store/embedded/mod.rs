@@ -22,7 +22,9 @@ mod writer;
 
 use log::Log;
 pub use log::LogError;
-use records::{EVENTS, LOG_EPOCH, META, SNAPSHOTS, VALUES, decode_event, decode_snapshot, decode_value};
+use records::{
+    EVENTS, LOG_EPOCH, LOG_SALT, META, SNAPSHOTS, VALUES, decode_event, decode_snapshot, decode_value,
+};
 use writer::{Counters, Shared, WriteOp, WriteRequest, Writer};
 pub use writer::{RecoverError, WriterStats};
 
@@ -99,9 +101,9 @@ impl EmbeddedStore {
         let path = path.to_path_buf();
         let database = |source| OpenError::Database { path: path.clone(), source };
         let recovering = |source| OpenError::Recover { path: path.clone(), source };
-        let (db, epoch) = create(&path).map_err(database)?;
+        let (db, epoch, salt) = create(&path).map_err(database)?;
         let db = Arc::new(db);
-        let log = Log::open(&log_path(&path), log_capacity, epoch).map_err(|e| recovering(e.into()))?;
+        let log = Log::open(&log_path(&path), log_capacity, epoch, salt).map_err(|e| recovering(e.into()))?;
         let counters = Arc::new(Counters::default());
         let shared = Arc::new(Shared::default());
         let mut state = Writer::new(db.clone(), log, counters.clone(), shared.clone());
@@ -181,16 +183,40 @@ impl EmbeddedStore {
     }
 }
 
-/// Opens or creates the database and its tables; returns it with the log epoch it records.
-fn create(path: &Path) -> Result<(Database, u64), redb::Error> {
+/// Opens or creates the database and its tables; returns it with the log epoch and salt it
+/// records (a new salt for a new database).
+fn create(path: &Path) -> Result<(Database, u64, u64), redb::Error> {
     let db = redb::Builder::new().set_cache_size(CACHE_BYTES).create(path)?;
     let txn = db.begin_write()?;
     txn.open_table(EVENTS)?;
     txn.open_table(SNAPSHOTS)?;
     txn.open_table(VALUES)?;
-    let epoch = txn.open_table(META)?.get(LOG_EPOCH)?.map_or(0, |e| e.value());
+    let (epoch, salt) = {
+        let mut meta = txn.open_table(META)?;
+        let epoch = meta.get(LOG_EPOCH)?.map_or(0, |e| e.value());
+        let stored = meta.get(LOG_SALT)?.map(|s| s.value());
+        let salt = match stored {
+            Some(salt) => salt,
+            None => {
+                let salt = random_u64();
+                meta.insert(LOG_SALT, salt)?;
+                salt
+            }
+        };
+        (epoch, salt)
+    };
     txn.commit()?;
-    Ok((db, epoch))
+    Ok((db, epoch, salt))
+}
+
+/// A random number from the standard library's per-process hash keys (seeded by the OS).
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+    );
+    hasher.finish()
 }
 
 /// The write-ahead log of the database at `path`: `<path>-wal`.

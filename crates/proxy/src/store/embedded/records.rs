@@ -14,10 +14,13 @@ pub(super) const EVENTS: TableDefinition<'_, (&str, u64), &[u8]> = TableDefiniti
 pub(super) const SNAPSHOTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("snapshots");
 /// `(persistence id, entity id)` to a value entity's state ([`ValueRecord`]).
 pub(super) const VALUES: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("values");
-/// The store's own settings: [`LOG_EPOCH`].
+/// The store's own settings: [`LOG_EPOCH`], [`LOG_SALT`].
 pub(super) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 /// Checkpoints so far: the epoch the write-ahead log's current records carry.
 pub(super) const LOG_EPOCH: &str = "log_epoch";
+/// A random number given to the database when it is created, part of every log record's
+/// checksum, so that only this database's log is ever replayed into it.
+pub(super) const LOG_SALT: &str = "log_salt";
 
 /// What one batch wrote, as the write-ahead log keeps it: the rows it put, in order. Replaying
 /// it puts them again, which is harmless if they are already there.

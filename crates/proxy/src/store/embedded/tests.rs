@@ -243,6 +243,41 @@ async fn a_failed_log_write_stops_the_store_until_it_is_opened_again() {
     store.close().await.expect("close");
 }
 
+#[tokio::test]
+async fn a_log_left_by_a_deleted_database_is_not_replayed_into_a_new_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store.redb");
+    let wal = dir.path().join("store.redb-wal");
+    let store = EmbeddedStore::open(&path).expect("open");
+    for seq in 1..=3 {
+        let append = Append {
+            persistence_id: "old".into(),
+            first_sequence: seq,
+            events: vec![event("e")],
+            snapshot: None,
+        };
+        store.append(append).await.expect("append");
+    }
+    // The log as a crash would leave it: three records of the database's first epoch.
+    let crashed_log = std::fs::read(&wal).expect("log");
+    store.close().await.expect("close");
+    std::fs::remove_file(&path).expect("delete the database");
+    std::fs::write(&wal, &crashed_log).expect("the old log stays");
+    // A new database, created beside the old log, ends without its closing checkpoint (as in a
+    // crash; a stopped store skips it), so it is at the epoch the old records carry.
+    let store = EmbeddedStore::open_with(&path, 1024, LOG_CAPACITY, None, |w| {
+        let _ = w.shared.broken.set("ended as a crash would".into());
+    })
+    .expect("open a new database");
+    assert_eq!(store.replayed(), 0);
+    store.close().await.expect("close");
+    std::fs::write(&wal, &crashed_log).expect("the old log again");
+    let store = EmbeddedStore::open(&path).expect("reopen");
+    assert_eq!(store.replayed(), 0, "another database's records are never replayed");
+    assert!(store.read_events("old", 0).await.expect("read").is_empty());
+    store.close().await.expect("close");
+}
+
 #[test]
 fn open_errors_name_the_file() {
     let dir = tempfile::tempdir().expect("temp dir");

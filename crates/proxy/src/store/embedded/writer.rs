@@ -290,7 +290,10 @@ impl Writer {
             let record = LogBatch { puts }.encode_to_vec();
             if self.log.fits(record.len()) {
                 if let Err(error) = self.log.append(&record) {
-                    return Err(self.stop(format!("{error}; the store must be opened again")));
+                    return Err(self.stop(format!(
+                        "{error}; whether this batch reached the disk is unknown, the store must be opened \
+                         again"
+                    )));
                 }
                 self.pending += 1;
                 self.shared.unpublished.store(true, Ordering::Release);
@@ -298,8 +301,17 @@ impl Writer {
                 self.checkpoint()?;
             }
         }
-        if publish || self.pending >= PUBLISH_EVERY {
-            self.publish()?;
+        if (publish || self.pending >= PUBLISH_EVERY)
+            && let Err(error) = self.publish()
+        {
+            // The batch's writes are durable in the log, so their outcomes stand; only the
+            // requests that asked to see them fail (and the store stops).
+            let message = error.to_string();
+            for (request, outcome) in batch.iter().zip(outcomes.iter_mut()) {
+                if matches!(request.op, WriteOp::Publish) {
+                    *outcome = Err(StoreError::Backend { store: STORE, source: message.clone().into() });
+                }
+            }
         }
         Ok(outcomes)
     }
