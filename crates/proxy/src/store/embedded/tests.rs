@@ -278,6 +278,58 @@ async fn a_log_left_by_a_deleted_database_is_not_replayed_into_a_new_one() {
     store.close().await.expect("close");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_write_commits_on_its_own_thread_and_concurrent_ones_meet_in_batches() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = std::sync::Arc::new(EmbeddedStore::open(dir.path().join("store.redb")).expect("open"));
+    let one = |pid: &str, seq: u64| Append {
+        persistence_id: pid.into(),
+        first_sequence: seq,
+        events: vec![event(&format!("{pid}{seq}"))],
+        snapshot: None,
+    };
+    for seq in 1..=10 {
+        assert_eq!(store.append(one("lone", seq)).await.expect("append"), seq);
+    }
+    assert_eq!(store.stats().committed_here, 10, "{:?}", store.stats());
+    // Many at once: each still answered once, journals whole, most through the writer thread.
+    let mut tasks = Vec::new();
+    for task in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let pid = format!("many{task}");
+            for seq in 1..=20 {
+                assert_eq!(store.append(one(&pid, seq)).await.expect("append"), seq);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("appender");
+    }
+    for task in 0..16 {
+        let events = store.read_events(&format!("many{task}"), 0).await.expect("read");
+        assert_eq!(
+            events.iter().map(|e| e.sequence_number).collect::<Vec<_>>(),
+            (1..=20).collect::<Vec<_>>()
+        );
+    }
+    let stats = store.stats();
+    assert!(stats.committed_here < 10 + 16 * 20, "concurrent writes go to the writer thread: {stats:?}");
+    let store = std::sync::Arc::try_unwrap(store).expect("the only owner");
+    store.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn a_current_thread_runtime_always_uses_the_writer_thread() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = EmbeddedStore::open(dir.path().join("store.redb")).expect("open");
+    let append =
+        Append { persistence_id: "p".into(), first_sequence: 1, events: vec![event("e")], snapshot: None };
+    assert_eq!(store.append(append).await.expect("append"), 1);
+    assert_eq!(store.stats().committed_here, 0);
+    store.close().await.expect("close");
+}
+
 #[test]
 fn open_errors_name_the_file() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -1,4 +1,6 @@
-//! The writer thread: the only place that writes to the database file and its log.
+//! The writer thread: the only place that writes to the database file and its log, but for a
+//! lone write, which its caller commits itself through the same [`Writer`] (under its lock;
+//! see `EmbeddedStore::write`).
 //!
 //! Group commit: requests from every entity queue on one channel. The writer takes the first
 //! waiting request plus everything queued behind it (up to `max_batch`), applies them in order
@@ -17,8 +19,8 @@
 //! hold; a read sees every write answered before it began.
 
 use std::sync::Arc;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
@@ -64,6 +66,7 @@ pub(super) struct Counters {
     pub commits: AtomicU64,
     pub requests: AtomicU64,
     pub checkpoints: AtomicU64,
+    pub committed_here: AtomicU64,
 }
 
 /// What the writer has done so far.
@@ -75,6 +78,8 @@ pub struct WriterStats {
     pub requests: u64,
     /// Durable database commits that emptied the log (at open, when the log filled, at close).
     pub checkpoints: u64,
+    /// Lone writes committed by their caller's thread instead of the writer thread's.
+    pub committed_here: u64,
 }
 
 impl Counters {
@@ -83,6 +88,7 @@ impl Counters {
             commits: self.commits.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
             checkpoints: self.checkpoints.load(Ordering::Relaxed),
+            committed_here: self.committed_here.load(Ordering::Relaxed),
         }
     }
 }
@@ -91,7 +97,7 @@ impl Counters {
 /// `gate`, if given, is awaited before the first batch (tests use it to queue requests first and
 /// observe one batch).
 pub(super) fn run(
-    mut writer: Writer,
+    writer: Arc<Mutex<Writer>>,
     mut requests: mpsc::Receiver<WriteRequest>,
     max_batch: usize,
     gate: Option<oneshot::Receiver<()>>,
@@ -107,14 +113,21 @@ pub(super) fn run(
         linger(&mut requests, &mut batch, max_batch, &previous);
         let size = batch.len();
         let started = Instant::now();
-        writer.commit_batch(batch);
+        lock(&writer).commit_batch(batch);
         previous = Previous { size, commit: started.elapsed() };
     }
+    let mut writer = lock(&writer);
     if writer.shared.broken.get().is_none()
         && let Err(error) = writer.checkpoint()
     {
         tracing::warn!(%error, "embedded store: final checkpoint failed; the log will be replayed on open");
     }
+}
+
+/// The writer, whoever holds it. Nothing panics while holding it; if something did, the state
+/// is still the writer's own (a broken batch stops the store), so a poisoned lock is taken.
+pub(super) fn lock(writer: &Mutex<Writer>) -> MutexGuard<'_, Writer> {
+    writer.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// How long the writer polls for the next request before it sleeps (see [`next_request`]).
@@ -236,12 +249,23 @@ pub(super) struct Writer {
     pub pending: usize,
 }
 
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("pending", &self.pending)
+            .field("epoch", &self.log.epoch())
+            .field("broken", &self.shared.broken.get())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Writer {
     pub(super) fn new(db: Arc<Database>, log: Log, counters: Arc<Counters>, shared: Arc<Shared>) -> Self {
         Self { db, log, counters, shared, txn: None, pending: 0 }
     }
 
-    fn commit_batch(&mut self, batch: Vec<WriteRequest>) {
+    /// Applies a batch, makes it durable and answers every request in it.
+    pub(super) fn commit_batch(&mut self, batch: Vec<WriteRequest>) {
         let result = self.apply_all(&batch);
         self.counters.requests.fetch_add(u64::try_from(batch.len()).unwrap_or(u64::MAX), Ordering::Relaxed);
         match result {
