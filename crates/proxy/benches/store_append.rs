@@ -58,11 +58,35 @@ impl Row {
     }
 }
 
-/// One write + fdatasync at a time, for up to the time limit.
+/// One write + fdatasync at a time, for up to the time limit: 4 KiB alternating between two
+/// blocks, as a journal's tail page would.
 fn fdatasync_rate(dir: &Path, shape: &'static str) -> Row {
+    let block = vec![0x5au8; 4096];
+    sync_loop(dir, shape, 0, |file, i| file.write_all_at(&block, (i as u64 % 2) * 4096))
+}
+
+/// 128-byte records written one after the other into a preallocated, zero-filled file, each
+/// followed by `fdatasync`: the embedded store's log does this per command.
+fn fdatasync_log_shape(dir: &Path) -> Row {
+    let record = [0x5au8; 128];
+    let size = (ONE_ENTITY_APPENDS as u64 + 1) * 128;
+    sync_loop(dir, "fdatasync, log shape", size, |file, i| file.write_all_at(&record, i as u64 * 128))
+}
+
+/// `write` then `fdatasync` on a probe file (first filled with `prefill` zero bytes, synced),
+/// one at a time, up to the count and time limits.
+fn sync_loop(
+    dir: &Path,
+    shape: &'static str,
+    prefill: u64,
+    mut write: impl FnMut(&File, usize) -> std::io::Result<()>,
+) -> Row {
     let path = dir.join("fdatasync-probe");
     let file = File::create(&path).expect("creates the probe file");
-    let block = vec![0x5au8; 4096];
+    if prefill > 0 {
+        file.write_all_at(&vec![0u8; prefill as usize], 0).expect("fills");
+        file.sync_all().expect("syncs");
+    }
     let mut latencies = Vec::new();
     let start = Instant::now();
     for i in 0..ONE_ENTITY_APPENDS {
@@ -70,39 +94,13 @@ fn fdatasync_rate(dir: &Path, shape: &'static str) -> Row {
             break;
         }
         let t = Instant::now();
-        // Alternate between two blocks, as a journal's tail page would.
-        file.write_all_at(&block, (i as u64 % 2) * 4096).expect("writes");
+        write(&file, i).expect("writes");
         file.sync_data().expect("fdatasync");
         latencies.push(t.elapsed());
     }
     let wall = start.elapsed();
     let _ = std::fs::remove_file(&path);
     Row { store: "machine", shape, latencies, wall }
-}
-
-/// 128-byte records written one after the other into a preallocated, zero-filled file, each
-/// followed by `fdatasync`: the embedded store's log does this per command.
-fn fdatasync_log_shape(dir: &Path) -> Row {
-    let path = dir.join("fdatasync-log-probe");
-    let file = File::create(&path).expect("creates the probe file");
-    let size = (ONE_ENTITY_APPENDS as u64 + 1) * 128;
-    file.write_all_at(&vec![0u8; size as usize], 0).expect("fills");
-    file.sync_all().expect("syncs");
-    let record = [0x5au8; 128];
-    let mut latencies = Vec::new();
-    let start = Instant::now();
-    for i in 0..ONE_ENTITY_APPENDS {
-        if start.elapsed() > TIME_LIMIT {
-            break;
-        }
-        let t = Instant::now();
-        file.write_all_at(&record, i as u64 * 128).expect("writes");
-        file.sync_data().expect("fdatasync");
-        latencies.push(t.elapsed());
-    }
-    let wall = start.elapsed();
-    let _ = std::fs::remove_file(&path);
-    Row { store: "machine", shape: "fdatasync, log shape", latencies, wall }
 }
 
 fn event(n: usize) -> Any {

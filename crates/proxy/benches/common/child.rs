@@ -1,0 +1,29 @@
+//! The proxy as a child process of a benchmark, so that its memory is its own: the benchmark runs
+//! its own binary again with `STEAD_BENCH_ROLE=proxy` and the proxy's environment.
+
+/// The child: `stead proxy`'s behaviour (a multi-thread runtime, unless
+/// `STEAD_BENCH_PROXY_THREADS` says otherwise) without its logging, on loopback, until stdin
+/// closes.
+pub fn child_proxy() {
+    let mut config = stead_proxy::ProxyConfig::from_env(|name| std::env::var(name).ok()).expect("config");
+    let loopback = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    config.listen.set_ip(loopback);
+    config.health.set_ip(loopback);
+    config.metrics.set_ip(loopback);
+    let runtime = match std::env::var("STEAD_BENCH_PROXY_THREADS").ok().and_then(|n| n.parse::<usize>().ok())
+    {
+        Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    }
+    .expect("runtime");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        let _ = stop.send(());
+    });
+    let _ = runtime.block_on(stead_proxy::run(config, async move {
+        let _ = stopped.await;
+    }));
+}
