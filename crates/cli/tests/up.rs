@@ -33,9 +33,16 @@ fn up_runs_a_stateful_set_in_order_with_dns_and_logs_then_stops() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("statefulset/example applied"), "{stdout}");
-    // example-2's announcer reached example-0 and example-1 by their DNS names.
-    assert!(stdout.contains("example-0/listener | Hello from example-2"), "{stdout}");
-    assert!(stdout.contains("example-1/listener | Hello from example-2"), "{stdout}");
+    // example-2's announcer reached example-0 and example-1 by their DNS names. (The prefixes are
+    // padded to the longest one shown so far, so the spaces before `|` vary.)
+    let logged = |prefix: &str, message: &str| {
+        stdout
+            .lines()
+            .filter_map(|line| line.split_once('|'))
+            .any(|(p, m)| p.trim() == prefix && m.trim() == message)
+    };
+    assert!(logged("example-0/listener", "Hello from example-2"), "{stdout}");
+    assert!(logged("example-1/listener", "Hello from example-2"), "{stdout}");
     // OrderedReady: example-1 appears only after example-0 is running.
     let first = stdout.find("pod/example-0 Running").expect("example-0 running");
     let second = stdout.find("pod/example-1").expect("example-1 shown");
