@@ -406,15 +406,7 @@ impl ProxyChild {
 impl Drop for ProxyChild {
     fn drop(&mut self) {
         drop(self.child.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        child::wait_then_kill(&mut self.child, Duration::from_secs(10));
     }
 }
 

@@ -1,5 +1,6 @@
-//! The proxy as a child process of a benchmark, so that its memory is its own: the benchmark runs
-//! its own binary again with `STEAD_BENCH_ROLE=proxy` and the proxy's environment.
+//! The proxy as a child process of a benchmark, so that its memory is its own (the benchmark runs
+//! its own binary again with `STEAD_BENCH_ROLE=proxy` and the proxy's environment), and how a
+//! benchmark's child processes end.
 
 /// The child: `stead proxy`'s behaviour (a multi-thread runtime, unless
 /// `STEAD_BENCH_PROXY_THREADS` says otherwise) without its logging, on loopback, until stdin
@@ -26,4 +27,17 @@ pub fn child_proxy() {
     let _ = runtime.block_on(stead_proxy::run(config, async move {
         let _ = stopped.await;
     }));
+}
+
+/// Waits up to `grace` for `child` to exit by itself, then kills it; reaps it either way.
+pub fn wait_then_kill(child: &mut std::process::Child, grace: std::time::Duration) {
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
