@@ -16,20 +16,38 @@
 //!
 //! The epoch is the checkpoint count, kept durably in redb. The salt is a random number the
 //! database is given when it is created, also kept in redb: a log left behind by another
-//! database (the file deleted and created again beside its old log) never matches. Replay reads records from offset 0
-//! while they are whole, carry the current epoch and match their checksum, and stops at the first
-//! one that does not: the torn tail of a crash, the zeros of a fresh file, or a record of an
-//! earlier epoch that a checkpoint made obsolete.
+//! database (the file deleted and created again beside its old log) never matches. Replay reads
+//! records from offset 0 while they are whole, carry the current epoch and match their checksum,
+//! and stops at the first one that does not: the torn tail of a crash, the zeros of a fresh file,
+//! or a record of an earlier epoch that a checkpoint made obsolete.
+//!
+//! **How records reach the disk.** Records are packed one after the other, but the log writes
+//! whole 4 KiB pages: the page holding the record's first byte (with the earlier records in it,
+//! kept in memory), the record, and zeros to the end of its last page. Where the file system
+//! allows it the file is opened with `O_DIRECT | O_DSYNC`, so one `pwritev` both writes and syncs
+//! and the page cache is not involved; elsewhere (tmpfs, for one) the same pages are written
+//! through the page cache and `fdatasync`ed. Measured on our ext4 virtual disk: a buffered
+//! 117-byte write plus `fdatasync` costs 50-75 µs, more when the file's cache pages are large
+//! folios (the kernel then walks every block of the folio on each write and sync); the direct
+//! page write costs 38-48 µs. Rewriting the earlier records of a page is safe even if the write
+//! is torn: their bytes are rewritten with the same values.
 
 use std::fs::{File, OpenOptions};
-use std::io;
-use std::os::unix::fs::FileExt as _;
+use std::io::{self, IoSlice};
+use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::{OFlag, PosixFadviseAdvice, posix_fadvise};
 
 /// Bytes before a record's body.
 const HEADER: usize = 16;
-/// Zeros written at a time while the file is allocated.
-const FILL_CHUNK: usize = 1 << 20;
+/// The unit the log writes in, and the alignment of its buffers and offsets (covers every
+/// logical block size up to 4 KiB, which direct I/O needs).
+const PAGE: usize = 4096;
+/// Pages written at a time while the file is allocated (1 MiB).
+const FILL_PAGES: usize = 256;
+/// Most buffers one `pwritev` takes (Linux's `IOV_MAX`).
+const MAX_IOV: usize = 1024;
 
 /// Failure of the log file.
 #[derive(Debug, thiserror::Error)]
@@ -44,44 +62,83 @@ pub enum LogError {
     },
 }
 
+/// One page of a record being written, aligned as direct I/O needs.
+#[derive(Clone, Copy)]
+#[repr(C, align(4096))]
+struct Page([u8; PAGE]);
+
+impl Page {
+    const ZERO: Page = Page([0; PAGE]);
+}
+
 /// The log file and where the next record goes.
-#[derive(Debug)]
 pub(super) struct Log {
     file: File,
+    /// Whether `file` was opened with `O_DIRECT | O_DSYNC` (each write is durable when it
+    /// returns); otherwise each write is followed by `fdatasync`.
+    direct: bool,
     path: PathBuf,
     capacity: u64,
     offset: u64,
     epoch: u64,
     salt: u64,
-    /// The record being written, kept to reuse its allocation.
-    buffer: Vec<u8>,
+    /// The pages of the record being written, from the one holding its first byte; between
+    /// writes, the first page holds the records already written in the page `offset` is in.
+    pages: Vec<Page>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("path", &self.path)
+            .field("direct", &self.direct)
+            .field("capacity", &self.capacity)
+            .field("offset", &self.offset)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Log {
     /// Opens the log at `path`, creating it, or growing a shorter one, to `capacity` bytes of
-    /// zeros (synced, with its directory, before it is used). Writing starts at offset 0 in epoch
-    /// `epoch` until [`Log::restart`] says otherwise; `salt` is the database's.
+    /// zeros (rounded up to whole pages; synced, with its directory, before it is used). Writing
+    /// starts at offset 0 in epoch `epoch` until [`Log::restart`] says otherwise; `salt` is the
+    /// database's.
     pub(super) fn open(path: &Path, capacity: u64, epoch: u64, salt: u64) -> Result<Self, LogError> {
+        Self::open_with(path, capacity, epoch, salt, true)
+    }
+
+    /// [`Log::open`], with direct I/O tried only if `try_direct`.
+    fn open_with(
+        path: &Path,
+        capacity: u64,
+        epoch: u64,
+        salt: u64,
+        try_direct: bool,
+    ) -> Result<Self, LogError> {
         let io = |source| LogError::Io { path: path.to_path_buf(), source };
-        let file =
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io)?;
-        let length = file.metadata().map_err(io)?.len();
-        if length < capacity {
-            fill_zeros(&file, length, capacity).map_err(io)?;
-            file.sync_all().map_err(io)?;
+        let (file, direct) = open_file(path, try_direct).map_err(io)?;
+        let mut log = Self {
+            file,
+            direct,
+            path: path.to_path_buf(),
+            capacity,
+            offset: 0,
+            epoch,
+            salt,
+            pages: vec![Page::ZERO],
+        };
+        let length = log.file.metadata().map_err(io)?.len();
+        let allocated = capacity.div_ceil(PAGE as u64) * PAGE as u64;
+        if length < allocated {
+            log.fill_zeros(length, allocated).map_err(io)?;
+            log.file.sync_all().map_err(io)?;
             if let Some(dir) = path.parent() {
                 sync_dir(dir).map_err(io)?;
             }
         }
-        Ok(Self {
-            file,
-            path: path.to_path_buf(),
-            capacity: capacity.max(length),
-            offset: 0,
-            epoch,
-            salt,
-            buffer: Vec::new(),
-        })
+        log.capacity = capacity.max(length);
+        Ok(log)
     }
 
     /// The epoch records are written in.
@@ -109,14 +166,52 @@ impl Log {
         let io = |source| LogError::Io { path: self.path.clone(), source };
         let length = u32::try_from(body.len())
             .map_err(|_| io(io::Error::new(io::ErrorKind::InvalidInput, "record larger than 4 GiB")))?;
-        self.buffer.clear();
-        self.buffer.extend_from_slice(&length.to_le_bytes());
-        self.buffer.extend_from_slice(&checksum(self.salt, self.epoch, body).to_le_bytes());
-        self.buffer.extend_from_slice(&self.epoch.to_le_bytes());
-        self.buffer.extend_from_slice(body);
-        self.file.write_all_at(&self.buffer, self.offset).map_err(io)?;
-        self.file.sync_data().map_err(io)?;
-        self.offset = self.offset.saturating_add(self.buffer.len() as u64);
+        let mut header = [0u8; HEADER];
+        header[..4].copy_from_slice(&length.to_le_bytes());
+        header[4..8].copy_from_slice(&checksum(self.salt, self.epoch, body).to_le_bytes());
+        header[8..].copy_from_slice(&self.epoch.to_le_bytes());
+
+        // Lay the record out in whole pages after the earlier records of its first page.
+        let start = (self.offset % PAGE as u64) as usize;
+        let end = start + HEADER + body.len();
+        let count = end.div_ceil(PAGE);
+        if self.pages.len() < count {
+            self.pages.resize(count, Page::ZERO);
+        }
+        copy_into(&mut self.pages, start, &header);
+        copy_into(&mut self.pages, start + HEADER, body);
+        zero_from(&mut self.pages[..count], end);
+
+        let first_page = self.offset - start as u64;
+        write_pages(&mut self.file, &mut self.direct, &self.path, &self.pages[..count], first_page)
+            .map_err(io)?;
+        if !self.direct {
+            self.file.sync_data().map_err(io)?;
+        }
+        self.offset = first_page + end as u64;
+        // The next record starts in the record's last page: keep its bytes in front.
+        if count > 1 && end % PAGE != 0 {
+            self.pages[0] = self.pages[count - 1];
+        }
+        Ok(())
+    }
+
+    /// Writes zeros from `from` to `to` (a page boundary). The end of a partly written page is
+    /// zeroed through the page cache, so that the bytes before `from` stay as they are.
+    fn fill_zeros(&mut self, from: u64, to: u64) -> io::Result<()> {
+        let mut at = from.next_multiple_of(PAGE as u64);
+        if at > from {
+            let buffered = OpenOptions::new().write(true).open(&self.path)?;
+            buffered.write_all_at(&[0; PAGE][..(at - from) as usize], from)?;
+            buffered.sync_data()?;
+        }
+        let zeros = vec![Page::ZERO; FILL_PAGES];
+        while at < to {
+            let count =
+                usize::try_from((to - at).div_ceil(PAGE as u64)).unwrap_or(FILL_PAGES).min(FILL_PAGES);
+            write_pages(&mut self.file, &mut self.direct, &self.path, &zeros[..count], at)?;
+            at += (count * PAGE) as u64;
+        }
         Ok(())
     }
 
@@ -136,6 +231,9 @@ impl Log {
     /// The bodies of the whole records of the current epoch, from offset 0, in order.
     pub(super) fn replay(&self) -> Result<Vec<Vec<u8>>, LogError> {
         let io = |source| LogError::Io { path: self.path.clone(), source };
+        // Direct I/O would need aligned reads: read through the page cache, then drop what was
+        // read from it, so that later direct writes find no cached pages to invalidate.
+        let file = File::open(&self.path).map_err(io)?;
         let mut bodies = Vec::new();
         let mut offset = 0u64;
         let mut header = [0u8; HEADER];
@@ -143,20 +241,22 @@ impl Log {
             if offset.saturating_add(HEADER as u64) > self.capacity {
                 break;
             }
-            self.file.read_exact_at(&mut header, offset).map_err(io)?;
+            file.read_exact_at(&mut header, offset).map_err(io)?;
             let (length, crc, epoch) = split_header(&header);
             let end = offset.saturating_add(HEADER as u64).saturating_add(u64::from(length));
             if length == 0 || epoch != self.epoch || end > self.capacity {
                 break;
             }
             let mut body = vec![0u8; length as usize];
-            self.file.read_exact_at(&mut body, offset + HEADER as u64).map_err(io)?;
+            file.read_exact_at(&mut body, offset + HEADER as u64).map_err(io)?;
             if checksum(self.salt, epoch, &body) != crc {
                 break;
             }
             bodies.push(body);
             offset = end;
         }
+        // Only advice: a failure leaves the pages cached, which costs time, not correctness.
+        let _ = posix_fadvise(&file, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
         Ok(bodies)
     }
 }
@@ -178,15 +278,84 @@ fn checksum(salt: u64, epoch: u64, body: &[u8]) -> u32 {
     hasher.finalize()
 }
 
-fn fill_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
-    let zeros = vec![0u8; FILL_CHUNK];
-    let mut at = from;
-    while at < to {
-        let n = usize::try_from(to - at).unwrap_or(FILL_CHUNK).min(FILL_CHUNK);
-        file.write_all_at(&zeros[..n], at)?;
-        at += n as u64;
+/// Opens the log file for reading and writing, creating it: with `O_DIRECT | O_DSYNC` where the
+/// file system takes them (the `bool` says so), through the page cache where it does not.
+fn open_file(path: &Path, try_direct: bool) -> io::Result<(File, bool)> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    if !try_direct {
+        return Ok((options.open(path)?, false));
+    }
+    let flags = OFlag::O_DIRECT | OFlag::O_DSYNC;
+    match options.clone().custom_flags(flags.bits()).open(path) {
+        Ok(file) => Ok((file, true)),
+        Err(error) if error.raw_os_error() == Some(nix::libc::EINVAL) => Ok((options.open(path)?, false)),
+        Err(error) => Err(error),
+    }
+}
+
+/// Writes `pages` at `at` to `file`. A direct write the file refuses (`EINVAL`: an alignment it
+/// does not support) turns direct I/O off: `file` is reopened without it and the write made
+/// again through the page cache.
+fn write_pages(file: &mut File, direct: &mut bool, path: &Path, pages: &[Page], at: u64) -> io::Result<()> {
+    match write_all_pages(file, pages, at) {
+        Err(error) if *direct && error.raw_os_error() == Some(nix::libc::EINVAL) => {
+            tracing::warn!(path = %path.display(), %error, "write-ahead log: direct i/o refused, writing through the page cache");
+            *file = OpenOptions::new().read(true).write(true).open(path)?;
+            *direct = false;
+            write_all_pages(file, pages, at)
+        }
+        result => result,
+    }
+}
+
+/// Writes `pages` at `at`, `MAX_IOV` pages per call, continuing after a short write.
+fn write_all_pages(file: &File, pages: &[Page], at: u64) -> io::Result<()> {
+    let total = pages.len() * PAGE;
+    let mut done = 0;
+    while done < total {
+        let (page, within) = (done / PAGE, done % PAGE);
+        let slices: Vec<IoSlice<'_>> = pages[page..]
+            .iter()
+            .take(MAX_IOV)
+            .enumerate()
+            .map(|(i, p)| IoSlice::new(if i == 0 { &p.0[within..] } else { &p.0 }))
+            .collect();
+        let offset = at + done as u64;
+        let offset = nix::libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("offset {offset} too large")))?;
+        match nix::sys::uio::pwritev(file, &slices, offset) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(errno) => return Err(errno.into()),
+        }
     }
     Ok(())
+}
+
+/// Copies `bytes` into `pages` from byte `at` of the first page on.
+fn copy_into(pages: &mut [Page], at: usize, bytes: &[u8]) {
+    let mut at = at;
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let (page, within) = (at / PAGE, at % PAGE);
+        let n = rest.len().min(PAGE - within);
+        pages[page].0[within..within + n].copy_from_slice(&rest[..n]);
+        at += n;
+        rest = &rest[n..];
+    }
+}
+
+/// Zeros `pages` from byte `at` to their end.
+fn zero_from(pages: &mut [Page], at: usize) {
+    let (page, within) = (at / PAGE, at % PAGE);
+    if let Some(first) = pages.get_mut(page) {
+        first.0[within..].fill(0);
+    }
+    for page in pages.iter_mut().skip(page + 1) {
+        page.0.fill(0);
+    }
 }
 
 /// Syncs a directory, so that a file created in it survives a crash.
@@ -277,6 +446,65 @@ mod tests {
         writing.append(&[1; 30]).expect("appends");
         assert!(writing.fits(64 - 2 * HEADER - 30));
         assert!(!writing.fits(64 - 2 * HEADER - 29));
+    }
+
+    /// Bodies of sizes from empty-ish to three pages, so that records start and end anywhere in
+    /// a page and some span several.
+    fn assorted_bodies() -> Vec<Vec<u8>> {
+        let mut seed = 0x9e37_79b9_u32;
+        (0..300u32)
+            .map(|n| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                let len = match n % 10 {
+                    0 => 4096 - HEADER,
+                    1 => 9000 + (seed % 3000) as usize,
+                    _ => 1 + (seed % 700) as usize,
+                };
+                (0..len).map(|i| (i as u32 ^ n) as u8).collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn records_of_any_size_replay_through_either_write_path() {
+        for direct in [true, false] {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let path = dir.path().join("store.wal");
+            let bodies = assorted_bodies();
+            let mut writing = Log::open_with(&path, 1 << 20, 5, 9, direct).expect("log opens");
+            for body in &bodies {
+                assert!(writing.fits(body.len()));
+                writing.append(body).expect("appends");
+            }
+            let used: usize = bodies.iter().map(|b| HEADER + b.len()).sum();
+            assert_eq!(writing.used(), used as u64);
+            assert_eq!(
+                Log::open_with(&path, 1 << 20, 5, 9, !direct).expect("reopens").replay().expect("replays"),
+                bodies,
+                "direct: {direct}"
+            );
+            // After a restart the new records overwrite the old ones, page by page.
+            writing.restart(6);
+            writing.append(&bodies[3]).expect("appends");
+            writing.append(&bodies[1]).expect("appends");
+            let replayed =
+                Log::open_with(&path, 1 << 20, 6, 9, direct).expect("reopens").replay().expect("replays");
+            assert_eq!(replayed, vec![bodies[3].clone(), bodies[1].clone()], "direct: {direct}");
+        }
+    }
+
+    #[test]
+    fn growing_a_log_keeps_the_records_in_its_last_partial_page() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("store.wal");
+        let mut writing = log(&dir, 4096, 2);
+        writing.append(b"kept").expect("appends");
+        drop(writing);
+        // An older, shorter log whose length is not a whole number of pages.
+        OpenOptions::new().write(true).open(&path).expect("opens").set_len(100).expect("truncates");
+        let grown = log(&dir, 3 * 4096, 2);
+        assert_eq!(std::fs::metadata(&path).expect("file").len(), 3 * 4096);
+        assert_eq!(grown.replay().expect("replays"), vec![b"kept".to_vec()]);
     }
 
     #[test]
