@@ -190,7 +190,7 @@ impl Log {
         }
         self.offset = first_page + end as u64;
         // The next record starts in the record's last page: keep its bytes in front.
-        if count > 1 && end % PAGE != 0 {
+        if count > 1 && !end.is_multiple_of(PAGE) {
             self.pages[0] = self.pages[count - 1];
         }
         Ok(())
