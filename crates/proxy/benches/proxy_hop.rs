@@ -7,6 +7,9 @@
 //!   function: the client's call becomes a command on the entity's `EventSourced` stream;
 //! - entity over HTTP/JSON: the same proxy and entity, `GET /carts/bench` on HTTP/1.1 keep-alive
 //!   connections, transcoded through the proto's `google.api.http` rule.
+//! - the same `GetCart` at fixed rates (1,000 and 5,000 calls/s, open loop, over 8 HTTP/2
+//!   connections) on direct, passthrough and entity paths, their 1-s slices interleaved: the p99
+//!   each path adds without the queueing that fixed concurrency puts into it.
 //!
 //! - event-sourced command round trips per store: `AddItem` (one event, durable before the
 //!   reply) through the proxy in entity mode with the in-memory, embedded (redb in a temp dir)
@@ -43,7 +46,7 @@ mod common;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::cart;
@@ -75,29 +78,35 @@ impl Run {
     }
 }
 
-async fn measure(name: &'static str, addr: SocketAddr, requests: usize) -> Run {
-    let client = cart::client(addr).await;
-    // Warm up (and create the entity).
-    let mut warm = client.clone();
-    let add =
-        api::AddLineItem { user_id: "bench".into(), product_id: "p".into(), name: "P".into(), quantity: 1 };
-    warm.add_item(add).await.expect("add");
-    for _ in 0..200 {
-        warm.get_cart(api::GetShoppingCart { user_id: "bench".into() }).await.expect("warm up");
-    }
+/// Runs one worker per client, each making `call`s (given its client, its index and the call's
+/// index, giving the client back) one after the other, `requests` in all or until `limit` has passed; the calls'
+/// latencies and the wall time.
+async fn fan_out<C, F, Fut>(
+    name: &'static str,
+    clients: Vec<C>,
+    requests: usize,
+    limit: Duration,
+    call: F,
+) -> Run
+where
+    C: Send + 'static,
+    F: Fn(C, usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = C> + Send,
+{
     let start = Instant::now();
-    let per_worker = requests / CONCURRENCY;
+    let per_worker = requests / clients.len().max(1);
     let mut workers = Vec::new();
-    for _ in 0..CONCURRENCY {
-        let mut client = client.clone();
+    for (w, client) in clients.into_iter().enumerate() {
+        let call = call.clone();
         workers.push(tokio::spawn(async move {
+            let mut client = client;
             let mut latencies = Vec::with_capacity(per_worker);
-            for _ in 0..per_worker {
-                if start.elapsed() > TIME_LIMIT {
+            for i in 0..per_worker {
+                if start.elapsed() > limit {
                     break;
                 }
                 let t = Instant::now();
-                client.get_cart(api::GetShoppingCart { user_id: "bench".into() }).await.expect("GetCart");
+                client = call(client, w, i).await;
                 latencies.push(t.elapsed());
             }
             latencies
@@ -110,44 +119,187 @@ async fn measure(name: &'static str, addr: SocketAddr, requests: usize) -> Run {
     Run { name, latencies, wall: start.elapsed() }
 }
 
+type CartClient = api::shopping_cart_client::ShoppingCartClient<tonic::transport::Channel>;
+
+async fn get_cart(mut client: CartClient, _: usize, _: usize) -> CartClient {
+    client.get_cart(api::GetShoppingCart { user_id: "bench".into() }).await.expect("GetCart");
+    client
+}
+
+/// `GetCart` on one cart, by [`CONCURRENCY`] clients sharing one connection.
+async fn measure(name: &'static str, addr: SocketAddr, requests: usize) -> Run {
+    let client = cart::client(addr).await;
+    // Warm up (and create the entity).
+    let mut warm = client.clone();
+    warm.add_item(add_to("bench")).await.expect("add");
+    for _ in 0..200 {
+        warm = get_cart(warm, 0, 0).await;
+    }
+    fan_out(name, vec![client; CONCURRENCY], requests, TIME_LIMIT, get_cart).await
+}
+
+fn add_to(cart: &str) -> api::AddLineItem {
+    api::AddLineItem { user_id: cart.to_string(), product_id: "p".into(), name: "P".into(), quantity: 1 }
+}
+
 /// `AddItem` (one event, durable before the reply) with each worker on its own cart, so that
 /// the store sees `CONCURRENCY` entities writing at once.
 async fn measure_add(name: &'static str, addr: SocketAddr, requests: usize, run_id: &str) -> Run {
     let client = cart::client(addr).await;
-    let add = |cart: &str| api::AddLineItem {
-        user_id: cart.to_string(),
-        product_id: "p".into(),
-        name: "P".into(),
-        quantity: 1,
-    };
     let mut warm = client.clone();
     for _ in 0..20 {
-        warm.add_item(add(&format!("warm-{run_id}"))).await.expect("warm up");
+        warm.add_item(add_to(&format!("warm-{run_id}"))).await.expect("warm up");
     }
-    let start = Instant::now();
-    let per_worker = requests / CONCURRENCY;
-    let mut workers = Vec::new();
-    for w in 0..CONCURRENCY {
-        let mut client = client.clone();
-        let request = add(&format!("bench-{run_id}-{w}"));
-        workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(per_worker);
-            for _ in 0..per_worker {
-                if start.elapsed() > STORE_TIME_LIMIT {
+    let carts: Arc<Vec<String>> = Arc::new((0..CONCURRENCY).map(|w| format!("bench-{run_id}-{w}")).collect());
+    fan_out(
+        name,
+        vec![client; CONCURRENCY],
+        requests,
+        STORE_TIME_LIMIT,
+        move |mut client: CartClient, w, _| {
+            let carts = carts.clone();
+            async move {
+                client.add_item(add_to(&carts[w])).await.expect("AddItem");
+                client
+            }
+        },
+    )
+    .await
+}
+
+// ---------------------------------------------------------------- fixed rate (open loop)
+
+/// The offered rates of the fixed-rate rows, calls per second over all connections.
+const OPEN_RATES: [u32; 2] = [1_000, 5_000];
+const OPEN_CONNECTIONS: u32 = 8;
+/// One slice of a fixed-rate row; a row is [`OPEN_ROUNDS`] slices, interleaved between paths.
+const OPEN_TIME: Duration = Duration::from_millis(1_000);
+const OPEN_ROUNDS: usize = 6;
+/// A reply slower than this ends its connection's run, counted as an error.
+const OPEN_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Offers `rate` `GetCart` calls/s to `addr` over [`OPEN_CONNECTIONS`] HTTP/2 connections, each
+/// on its own cart, for [`OPEN_TIME`]: each call's latency in ns, and the calls that failed.
+///
+/// Open loop, as `proxy_peers`' fixed-rate rows: connection `c` calls at `start + (c + k ·
+/// connections) / rate` whatever the replies do, and each latency runs from the call's intended
+/// time, so a late reply's delay to the next call counts against the path (no coordinated
+/// omission); when the connection was idle at the intended time (tokio's timer wakes on 1 ms
+/// ticks) the latency runs from the actual call instead.
+async fn open_loop(addr: SocketAddr, rate: u32) -> (Vec<u64>, u64) {
+    let interval = Duration::from_secs(OPEN_CONNECTIONS.into()) / rate;
+    let mut clients = Vec::new();
+    for c in 0..OPEN_CONNECTIONS {
+        // Each connection on its own cart: one entity serves one command at a time, and the
+        // rows measure the hop, not one entity's queue.
+        let mut client = cart::client(addr).await;
+        let get = api::GetShoppingCart { user_id: format!("open-{c}") };
+        client.get_cart(get).await.expect("warm-up GetCart");
+        clients.push(client);
+    }
+    let start = Instant::now() + Duration::from_millis(20);
+    let until = start + OPEN_TIME;
+    let mut tasks = Vec::new();
+    for (c, mut client) in (0..OPEN_CONNECTIONS).zip(clients) {
+        let mut intended = start + Duration::from_secs(1) * c / rate;
+        tasks.push(tokio::spawn(async move {
+            let (mut nanos, mut errors) = (Vec::new(), 0);
+            let mut previous_done = Instant::now();
+            while intended < until {
+                if previous_done < intended {
+                    tokio::time::sleep_until(intended.into()).await;
+                }
+                let sent = Instant::now();
+                let from = if previous_done <= intended { sent } else { intended };
+                let get = client.get_cart(api::GetShoppingCart { user_id: format!("open-{c}") });
+                if !matches!(tokio::time::timeout(OPEN_REPLY_TIMEOUT, get).await, Ok(Ok(_))) {
+                    errors += 1;
                     break;
                 }
-                let t = Instant::now();
-                client.add_item(request.clone()).await.expect("AddItem");
-                latencies.push(t.elapsed());
+                let done = Instant::now();
+                nanos.push(done.duration_since(from).as_nanos() as u64);
+                previous_done = done;
+                intended += interval;
             }
-            latencies
+            (nanos, errors)
         }));
     }
-    let mut latencies = Vec::with_capacity(requests);
-    for worker in workers {
-        latencies.extend(worker.await.expect("worker"));
+    let (mut nanos, mut errors) = (Vec::new(), 0);
+    for task in tasks {
+        match task.await {
+            Ok((part, failed)) => {
+                nanos.extend(part);
+                errors += failed;
+            }
+            Err(_) => errors += 1,
+        }
     }
-    Run { name, latencies, wall: start.elapsed() }
+    (nanos, errors)
+}
+
+/// `GetCart` at fixed rates on each path, [`OPEN_ROUNDS`] slices each, the paths' slices
+/// interleaved (in order, then in reverse order, and so on) so that the machine's drifting load
+/// falls on every path alike. A row's percentiles are over all its slices' samples; `p99 mid` is
+/// the median of the slices' own p99s (one slice hit by a burst of others' load moves it
+/// little); `+p99` and `+p99 mid` are what the path adds over the first (direct). One table per
+/// rate, as text.
+async fn fixed_rate_rows(paths: &[(&'static str, SocketAddr)]) -> Vec<String> {
+    use std::fmt::Write as _;
+    let percentile = |sorted: &[u64], p: f64| {
+        let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted.get(index).copied().unwrap_or_default() as f64 / 1e3
+    };
+    let mut tables = Vec::new();
+    for rate in OPEN_RATES {
+        // (samples of every slice, each slice's p99 in ns, errors) per path
+        let mut rows: Vec<(Vec<u64>, Vec<u64>, u64)> = vec![Default::default(); paths.len()];
+        for round in 0..OPEN_ROUNDS {
+            let order: Vec<usize> =
+                if round % 2 == 0 { (0..paths.len()).collect() } else { (0..paths.len()).rev().collect() };
+            for i in order {
+                let (mut nanos, errors) = open_loop(paths[i].1, rate).await;
+                nanos.sort_unstable();
+                let row = &mut rows[i];
+                row.1.push((percentile(&nanos, 0.99) * 1e3) as u64);
+                row.0.extend(nanos);
+                row.2 += errors;
+            }
+        }
+        let mut table = format!(
+            "GetCart at a fixed {rate} calls/s (open loop, {OPEN_CONNECTIONS} HTTP/2 connections, {OPEN_ROUNDS} \
+             interleaved slices of {} ms each; load average {})\n",
+            OPEN_TIME.as_millis(),
+            load_average()
+        );
+        let _ = writeln!(
+            table,
+            "{:<30} {:>7} {:>7} {:>7} {:>8} {:>8} {:>7} {:>8} {:>8}",
+            "path", "p50 µs", "p90 µs", "p99 µs", "p99 mid", "calls/s", "errors", "+p99 µs", "+p99 mid"
+        );
+        let mut baseline = None;
+        for ((name, _), (nanos, slices, errors)) in paths.iter().zip(&mut rows) {
+            nanos.sort_unstable();
+            slices.sort_unstable();
+            let (p99, mid) = (percentile(nanos, 0.99), percentile(slices, 0.5));
+            let (base_p99, base_mid) = *baseline.get_or_insert((p99, mid));
+            let achieved = nanos.len() as f64 / (OPEN_ROUNDS as f64 * OPEN_TIME.as_secs_f64());
+            let _ = writeln!(
+                table,
+                "{:<30} {:>7.0} {:>7.0} {:>7.0} {:>8.0} {:>8.0} {:>7} {:>+8.0} {:>+8.0}",
+                name,
+                percentile(nanos, 0.5),
+                percentile(nanos, 0.9),
+                p99,
+                mid,
+                achieved,
+                errors,
+                p99 - base_p99,
+                mid - base_mid
+            );
+        }
+        tables.push(table);
+    }
+    tables
 }
 
 /// The PostgreSQL store of `STEAD_TEST_POSTGRES_URL`, as the proxy's settings.
@@ -197,29 +349,15 @@ async fn measure_http(name: &'static str, addr: SocketAddr, requests: usize) -> 
     for _ in 0..200 {
         get(&mut warm).await;
     }
-    let start = Instant::now();
-    let per_worker = requests / CONCURRENCY;
-    let mut workers = Vec::new();
+    let mut senders = Vec::new();
     for _ in 0..CONCURRENCY {
-        workers.push(tokio::spawn(async move {
-            let mut sender = connect(addr).await;
-            let mut latencies = Vec::with_capacity(per_worker);
-            for _ in 0..per_worker {
-                if start.elapsed() > TIME_LIMIT {
-                    break;
-                }
-                let t = Instant::now();
-                get(&mut sender).await;
-                latencies.push(t.elapsed());
-            }
-            latencies
-        }));
+        senders.push(connect(addr).await);
     }
-    let mut latencies = Vec::with_capacity(requests);
-    for worker in workers {
-        latencies.extend(worker.await.expect("worker"));
-    }
-    Run { name, latencies, wall: start.elapsed() }
+    fan_out(name, senders, requests, TIME_LIMIT, |mut sender, _, _| async move {
+        get(&mut sender).await;
+        sender
+    })
+    .await
 }
 
 /// The direct baseline: `cart::DirectCart` with TCP_NODELAY on every accepted connection, as
@@ -281,12 +419,18 @@ async fn hop(requests: usize) {
         config.store = StoreConfig::None;
         let (passthrough_addr, stop_passthrough) = proxy(config).await;
         let passthrough = measure("passthrough proxy", passthrough_addr, requests).await;
-        let _ = stop_passthrough.send(());
 
         let user = cart::serve_user_function(cart::CartFunction { snapshot_every: 0 }).await;
         let (entity_addr, stop_entity) = proxy(ProxyConfig::local(any, user)).await;
         let entity = measure("entity proxy (event sourced)", entity_addr, requests).await;
         let entity_http = measure_http("entity proxy, HTTP/JSON", entity_addr, requests).await;
+        let fixed_rate = fixed_rate_rows(&[
+            ("direct", direct_addr),
+            ("passthrough proxy", passthrough_addr),
+            ("entity proxy", entity_addr),
+        ])
+        .await;
+        let _ = stop_passthrough.send(());
         let _ = stop_entity.send(());
 
         // Event-sourced command round trips per store: AddItem, one event per command.
@@ -352,6 +496,10 @@ async fn hop(requests: usize) {
         if let Some(line) = skipped {
             println!("{line}");
         }
+        for table in &fixed_rate {
+            println!();
+            print!("{table}");
+        }
         println!();
         let hop =
             |run: &Run| (run.percentile(0.99).as_secs_f64() - direct.percentile(0.99).as_secs_f64()) * 1e3;
@@ -414,18 +562,20 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("binds").local_addr().expect("addr").port()
 }
 
+/// A number field of `/proc/<pid>/status` (`kB` dropped), 0 if it cannot be read.
+fn status_field(pid: u32, name: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// VmRSS and RssAnon of a process, in KiB: all of it, and the part that is not the
 /// executable's (and libraries') pages mapped from their files, i.e. heap, stacks and data.
 fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS"), field("RssAnon"))
+    (status_field(pid, "VmRSS"), status_field(pid, "RssAnon"))
 }
 
 /// Waits until the proxy serves the cart (discovery done): 20 s at most.
@@ -455,6 +605,8 @@ struct MemoryRow {
     rest_kib: (u64, u64),
     peak_kib: (u64, u64),
     after_kib: (u64, u64),
+    /// The most threads the process had while loaded.
+    threads: u64,
     commands: u64,
     per_second: f64,
 }
@@ -465,7 +617,7 @@ async fn memory_row(
     store: &'static str,
     envs: Vec<(&'static str, String)>,
     user: SocketAddr,
-    carts: usize,
+    (prefix, carts): (&str, usize),
     requests: usize,
 ) -> Option<MemoryRow> {
     let port = free_port();
@@ -491,64 +643,53 @@ async fn memory_row(
     let sampler = {
         let running = running.clone();
         std::thread::spawn(move || {
-            let mut peak = (0, 0);
+            let (mut peak, mut threads) = ((0, 0), 0);
             while running.load(Ordering::Relaxed) {
                 let (rss, anon) = rss_kib(pid);
                 peak = (peak.0.max(rss), peak.1.max(anon));
+                threads = threads.max(status_field(pid, "Threads"));
                 std::thread::sleep(Duration::from_millis(20));
             }
-            peak
+            (peak, threads)
         })
     };
     let client = cart::client(addr).await;
-    let done = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let per_worker = requests.div_ceil(CONCURRENCY);
-    let mut workers = Vec::new();
-    for w in 0..CONCURRENCY {
-        let mut client = client.clone();
-        let done = done.clone();
-        workers.push(tokio::spawn(async move {
-            for i in 0..per_worker {
-                if start.elapsed() > STORE_TIME_LIMIT {
-                    break;
-                }
-                let n = i * CONCURRENCY + w;
-                let user_id = format!("cart-{}", (n / 2) % carts);
-                if n.is_multiple_of(2) {
-                    let add = api::AddLineItem {
-                        user_id,
-                        product_id: format!("p{}", n % 7),
-                        name: "P".into(),
-                        quantity: 1,
-                    };
-                    client.add_item(add).await.expect("AddItem");
-                } else {
-                    client.get_cart(api::GetShoppingCart { user_id }).await.expect("GetCart");
-                }
-                done.fetch_add(1, Ordering::Relaxed);
+    let prefix: Arc<str> = prefix.into();
+    let call = move |mut client: CartClient, w: usize, i: usize| {
+        let n = i * CONCURRENCY + w;
+        let user_id = format!("{prefix}-{}", (n / 2) % carts);
+        async move {
+            if n.is_multiple_of(2) {
+                let add = api::AddLineItem {
+                    user_id,
+                    product_id: format!("p{}", n % 7),
+                    name: "P".into(),
+                    quantity: 1,
+                };
+                client.add_item(add).await.expect("AddItem");
+            } else {
+                client.get_cart(api::GetShoppingCart { user_id }).await.expect("GetCart");
             }
-        }));
-    }
-    for worker in workers {
-        worker.await.expect("worker");
-    }
-    let wall = start.elapsed();
+            client
+        }
+    };
+    let load = fan_out(store, vec![client.clone(); CONCURRENCY], requests, STORE_TIME_LIMIT, call).await;
     running.store(false, Ordering::Relaxed);
-    let peak_kib = sampler.join().unwrap_or((0, 0));
+    let (peak_kib, threads) = sampler.join().unwrap_or(((0, 0), 0));
     drop(client);
     tokio::time::sleep(after_load()).await;
     let after_kib = rss_kib(pid);
     drop(child);
-    let commands = done.load(Ordering::Relaxed);
+    let commands = load.latencies.len() as u64;
     Some(MemoryRow {
         store,
         carts,
         rest_kib,
         peak_kib,
         after_kib,
+        threads,
         commands,
-        per_second: commands as f64 / wall.as_secs_f64(),
+        per_second: load.throughput(),
     })
 }
 
@@ -571,11 +712,28 @@ async fn memory(requests: usize) {
     let user = cart::serve_user_function(cart::CartFunction { snapshot_every: 0 }).await;
     let dir = tempfile::Builder::new().prefix("stead-hop-memory").tempdir().expect("temp dir");
     let threads = std::env::var("STEAD_BENCH_PROXY_THREADS").unwrap_or_else(|_| "default".into());
+    // PostgreSQL keeps its journals between runs: this run's carts are its own.
+    let run =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+    let postgres = match std::env::var("STEAD_TEST_POSTGRES_URL") {
+        Ok(url) => match postgres_store(&url) {
+            StoreConfig::Postgres(pg) => Some(vec![
+                ("STEAD_STORE", "postgres".to_string()),
+                ("POSTGRES_SERVICE", pg.host),
+                ("POSTGRES_PORT", pg.port.to_string()),
+                ("POSTGRES_DATABASE", pg.database),
+                ("POSTGRES_USERNAME", pg.username),
+                ("POSTGRES_PASSWORD", pg.password),
+            ]),
+            _ => None,
+        },
+        Err(_) => None,
+    };
     let arenas = std::env::var("MALLOC_ARENA_MAX").unwrap_or_else(|_| "default".into());
     let mut rows = Vec::new();
     let load_before = load_average();
     for carts in [1, 100, 1000] {
-        let stores: [(&'static str, Vec<(&'static str, String)>); 2] = [
+        let mut stores: Vec<(&'static str, Vec<(&'static str, String)>)> = vec![
             ("in-memory", vec![("STEAD_STORE", "in-memory".into())]),
             (
                 "embedded",
@@ -588,8 +746,10 @@ async fn memory(requests: usize) {
                 ],
             ),
         ];
+        stores.extend(postgres.clone().map(|envs| ("postgres", envs)));
         for (store, envs) in stores {
-            rows.extend(memory_row(store, envs, user, carts, requests).await);
+            let carts_named = format!("{store}-{run}-{carts}");
+            rows.extend(memory_row(store, envs, user, (&carts_named, carts), requests).await);
         }
     }
     println!();
@@ -602,7 +762,7 @@ async fn memory(requests: usize) {
         load_average()
     );
     println!(
-        "{:<10} {:>6} {:>9} {:>7} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10} {:>12} {:>16}",
+        "{:<10} {:>6} {:>9} {:>7} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10} {:>12} {:>16} {:>8}",
         "store",
         "carts",
         "commands",
@@ -614,7 +774,8 @@ async fn memory(requests: usize) {
         "anon peak",
         "anon after",
         "journal KiB~",
-        "anon/cart KiB~"
+        "anon/cart KiB~",
+        "threads"
     );
     for row in &rows {
         // AddItem's event, as the in-memory store holds it: an `Any` in the journal's Vec (48
@@ -627,7 +788,7 @@ async fn memory(requests: usize) {
             (row.peak_kib.1.saturating_sub(row.rest_kib.1).saturating_sub(journal)) as f64 / row.carts as f64;
         let mib = |kib: u64| kib as f64 / 1024.0;
         println!(
-            "{:<10} {:>6} {:>9} {:>7.0} {:>9.1} {:>9.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>12} {:>16.1}",
+            "{:<10} {:>6} {:>9} {:>7.0} {:>9.1} {:>9.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>12} {:>16.1} {:>8}",
             row.store,
             row.carts,
             row.commands,
@@ -640,6 +801,7 @@ async fn memory(requests: usize) {
             mib(row.after_kib.1),
             journal,
             per_cart,
+            row.threads,
         );
     }
 }

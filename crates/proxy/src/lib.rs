@@ -63,4 +63,4 @@ pub mod runtime;
 pub mod store;
 
 pub use config::{ConfigError, ProxyConfig, ProxyMode, StoreConfig};
-pub use runtime::{Proxy, ProxyError, run};
+pub use runtime::{Proxy, ProxyError, build_runtime, run};

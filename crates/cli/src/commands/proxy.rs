@@ -14,10 +14,7 @@ pub fn run() -> anyhow::Result<i32> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let config = stead_proxy::ProxyConfig::from_env(|name| std::env::var(name).ok())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the proxy's runtime")?;
+    let runtime = stead_proxy::build_runtime(None).context("starting the proxy's runtime")?;
     runtime.block_on(stead_proxy::run(config, shutdown_signal()))?;
     Ok(exit::OK)
 }

@@ -11,13 +11,8 @@ pub fn child_proxy() {
     config.listen.set_ip(loopback);
     config.health.set_ip(loopback);
     config.metrics.set_ip(loopback);
-    let runtime = match std::env::var("STEAD_BENCH_PROXY_THREADS").ok().and_then(|n| n.parse::<usize>().ok())
-    {
-        Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
-        Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
-        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
-    }
-    .expect("runtime");
+    let threads = std::env::var("STEAD_BENCH_PROXY_THREADS").ok().and_then(|n| n.parse::<usize>().ok());
+    let runtime = stead_proxy::build_runtime(threads).expect("runtime");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     std::thread::spawn(move || {
         let mut sink = Vec::new();
