@@ -25,8 +25,8 @@
 //! whole 4 KiB pages: the page holding the record's first byte (with the earlier records in it,
 //! kept in memory), the record, and zeros to the end of its last page. Where the file system
 //! allows it the file is opened with `O_DIRECT | O_DSYNC`, so one `pwritev` both writes and syncs
-//! and the page cache is not involved; elsewhere (tmpfs, for one) the same pages are written
-//! through the page cache and `fdatasync`ed. Measured on our ext4 virtual disk: a buffered
+//! and the page cache is not involved; where it refuses them (`EINVAL`, at open or at a write)
+//! the same pages are written through the page cache and `fdatasync`ed. Measured on our ext4 virtual disk: a buffered
 //! 117-byte write plus `fdatasync` costs 50-75 µs, more when the file's cache pages are large
 //! folios (the kernel then walks every block of the folio on each write and sync); the direct
 //! page write costs 38-48 µs. Rewriting the earlier records of a page is safe even if the write
@@ -46,6 +46,8 @@ const HEADER: usize = 16;
 const PAGE: usize = 4096;
 /// Pages written at a time while the file is allocated (1 MiB).
 const FILL_PAGES: usize = 256;
+/// Pages the log keeps allocated between records (64 KiB); a bigger record's are freed.
+const KEPT_PAGES: usize = 16;
 /// Most buffers one `pwritev` takes (Linux's `IOV_MAX`).
 const MAX_IOV: usize = 1024;
 
@@ -83,7 +85,8 @@ pub(super) struct Log {
     epoch: u64,
     salt: u64,
     /// The pages of the record being written, from the one holding its first byte; between
-    /// writes, the first page holds the records already written in the page `offset` is in.
+    /// writes, the first page holds the records already written in the page `offset` is in
+    /// (when `offset` starts a page, nothing of it is read).
     pages: Vec<Page>,
 }
 
@@ -101,7 +104,8 @@ impl std::fmt::Debug for Log {
 
 impl Log {
     /// Opens the log at `path`, creating it, or growing a shorter one, to `capacity` bytes of
-    /// zeros (rounded up to whole pages; synced, with its directory, before it is used). Writing
+    /// zeros rounded up to whole pages (synced, with its directory, before it is used); that is
+    /// the log's capacity, or the file's length if it is longer. Writing
     /// starts at offset 0 in epoch `epoch` until [`Log::restart`] says otherwise; `salt` is the
     /// database's.
     pub(super) fn open(path: &Path, capacity: u64, epoch: u64, salt: u64) -> Result<Self, LogError> {
@@ -129,7 +133,9 @@ impl Log {
             pages: vec![Page::ZERO],
         };
         let length = log.file.metadata().map_err(io)?.len();
-        let allocated = capacity.div_ceil(PAGE as u64) * PAGE as u64;
+        // Whole pages, and never less than the file already has: every page write then lands
+        // inside the file, and the same file gives the same capacity on every open.
+        let allocated = capacity.max(length).next_multiple_of(PAGE as u64);
         if length < allocated {
             log.fill_zeros(length, allocated).map_err(io)?;
             log.file.sync_all().map_err(io)?;
@@ -137,7 +143,7 @@ impl Log {
                 sync_dir(dir).map_err(io)?;
             }
         }
-        log.capacity = capacity.max(length);
+        log.capacity = allocated;
         Ok(log)
     }
 
@@ -164,8 +170,16 @@ impl Log {
     /// whatever the disk holds.
     pub(super) fn append(&mut self, body: &[u8]) -> Result<(), LogError> {
         let io = |source| LogError::Io { path: self.path.clone(), source };
-        let length = u32::try_from(body.len())
-            .map_err(|_| io(io::Error::new(io::ErrorKind::InvalidInput, "record larger than 4 GiB")))?;
+        let invalid = |what: String| io(io::Error::new(io::ErrorKind::InvalidInput, what));
+        // A zero length marks the end of the records, and a record past the capacity would
+        // grow the file: the writer never asks for either.
+        if body.is_empty() {
+            return Err(invalid("empty record".into()));
+        }
+        if !self.fits(body.len()) {
+            return Err(invalid(format!("record of {} bytes past the log's capacity", body.len())));
+        }
+        let length = u32::try_from(body.len()).map_err(|_| invalid("record larger than 4 GiB".into()))?;
         let mut header = [0u8; HEADER];
         header[..4].copy_from_slice(&length.to_le_bytes());
         header[4..8].copy_from_slice(&checksum(self.salt, self.epoch, body).to_le_bytes());
@@ -192,6 +206,11 @@ impl Log {
         // The next record starts in the record's last page: keep its bytes in front.
         if count > 1 && !end.is_multiple_of(PAGE) {
             self.pages[0] = self.pages[count - 1];
+        }
+        // A big batch's pages are not kept for good.
+        if self.pages.len() > KEPT_PAGES {
+            self.pages.truncate(1);
+            self.pages.shrink_to_fit();
         }
         Ok(())
     }
@@ -438,14 +457,31 @@ mod tests {
     }
 
     #[test]
-    fn a_full_log_says_so() {
+    fn a_full_log_says_so_and_refuses_what_does_not_fit() {
         let dir = tempfile::tempdir().expect("temp dir");
+        // Capacity is rounded up to whole pages, the same on every open.
+        for _ in 0..2 {
+            let writing = log(&dir, 64, 1);
+            assert!(writing.fits(4096 - HEADER));
+            assert!(!writing.fits(4096 - HEADER + 1));
+        }
         let mut writing = log(&dir, 64, 1);
-        assert!(writing.fits(64 - HEADER));
-        assert!(!writing.fits(64 - HEADER + 1));
         writing.append(&[1; 30]).expect("appends");
-        assert!(writing.fits(64 - 2 * HEADER - 30));
-        assert!(!writing.fits(64 - 2 * HEADER - 29));
+        assert!(writing.fits(4096 - 2 * HEADER - 30));
+        assert!(!writing.fits(4096 - 2 * HEADER - 29));
+        let error = writing.append(&[2; 4096]).expect_err("does not fit");
+        assert!(error.to_string().contains("past the log's capacity"), "{error}");
+        assert_eq!(std::fs::metadata(dir.path().join("store.wal")).expect("file").len(), 4096);
+    }
+
+    #[test]
+    fn an_empty_record_is_refused_rather_than_ending_the_log() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut writing = log(&dir, 4096, 1);
+        writing.append(b"a").expect("appends");
+        assert!(writing.append(b"").is_err());
+        writing.append(b"c").expect("appends");
+        assert_eq!(log(&dir, 4096, 1).replay().expect("replays"), vec![b"a".to_vec(), b"c".to_vec()]);
     }
 
     /// Bodies of sizes from empty-ish to three pages, so that records start and end anywhere in

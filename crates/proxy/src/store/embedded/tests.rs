@@ -145,10 +145,11 @@ async fn everything_survives_closing_and_reopening() {
 async fn a_full_log_checkpoints_and_nothing_is_lost() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("store.redb");
-    // Room for about four one-event batches: most appends go to the log, some checkpoint.
-    let store = EmbeddedStore::open_with(&path, 1024, 400, None, |_| {}).expect("open");
+    // One page, room for about 60 one-event batches: most appends go to the log, some
+    // checkpoint.
+    let store = EmbeddedStore::open_with(&path, 1024, 4096, None, |_| {}).expect("open");
     let opened = store.stats().checkpoints;
-    for seq in 1..=40 {
+    for seq in 1..=400 {
         let append = Append {
             persistence_id: "cart|1".into(),
             first_sequence: seq,
@@ -158,13 +159,13 @@ async fn a_full_log_checkpoints_and_nothing_is_lost() {
         assert_eq!(store.append(append).await.expect("append"), seq);
     }
     let stats = store.stats();
-    assert!(stats.checkpoints - opened >= 5, "a 400-byte log must fill: {stats:?}");
-    assert!(stats.checkpoints - opened < 40, "most batches go to the log: {stats:?}");
+    assert!(stats.checkpoints - opened >= 5, "a 4 KiB log must fill: {stats:?}");
+    assert!(stats.checkpoints - opened < 20, "most batches go to the log: {stats:?}");
     store.close().await.expect("close");
     let store = EmbeddedStore::open(&path).expect("reopen");
     assert_eq!(store.replayed(), 0, "a clean close leaves nothing to replay");
     let events = store.read_events("cart|1", 0).await.expect("read");
-    assert_eq!(events.len(), 40);
+    assert_eq!(events.len(), 400);
     assert!(events.iter().enumerate().all(|(i, e)| e.payload == event(&format!("e{}", i + 1))));
     store.close().await.expect("close");
 }
@@ -200,7 +201,7 @@ async fn a_batch_larger_than_the_log_is_committed_by_a_checkpoint() {
     let store =
         EmbeddedStore::open_with(&dir.path().join("store.redb"), 1024, 256, None, |_| {}).expect("open");
     let opened = store.stats().checkpoints;
-    let big = Any { type_url: "type.googleapis.com/test.Big".into(), value: vec![7; 1000] };
+    let big = Any { type_url: "type.googleapis.com/test.Big".into(), value: vec![7; 5000] };
     let append =
         Append { persistence_id: "p".into(), first_sequence: 1, events: vec![big.clone()], snapshot: None };
     assert_eq!(store.append(append).await.expect("append"), 1);
