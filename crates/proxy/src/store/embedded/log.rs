@@ -317,7 +317,30 @@ fn open_file(path: &Path, try_direct: bool) -> io::Result<(File, bool)> {
 /// does not support) turns direct I/O off: `file` is reopened without it and the write made
 /// again through the page cache.
 fn write_pages(file: &mut File, direct: &mut bool, path: &Path, pages: &[Page], at: u64) -> io::Result<()> {
-    match write_all_pages(file, pages, at) {
+    #[cfg(test)]
+    if *direct && tests::REFUSE_DIRECT.with(|refuse| refuse.replace(false)) {
+        return write_pages_after(
+            Err(io::Error::from_raw_os_error(nix::libc::EINVAL)),
+            file,
+            direct,
+            path,
+            pages,
+            at,
+        );
+    }
+    write_pages_after(write_all_pages(file, pages, at), file, direct, path, pages, at)
+}
+
+/// What [`write_pages`] does after its direct write returned `result`.
+fn write_pages_after(
+    result: io::Result<()>,
+    file: &mut File,
+    direct: &mut bool,
+    path: &Path,
+    pages: &[Page],
+    at: u64,
+) -> io::Result<()> {
+    match result {
         Err(error) if *direct && error.raw_os_error() == Some(nix::libc::EINVAL) => {
             tracing::warn!(path = %path.display(), %error, "write-ahead log: direct i/o refused, writing through the page cache");
             *file = OpenOptions::new().read(true).write(true).open(path)?;
@@ -386,6 +409,31 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// Makes this thread's next direct write fail with `EINVAL`, as a file system that
+        /// takes `O_DIRECT` at open but not the write's alignment would.
+        pub(super) static REFUSE_DIRECT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    #[test]
+    fn a_refused_direct_write_is_made_through_the_page_cache_and_logging_goes_on() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("store.wal");
+        let mut writing = Log::open(&path, 1 << 16, 1, 3).expect("log opens");
+        if !writing.direct {
+            eprintln!("skipped: the temp directory's file system refuses O_DIRECT at open");
+            return;
+        }
+        let bodies = assorted_bodies();
+        writing.append(&bodies[2]).expect("appends");
+        REFUSE_DIRECT.with(|refuse| refuse.set(true));
+        writing.append(&bodies[1]).expect("appends through the page cache");
+        assert!(!writing.direct, "direct i/o is off after a refusal");
+        writing.append(&bodies[3]).expect("appends");
+        let replayed = Log::open(&path, 1 << 16, 1, 3).expect("reopens").replay().expect("replays");
+        assert_eq!(replayed, vec![bodies[2].clone(), bodies[1].clone(), bodies[3].clone()]);
+    }
 
     fn log(dir: &tempfile::TempDir, capacity: u64, epoch: u64) -> Log {
         Log::open(&dir.path().join("store.wal"), capacity, epoch, 42).expect("log opens")
