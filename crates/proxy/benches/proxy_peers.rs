@@ -1,8 +1,8 @@
 //! stead's passthrough proxy against HAProxy and nginx, and the proxy's own memory.
 //!
 //! How to run: `nice cargo bench -p stead-proxy --bench proxy_peers`. Needs Debian's `haproxy`,
-//! `nginx` (plus `libnginx-mod-stream` for nginx's TCP row) and `wrk`; a missing one prints
-//! which package to install and its rows are skipped.
+//! `nginx` (plus `libnginx-mod-stream` for nginx's TCP row), `wrk` and `h2load`
+//! (`nghttp2-client`); a missing one prints which package to install and its rows are skipped.
 //!
 //! Everything runs on 127.0.0.1 in one run, against the same backends in this process:
 //! - HTTP/1.1: a hyper server answering `GET /` with 13 bytes; loaded by `wrk` (2 threads, 16
@@ -11,6 +11,14 @@
 //! - TCP: an echo server; 16 connections each sending 64-byte messages and awaiting the echo
 //!   (bounded count, 4 s), directly, through stead (opaque TCP detected), HAProxy (`mode tcp`)
 //!   and nginx (`stream`).
+//! - gRPC over HTTP/2 cleartext (prior knowledge): a tonic server (`cart::DirectCart`, in
+//!   memory) answering unary `ShoppingCart/GetCart` with a one-item cart, directly, through
+//!   stead (HTTP/2 detected by the preface), HAProxy (`mode http`, `bind ... proto h2`, `server
+//!   ... proto h2`) and nginx (`listen ... http2`, `grpc_pass` with upstream keep-alive). Every
+//!   path must return the backend's check cart to one GetCart first, else its gRPC rows are
+//!   skipped with a line saying why. Loaded by `h2load` (Debian's `nghttp2-client`; 2 threads,
+//!   16 HTTP/2 connections, one call in flight on each, 4 s; latencies from its per-request
+//!   log).
 //!
 //! stead's proxy runs as a child process (this bench binary re-executed with
 //! `STEAD_BENCH_ROLE=proxy`, configured through the same environment variables as `stead
@@ -20,17 +28,19 @@
 //! HAProxy and nginx run with configs generated in a temp dir and are killed at the end.
 //!
 //! Fixed-rate rows first (open loop, the way the per-hop target is meant: "sub-millisecond p99
-//! at 1000 RPS"): a generator in this bench sends `GET /` or a 64-byte echo message at 1,000 and
-//! 5,000 req/s over 8 keep-alive connections, in 1-s slices interleaved across the peers (6 per
-//! row), each latency taken from the request's intended send time (see [`open_loop`]), and
-//! prints p50, p90, p99, p99.9, the proxy's CPU time per request and the p99 each proxy adds
-//! over direct. Saturation rows follow: latency there is mostly queueing and, on a
+//! at 1000 RPS"): a generator in this bench sends `GET /`, a 64-byte echo message or a GetCart
+//! call at 1,000 and 5,000 req/s over 8 keep-alive connections (for gRPC: 8 HTTP/2 connections,
+//! one tonic channel each, calls sequential on each, each its own cart), in 1-s slices
+//! interleaved across the peers (6 per row), each latency taken from the request's intended
+//! send time (see [`open_loop`]), and prints p50, p90, p99, p99.9, the median of the slices'
+//! p99s, the proxy's CPU time per request and the p99 each proxy adds over direct (see
+//! [`fixed_rate_rows`]). Saturation rows follow: latency there is mostly queueing and, on a
 //! small shared machine, scheduling noise; they show throughput. `STEAD_BENCH_ROWS=fixed` runs
 //! only the fixed-rate rows.
 //!
 //! Every saturation row runs twice (all rows in order, then in reverse order, so that the
-//! machine's drifting load hits all alike) and reports its better round; fixed-rate rows run
-//! twice the same way and report both rounds' samples together. Prints p50, p99, requests/s, the
+//! machine's drifting load hits all alike) and reports its better round; fixed-rate rows report
+//! all their slices' samples together. Prints p50, p99, requests/s, the
 //! p99 each proxy adds over direct, the memory figures, and the machine's load average.
 //! Targets (issue 5): the hop adds under 0.3 ms p99, no slower than HAProxy or nginx; memory
 //! under 20 MiB.
@@ -195,6 +205,52 @@ async fn echo_backend() -> SocketAddr {
     addr
 }
 
+/// The gRPC backend: `cart::DirectCart` (in memory) with TCP_NODELAY on every accepted
+/// connection, as the proxies set on theirs (without it, delayed ACKs would put ~40 ms into the
+/// baseline's tail). Each fixed-rate connection's cart and the check cart hold one item.
+async fn grpc_backend() -> SocketAddr {
+    use tokio_stream::StreamExt as _;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let addr = listener.local_addr().expect("addr");
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|accepted| {
+        accepted.inspect(|stream| {
+            let _ = stream.set_nodelay(true);
+        })
+    });
+    tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(
+                cart::api::shopping_cart_server::ShoppingCartServer::new(cart::DirectCart::default()),
+            )
+            .serve_with_incoming(incoming)
+            .await;
+    });
+    let mut client = cart::client(addr).await;
+    for user in (0..OPEN_CONNECTIONS).map(grpc_cart).chain([GRPC_CHECK_CART.to_string()]) {
+        client.add_item(cart::line(&user, "p1", "bench item", 1)).await.expect("AddItem on the gRPC backend");
+    }
+    addr
+}
+
+/// The cart read through every gRPC path before its rows run, to show the path reaches the backend.
+const GRPC_CHECK_CART: &str = "bench-check";
+
+/// Whether a GetCart through `addr` (5 s at most) returns the backend's one-item check cart.
+async fn grpc_check(addr: SocketAddr) -> Result<(), String> {
+    let call = async {
+        let mut client = cart::Client::new(grpc_channel(addr).await.map_err(|e| format!("connect: {e}"))?);
+        let request = cart::api::GetShoppingCart { user_id: GRPC_CHECK_CART.into() };
+        let reply = client.get_cart(request).await.map_err(|status| format!("GetCart: {status}"))?;
+        match cart::items(reply.get_ref()).as_slice() {
+            [(id, _, 1)] if id == "p1" => Ok(()),
+            items => Err(format!("GetCart returned {items:?}, not the check cart's one item")),
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .unwrap_or_else(|_| Err("GetCart timed out".into()))
+}
+
 // ---------------------------------------------------------------- load
 
 struct Figures {
@@ -280,6 +336,52 @@ async fn tcp_load(addr: SocketAddr) -> Figures {
     Figures { p50_us: at(0.5), p99_us: at(0.99), per_second: latencies.len() as f64 / wall.as_secs_f64() }
 }
 
+/// `h2load` against `addr`: unary GetCart calls (POST, `content-type: application/grpc`) on
+/// [`CONNECTIONS`] HTTP/2 cleartext connections, one call in flight on each, for [`LOAD_TIME`].
+/// Latencies come from its per-request log (h2load itself prints no percentiles); a stream that
+/// failed or did not answer 200 is reported. h2load does not read gRPC trailers: the GetCart
+/// check in [`start_proxies`] is what shows each path answers correctly.
+fn h2load(h2load: &Path, dir: &Path, addr: SocketAddr) -> Option<Figures> {
+    use prost::Message as _;
+    let message = cart::api::GetShoppingCart { user_id: grpc_cart(0) }.encode_to_vec();
+    // The gRPC length-prefixed message: not compressed, then the length in big-endian.
+    let mut body = vec![0u8];
+    body.extend_from_slice(&u32::try_from(message.len()).ok()?.to_be_bytes());
+    body.extend_from_slice(&message);
+    let (data, log) = (dir.join("h2load-getcart.bin"), dir.join(format!("h2load-{}.log", addr.port())));
+    std::fs::write(&data, body).ok()?;
+    let output = Command::new(h2load)
+        .args(["-t2", &format!("-c{CONNECTIONS}"), "-m1", &format!("-D{}", LOAD_TIME.as_secs())])
+        .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
+        .arg(format!("--data={}", data.display()))
+        .arg(format!("--log-file={}", log.display()))
+        .arg(format!("http://{addr}/{}/GetCart", cart::SERVICE))
+        .output()
+        .ok()?;
+    let text = std::fs::read_to_string(&log).ok()?;
+    let _ = std::fs::remove_file(&log);
+    let mut latencies = Vec::new();
+    let mut failed = 0;
+    for line in text.lines() {
+        let mut columns = line.split('\t');
+        let (_start, status, micros) = (columns.next(), columns.next(), columns.next());
+        match (status, micros.and_then(|m| m.trim().parse::<u64>().ok())) {
+            (Some("200"), Some(micros)) => latencies.push(micros),
+            _ => failed += 1,
+        }
+    }
+    if failed > 0 || latencies.is_empty() {
+        let summary = String::from_utf8_lossy(&output.stdout);
+        println!("h2load against {addr}: {failed} failed streams\n{summary}");
+    }
+    latencies.sort_unstable();
+    Some(Figures {
+        p50_us: percentile(&latencies, 0.5),
+        p99_us: percentile(&latencies, 0.99),
+        per_second: latencies.len() as f64 / LOAD_TIME.as_secs_f64(),
+    })
+}
+
 // ---------------------------------------------------------------- fixed rate (open loop)
 
 /// The offered rates of the fixed-rate rows, requests per second over all connections.
@@ -299,6 +401,17 @@ enum Wire {
     Http,
     /// A 64-byte message and its echo.
     Tcp,
+    /// A unary gRPC call (`ShoppingCart/GetCart`, a one-item cart) on an HTTP/2 cleartext
+    /// connection (prior knowledge): one tonic channel per connection, calls sequential on it.
+    Grpc,
+}
+
+/// One connection of the fixed-rate generator, ready for [`exchange`].
+enum Conn {
+    /// HTTP/1.1 or TCP: the socket and the buffer for its replies (for TCP: the message).
+    Raw(TcpStream, Vec<u8>),
+    /// gRPC: a client on its own HTTP/2 connection and the cart it reads (one per connection).
+    Grpc(cart::Client, String),
 }
 
 /// One fixed-rate run: each exchange's latency in ns, and the exchanges that failed.
@@ -349,21 +462,46 @@ async fn open_loop(addr: SocketAddr, wire: Wire, rate: u32) -> OpenRun {
     run
 }
 
-async fn open_connect(addr: SocketAddr, wire: Wire, c: u32) -> std::io::Result<(TcpStream, Vec<u8>)> {
-    let mut stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let mut buf = Vec::with_capacity(4096);
-    // Not HTTP for TCP: the first byte is 0, so stead detects opaque TCP at once.
-    buf.resize(MESSAGE, 0);
-    buf[1] = c as u8;
-    tokio::time::timeout(OPEN_REPLY_TIMEOUT, exchange(&mut stream, wire, &mut buf))
+async fn open_connect(addr: SocketAddr, wire: Wire, c: u32) -> std::io::Result<Conn> {
+    let timed_out =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{what} timed out"));
+    let mut conn = if wire == Wire::Grpc {
+        let connect = grpc_channel(addr);
+        let channel =
+            tokio::time::timeout(OPEN_REPLY_TIMEOUT, connect).await.map_err(|_| timed_out("connect"))??;
+        Conn::Grpc(cart::Client::new(channel), grpc_cart(c))
+    } else {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let mut buf = Vec::with_capacity(4096);
+        // Not HTTP for TCP: the first byte is 0, so stead detects opaque TCP at once.
+        buf.resize(MESSAGE, 0);
+        buf[1] = c as u8;
+        Conn::Raw(stream, buf)
+    };
+    tokio::time::timeout(OPEN_REPLY_TIMEOUT, exchange(&mut conn, wire))
         .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "warm-up reply timed out"))??;
-    Ok((stream, buf))
+        .map_err(|_| timed_out("warm-up reply"))??;
+    Ok(conn)
+}
+
+/// A new HTTP/2 cleartext connection (prior knowledge) to `addr`, TCP_NODELAY set.
+async fn grpc_channel(addr: SocketAddr) -> std::io::Result<tonic::transport::Channel> {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(std::io::Error::other)?
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(std::io::Error::other)
+}
+
+/// The cart that fixed-rate connection `c` reads; [`grpc_backend`] fills it with one item.
+fn grpc_cart(c: u32) -> String {
+    format!("bench-{c}")
 }
 
 async fn open_connection(
-    (mut stream, mut buf): (TcpStream, Vec<u8>),
+    mut conn: Conn,
     wire: Wire,
     first: Instant,
     interval: Duration,
@@ -378,7 +516,7 @@ async fn open_connection(
         }
         let sent = Instant::now();
         let from = if previous_done <= intended { sent } else { intended };
-        match tokio::time::timeout(OPEN_REPLY_TIMEOUT, exchange(&mut stream, wire, &mut buf)).await {
+        match tokio::time::timeout(OPEN_REPLY_TIMEOUT, exchange(&mut conn, wire)).await {
             Ok(Ok(())) => {}
             _ => {
                 run.errors += 1;
@@ -393,10 +531,23 @@ async fn open_connection(
     run
 }
 
-/// One request and its whole reply. For TCP, `buf` holds the message and is left holding it.
-async fn exchange(stream: &mut TcpStream, wire: Wire, buf: &mut Vec<u8>) -> std::io::Result<()> {
+/// One request and its whole reply. For TCP, the buffer holds the message and is left holding it.
+async fn exchange(conn: &mut Conn, wire: Wire) -> std::io::Result<()> {
     let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let (stream, buf) = match conn {
+        Conn::Raw(stream, buf) => (stream, buf),
+        Conn::Grpc(client, user_id) => {
+            let request = cart::api::GetShoppingCart { user_id: user_id.clone() };
+            let reply = client.get_cart(request).await.map_err(std::io::Error::other)?;
+            return if reply.get_ref().items.len() == 1 {
+                Ok(())
+            } else {
+                Err(invalid("not a one-item cart"))
+            };
+        }
+    };
     match wire {
+        Wire::Grpc => Err(invalid("a gRPC exchange needs a gRPC connection")),
         Wire::Tcp => {
             let sent = buf[..MESSAGE].to_vec();
             stream.write_all(&sent).await?;
@@ -454,22 +605,19 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 /// `CPU/req` is the proxy processes' run time in µs (schedstat, every thread) over the
 /// requests they carried: unlike the tail it barely depends on the machine's load. `+p99` and
 /// `+p99 mid` are what the proxy adds over direct.
-async fn fixed_rate_rows(
-    entries: &[(&'static str, Option<SocketAddr>, Option<SocketAddr>)],
-    pids: &PeerPids,
-) {
+async fn fixed_rate_rows(entries: &[Entry], pids: &PeerPids) {
     let forth: Vec<usize> = (0..entries.len()).collect();
     let back: Vec<usize> = forth.iter().rev().copied().collect();
     let order: Vec<usize> = (0..OPEN_ROUNDS)
         .flat_map(|round| if round % 2 == 0 { forth.clone() } else { back.clone() })
         .collect();
-    for wire in [Wire::Http, Wire::Tcp] {
+    for wire in [Wire::Http, Wire::Tcp, Wire::Grpc] {
         for rate in OPEN_RATES {
             // (name, samples of every slice, each slice's p99 in ns, CPU ns)
             let mut rows: Vec<(&str, OpenRun, Vec<u64>, u64)> = Vec::new();
             for &i in &order {
-                let (name, http, tcp) = entries[i];
-                let Some(addr) = (if wire == Wire::Http { http } else { tcp }) else { continue };
+                let name = entries[i].name;
+                let Some(addr) = entries[i].addr(wire) else { continue };
                 let peer = pids.of(name, wire);
                 let before = cpu_nanos(&peer);
                 let mut run = open_loop(addr, wire, rate).await;
@@ -489,7 +637,11 @@ async fn fixed_rate_rows(
             let what = match wire {
                 Wire::Http => "HTTP/1.1 GET /".to_string(),
                 Wire::Tcp => format!("TCP echo {MESSAGE} B"),
+                Wire::Grpc => "gRPC unary GetCart over h2c (one HTTP/2 connection each)".to_string(),
             };
+            if rows.is_empty() {
+                continue;
+            }
             println!(
                 "\n{what} at a fixed {rate} req/s (open loop, {OPEN_CONNECTIONS} keep-alive connections, \
                  {OPEN_ROUNDS} interleaved slices of {} ms each; {})",
@@ -551,6 +703,7 @@ async fn fixed_rate_rows(
 struct PeerPids {
     stead_http: Option<u32>,
     stead_tcp: Option<u32>,
+    stead_grpc: Option<u32>,
     haproxy: Option<u32>,
     nginx: Option<u32>,
 }
@@ -562,6 +715,7 @@ impl PeerPids {
         PeerPids {
             stead_http: stead.next(),
             stead_tcp: stead.next(),
+            stead_grpc: stead.next(),
             haproxy: named("haproxy"),
             nginx: named("nginx"),
         }
@@ -570,8 +724,11 @@ impl PeerPids {
     /// The processes carrying `name`'s `wire` traffic: nginx's master and its workers.
     fn of(&self, name: &str, wire: Wire) -> Vec<u32> {
         let pid = match name {
-            "stead passthrough" if wire == Wire::Http => self.stead_http,
-            "stead passthrough" => self.stead_tcp,
+            "stead passthrough" => match wire {
+                Wire::Http => self.stead_http,
+                Wire::Tcp => self.stead_tcp,
+                Wire::Grpc => self.stead_grpc,
+            },
             "haproxy" => self.haproxy,
             "nginx" => self.nginx,
             _ => None,
@@ -608,9 +765,45 @@ fn load_average() -> String {
 
 // ---------------------------------------------------------------- the proxies
 
+/// One path the load takes, with where it listens for each wire; None when it cannot carry it.
+#[derive(Clone, Copy)]
+struct Entry {
+    name: &'static str,
+    http: Option<SocketAddr>,
+    tcp: Option<SocketAddr>,
+    grpc: Option<SocketAddr>,
+}
+
+impl Entry {
+    fn addr(&self, wire: Wire) -> Option<SocketAddr> {
+        match wire {
+            Wire::Http => self.http,
+            Wire::Tcp => self.tcp,
+            Wire::Grpc => self.grpc,
+        }
+    }
+}
+
+/// The backends' addresses, one per wire.
+#[derive(Clone, Copy)]
+struct Backends {
+    http: SocketAddr,
+    tcp: SocketAddr,
+    grpc: SocketAddr,
+}
+
+/// A peer as started: its process and where it listens for each wire.
+struct Started {
+    proc: Proc,
+    http: SocketAddr,
+    /// None when the peer cannot proxy TCP; `note` says why.
+    tcp: Option<SocketAddr>,
+    grpc: SocketAddr,
+    note: Option<String>,
+}
+
 struct Proxies {
-    /// (name, HTTP address, TCP address); an address is None when that proxy cannot do it.
-    entries: Vec<(&'static str, Option<SocketAddr>, Option<SocketAddr>)>,
+    entries: Vec<Entry>,
     processes: Vec<Proc>,
     skipped: Vec<String>,
 }
@@ -637,16 +830,19 @@ fn stead_passthrough(upstream: SocketAddr) -> (Proc, SocketAddr) {
     (proc, loopback(port))
 }
 
-fn haproxy(dir: &Path, http: SocketAddr, tcp: SocketAddr) -> Result<(Proc, SocketAddr, SocketAddr), String> {
+fn haproxy(dir: &Path, backends: Backends) -> Result<Started, String> {
     let binary = find("haproxy", "haproxy")?;
-    let (http_port, tcp_port) = (free_port(), free_port());
+    let Backends { http, tcp, grpc } = backends;
+    let (http_port, tcp_port, grpc_port) = (free_port(), free_port(), free_port());
     let config = format!(
         "global\n  nbthread 2\n  maxconn 4096\n\
          defaults\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
          frontend http_in\n  mode http\n  bind 127.0.0.1:{http_port}\n  default_backend http_out\n\
          backend http_out\n  mode http\n  http-reuse always\n  server s1 {http}\n\
          frontend tcp_in\n  mode tcp\n  bind 127.0.0.1:{tcp_port}\n  default_backend tcp_out\n\
-         backend tcp_out\n  mode tcp\n  server s1 {tcp}\n"
+         backend tcp_out\n  mode tcp\n  server s1 {tcp}\n\
+         frontend grpc_in\n  mode http\n  bind 127.0.0.1:{grpc_port} proto h2\n  default_backend grpc_out\n\
+         backend grpc_out\n  mode http\n  http-reuse always\n  server s1 {grpc} proto h2\n"
     );
     let path = dir.join("haproxy.cfg");
     std::fs::write(&path, config).map_err(|e| format!("haproxy: writing {}: {e}", path.display()))?;
@@ -658,16 +854,21 @@ fn haproxy(dir: &Path, http: SocketAddr, tcp: SocketAddr) -> Result<(Proc, Socke
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("haproxy: cannot start: {e}"))?;
-    Ok((Proc { name: "haproxy", child }, loopback(http_port), loopback(tcp_port)))
+    Ok(Started {
+        proc: Proc { name: "haproxy", child },
+        http: loopback(http_port),
+        tcp: Some(loopback(tcp_port)),
+        grpc: loopback(grpc_port),
+        note: None,
+    })
 }
 
-fn nginx(
-    dir: &Path,
-    http: SocketAddr,
-    tcp: SocketAddr,
-) -> Result<(Proc, SocketAddr, Option<SocketAddr>, Option<String>), String> {
+/// nginx (1.22's syntax: `listen ... http2` on a plain listener is h2c with prior knowledge;
+/// from 1.25 it is `http2 on;` in the server); its TCP address is None without the stream module.
+fn nginx(dir: &Path, backends: Backends) -> Result<Started, String> {
     let binary = find("nginx", "nginx")?;
-    let (http_port, tcp_port) = (free_port(), free_port());
+    let Backends { http, tcp, grpc } = backends;
+    let (http_port, tcp_port, grpc_port) = (free_port(), free_port(), free_port());
     let stream_module = Path::new("/usr/lib/nginx/modules/ngx_stream_module.so");
     let (load, stream, tcp_addr, note) = if stream_module.is_file() {
         (
@@ -689,7 +890,10 @@ fn nginx(
          fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
          keepalive_requests 1000000;\n  upstream backend {{ server {http}; keepalive 64; keepalive_requests 1000000; }}\n\
          server {{\n    listen 127.0.0.1:{http_port};\n    location / {{\n      proxy_pass http://backend;\n\
-         proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }}\n  }}\n}}\n{stream}"
+         proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }}\n  }}\n\
+         upstream grpc_backend {{ server {grpc}; keepalive 64; keepalive_requests 1000000; }}\n\
+         server {{\n    listen 127.0.0.1:{grpc_port} http2;\n\
+         location / {{ grpc_pass grpc://grpc_backend; }}\n  }}\n}}\n{stream}"
     );
     let path = dir.join("nginx.conf");
     std::fs::write(&path, config).map_err(|e| format!("nginx: writing {}: {e}", path.display()))?;
@@ -704,44 +908,66 @@ fn nginx(
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("nginx: cannot start: {e}"))?;
-    Ok((Proc { name: "nginx", child }, loopback(http_port), tcp_addr, note))
+    Ok(Started {
+        proc: Proc { name: "nginx", child },
+        http: loopback(http_port),
+        tcp: tcp_addr,
+        grpc: loopback(grpc_port),
+        note,
+    })
 }
 
-async fn start_proxies(dir: &Path, http: SocketAddr, tcp: SocketAddr) -> Proxies {
-    let mut proxies =
-        Proxies { entries: vec![("direct", Some(http), Some(tcp))], processes: vec![], skipped: vec![] };
-    // stead serves one upstream per process: one child for HTTP, one for TCP.
-    let (stead_http, stead_http_addr) = stead_passthrough(http);
-    let (stead_tcp, stead_tcp_addr) = stead_passthrough(tcp);
-    let http_ok = wait_listening("stead", stead_http_addr).await;
-    let tcp_ok = wait_listening("stead", stead_tcp_addr).await;
-    proxies.entries.push((
-        "stead passthrough",
-        http_ok.then_some(stead_http_addr),
-        tcp_ok.then_some(stead_tcp_addr),
-    ));
-    proxies.processes.push(stead_http);
-    proxies.processes.push(stead_tcp);
-    match haproxy(dir, http, tcp) {
-        Ok((proc, h, t)) => {
-            let ok = wait_listening("haproxy", h).await && wait_listening("haproxy", t).await;
-            proxies.entries.push(("haproxy", ok.then_some(h), ok.then_some(t)));
-            proxies.processes.push(proc);
+async fn start_proxies(dir: &Path, backends: Backends) -> Proxies {
+    let direct = Entry {
+        name: "direct",
+        http: Some(backends.http),
+        tcp: Some(backends.tcp),
+        grpc: Some(backends.grpc),
+    };
+    let mut proxies = Proxies { entries: vec![direct], processes: vec![], skipped: vec![] };
+    // stead serves one upstream per process: one child each for HTTP, TCP and gRPC (in this
+    // order: [`PeerPids`] relies on it).
+    let mut stead = Entry { name: "stead passthrough", http: None, tcp: None, grpc: None };
+    for wire in [Wire::Http, Wire::Tcp, Wire::Grpc] {
+        let upstream = match wire {
+            Wire::Http => backends.http,
+            Wire::Tcp => backends.tcp,
+            Wire::Grpc => backends.grpc,
+        };
+        let (proc, addr) = stead_passthrough(upstream);
+        let addr = wait_listening("stead", addr).await.then_some(addr);
+        match wire {
+            Wire::Http => stead.http = addr,
+            Wire::Tcp => stead.tcp = addr,
+            Wire::Grpc => stead.grpc = addr,
         }
-        Err(line) => proxies.skipped.push(line),
+        proxies.processes.push(proc);
     }
-    match nginx(dir, http, tcp) {
-        Ok((proc, h, t, note)) => {
-            let ok = wait_listening("nginx", h).await;
-            let tcp_ok = match t {
-                Some(t) => wait_listening("nginx", t).await,
-                None => false,
-            };
-            proxies.entries.push(("nginx", ok.then_some(h), t.filter(|_| tcp_ok)));
-            proxies.processes.push(proc);
-            proxies.skipped.extend(note);
+    proxies.entries.push(stead);
+    let peers = [("haproxy", haproxy(dir, backends)), ("nginx", nginx(dir, backends))];
+    for (name, started) in peers {
+        match started {
+            Ok(started) => {
+                let ok = wait_listening(name, started.http).await && wait_listening(name, started.grpc).await;
+                let tcp = match started.tcp {
+                    Some(t) if ok && wait_listening(name, t).await => Some(t),
+                    _ => None,
+                };
+                let (http, grpc) = (ok.then_some(started.http), ok.then_some(started.grpc));
+                proxies.entries.push(Entry { name, http, tcp, grpc });
+                proxies.processes.push(started.proc);
+                proxies.skipped.extend(started.note);
+            }
+            Err(line) => proxies.skipped.push(line),
         }
-        Err(line) => proxies.skipped.push(line),
+    }
+    // A gRPC row runs only where a GetCart really comes back through the path.
+    for entry in &mut proxies.entries {
+        let Some(addr) = entry.grpc else { continue };
+        if let Err(why) = grpc_check(addr).await {
+            proxies.skipped.push(format!("{} grpc: {why}, rows skipped", entry.name));
+            entry.grpc = None;
+        }
     }
     proxies
 }
@@ -836,7 +1062,8 @@ async fn bench() {
     let dir = tempfile::Builder::new().prefix("stead-peers-bench").tempdir().expect("temp dir");
     let http = http_backend().await;
     let tcp = echo_backend().await;
-    let proxies = start_proxies(dir.path(), http, tcp).await;
+    let grpc = grpc_backend().await;
+    let proxies = start_proxies(dir.path(), Backends { http, tcp, grpc }).await;
     for line in &proxies.skipped {
         println!("{line}");
     }
@@ -860,7 +1087,7 @@ async fn bench() {
         Err(line) => println!("{line}"),
         Ok(wrk_path) => {
             for &i in &order {
-                let (name, Some(addr), _) = proxies.entries[i] else { continue };
+                let Entry { name, http: Some(addr), .. } = proxies.entries[i] else { continue };
                 let running = Arc::new(AtomicBool::new(true));
                 let sampler = (name == "stead passthrough")
                     .then(|| stead_http_pid.map(|pid| sample_rss(pid, running.clone())))
@@ -883,7 +1110,7 @@ async fn bench() {
     let rest_tcp = stead_tcp_pid.and_then(|pid| status_kib(pid, "VmRSS"));
     let mut stead_tcp_peak = 0;
     for &i in &order {
-        let (name, _, Some(addr)) = proxies.entries[i] else { continue };
+        let Entry { name, tcp: Some(addr), .. } = proxies.entries[i] else { continue };
         if name == "stead passthrough"
             && let Some(pid) = stead_tcp_pid
         {
@@ -898,6 +1125,35 @@ async fn bench() {
             }
         } else {
             keep_better(&mut tcp_rows, name, tcp_load(addr).await);
+        }
+    }
+    let mut grpc_rows = Vec::new();
+    let stead_grpc_pid = proxies.processes.get(2).filter(|p| p.name == "stead").map(Proc::pid);
+    let rest_grpc = stead_grpc_pid.and_then(|pid| status_kib(pid, "VmRSS"));
+    let mut stead_grpc_peak = 0;
+    match find("h2load", "nghttp2-client") {
+        Err(line) => println!("{line}"),
+        Ok(h2load_path) => {
+            for &i in &order {
+                let Entry { name, grpc: Some(addr), .. } = proxies.entries[i] else { continue };
+                let running = Arc::new(AtomicBool::new(true));
+                let sampler = (name == "stead passthrough")
+                    .then(|| stead_grpc_pid.map(|pid| sample_rss(pid, running.clone())))
+                    .flatten();
+                let (h2load_path, dir) = (h2load_path.clone(), dir.path().to_path_buf());
+                let figures = tokio::task::spawn_blocking(move || h2load(&h2load_path, &dir, addr))
+                    .await
+                    .ok()
+                    .flatten();
+                running.store(false, Ordering::Relaxed);
+                if let Some(sampler) = sampler {
+                    stead_grpc_peak = stead_grpc_peak.max(sampler.join().unwrap_or(0));
+                }
+                match figures {
+                    Some(f) => keep_better(&mut grpc_rows, name, f),
+                    None => println!("{name}: h2load failed, row skipped"),
+                }
+            }
         }
     }
     let peer_rss: Vec<String> = proxies
@@ -926,6 +1182,17 @@ async fn bench() {
         ),
         &tcp_rows,
     );
+    if !grpc_rows.is_empty() {
+        println!();
+        print_rows(
+            &format!(
+                "gRPC unary GetCart over h2c via h2load: 2 threads, {CONNECTIONS} HTTP/2 connections, \
+                 1 call in flight each, {} s",
+                LOAD_TIME.as_secs()
+            ),
+            &grpc_rows,
+        );
+    }
     println!();
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!("stead proxy memory (VmRSS of the child process; target < 20 MiB)");
@@ -938,6 +1205,11 @@ async fn bench() {
         "passthrough, TCP child:  at rest {:.1} MiB, peak under TCP load {:.1} MiB",
         mib(rest_tcp.unwrap_or(0)),
         mib(stead_tcp_peak)
+    );
+    println!(
+        "passthrough, gRPC child: at rest {:.1} MiB, peak under h2load {:.1} MiB",
+        mib(rest_grpc.unwrap_or(0)),
+        mib(stead_grpc_peak)
     );
     match entity {
         Some((rest, peak, rate)) => println!(
