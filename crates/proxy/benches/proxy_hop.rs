@@ -360,27 +360,6 @@ async fn measure_http(name: &'static str, addr: SocketAddr, requests: usize) -> 
     .await
 }
 
-/// The direct baseline: `cart::DirectCart` with TCP_NODELAY on every accepted connection, as
-/// the proxy sets on its own sockets (without it, delayed ACKs put ~40 ms into the baseline's
-/// p99 and the comparison would flatter the proxy).
-async fn serve_direct() -> SocketAddr {
-    use tokio_stream::StreamExt as _;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds a loopback port");
-    let addr = listener.local_addr().expect("local address");
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|accepted| {
-        accepted.inspect(|stream| {
-            let _ = stream.set_nodelay(true);
-        })
-    });
-    tokio::spawn(async move {
-        let _ = tonic::transport::Server::builder()
-            .add_service(api::shopping_cart_server::ShoppingCartServer::new(cart::DirectCart::default()))
-            .serve_with_incoming(incoming)
-            .await;
-    });
-    addr
-}
-
 async fn proxy(config: ProxyConfig) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let proxy = stead_proxy::Proxy::bind(config).await.expect("binds");
     let addr = proxy.local_addr();
@@ -411,7 +390,7 @@ fn main() {
 async fn hop(requests: usize) {
     {
         let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-        let direct_addr = serve_direct().await;
+        let direct_addr = cart::serve_direct().await;
         let direct = measure("direct", direct_addr, requests).await;
 
         let mut config = ProxyConfig::local(any, direct_addr);

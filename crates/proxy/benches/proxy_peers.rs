@@ -205,26 +205,10 @@ async fn echo_backend() -> SocketAddr {
     addr
 }
 
-/// The gRPC backend: `cart::DirectCart` (in memory) with TCP_NODELAY on every accepted
-/// connection, as the proxies set on theirs (without it, delayed ACKs would put ~40 ms into the
-/// baseline's tail). Each fixed-rate connection's cart and the check cart hold one item.
+/// The gRPC backend: `cart::serve_direct`'s in-memory cart server. Each fixed-rate connection's
+/// cart and the check cart hold one item.
 async fn grpc_backend() -> SocketAddr {
-    use tokio_stream::StreamExt as _;
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let addr = listener.local_addr().expect("addr");
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|accepted| {
-        accepted.inspect(|stream| {
-            let _ = stream.set_nodelay(true);
-        })
-    });
-    tokio::spawn(async move {
-        let _ = tonic::transport::Server::builder()
-            .add_service(
-                cart::api::shopping_cart_server::ShoppingCartServer::new(cart::DirectCart::default()),
-            )
-            .serve_with_incoming(incoming)
-            .await;
-    });
+    let addr = cart::serve_direct().await;
     let mut client = cart::client(addr).await;
     for user in (0..OPEN_CONNECTIONS).map(grpc_cart).chain([GRPC_CHECK_CART.to_string()]) {
         client.add_item(cart::line(&user, "p1", "bench item", 1)).await.expect("AddItem on the gRPC backend");
