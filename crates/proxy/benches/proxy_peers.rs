@@ -957,6 +957,42 @@ async fn start_proxies(dir: &Path, backends: Backends) -> Proxies {
 }
 
 /// Keeps the better (higher req/s) of a row's rounds, rows in first-seen order.
+/// Runs a closed-loop load tool (`tool`: its name, and a run against an address) on each entry
+/// in `order` that serves `wire`, keeping each entry's better round; samples stead's RSS
+/// (`stead_pid`) meanwhile. The rows, and stead's peak RSS in KiB.
+async fn saturate<F>(
+    entries: &[Entry],
+    order: &[usize],
+    wire: Wire,
+    stead_pid: Option<u32>,
+    (tool, run): (&'static str, F),
+) -> (Vec<(&'static str, Figures)>, u64)
+where
+    F: Fn(SocketAddr) -> Option<Figures> + Clone + Send + 'static,
+{
+    let mut rows = Vec::new();
+    let mut stead_peak = 0;
+    for &i in order {
+        let Some(addr) = entries[i].addr(wire) else { continue };
+        let name = entries[i].name;
+        let running = Arc::new(AtomicBool::new(true));
+        let sampler = (name == "stead passthrough")
+            .then(|| stead_pid.map(|pid| sample_rss(pid, running.clone())))
+            .flatten();
+        let run = run.clone();
+        let figures = tokio::task::spawn_blocking(move || run(addr)).await.ok().flatten();
+        running.store(false, Ordering::Relaxed);
+        if let Some(sampler) = sampler {
+            stead_peak = stead_peak.max(sampler.join().unwrap_or(0));
+        }
+        match figures {
+            Some(f) => keep_better(&mut rows, name, f),
+            None => println!("{name}: {tool} failed, row skipped"),
+        }
+    }
+    (rows, stead_peak)
+}
+
 fn keep_better<'a>(rows: &mut Vec<(&'a str, Figures)>, name: &'a str, figures: Figures) {
     match rows.iter_mut().find(|(n, _)| *n == name) {
         Some((_, kept)) if kept.per_second >= figures.per_second => {}
@@ -1065,30 +1101,16 @@ async fn bench() {
     // Two rounds, the second in reverse order, so that drift in the machine's load hits every
     // row alike; each row reports its better round (higher req/s).
     let order: Vec<usize> = (0..proxies.entries.len()).chain((0..proxies.entries.len()).rev()).collect();
-    let mut http_rows: Vec<(&str, Figures)> = Vec::new();
-    let mut stead_http_peak = 0;
-    match find("wrk", "wrk") {
-        Err(line) => println!("{line}"),
-        Ok(wrk_path) => {
-            for &i in &order {
-                let Entry { name, http: Some(addr), .. } = proxies.entries[i] else { continue };
-                let running = Arc::new(AtomicBool::new(true));
-                let sampler = (name == "stead passthrough")
-                    .then(|| stead_http_pid.map(|pid| sample_rss(pid, running.clone())))
-                    .flatten();
-                let wrk_path = wrk_path.clone();
-                let figures = tokio::task::spawn_blocking(move || wrk(&wrk_path, addr)).await.ok().flatten();
-                running.store(false, Ordering::Relaxed);
-                if let Some(sampler) = sampler {
-                    stead_http_peak = stead_http_peak.max(sampler.join().unwrap_or(0));
-                }
-                match figures {
-                    Some(f) => keep_better(&mut http_rows, name, f),
-                    None => println!("{name}: wrk failed, row skipped"),
-                }
-            }
+    let (http_rows, stead_http_peak) = match find("wrk", "wrk") {
+        Err(line) => {
+            println!("{line}");
+            (Vec::new(), 0)
         }
-    }
+        Ok(wrk_path) => {
+            let tool = ("wrk", move |addr| wrk(&wrk_path, addr));
+            saturate(&proxies.entries, &order, Wire::Http, stead_http_pid, tool).await
+        }
+    };
 
     let mut tcp_rows = Vec::new();
     let rest_tcp = stead_tcp_pid.and_then(|pid| status_kib(pid, "VmRSS"));
@@ -1111,35 +1133,19 @@ async fn bench() {
             keep_better(&mut tcp_rows, name, tcp_load(addr).await);
         }
     }
-    let mut grpc_rows = Vec::new();
     let stead_grpc_pid = proxies.processes.get(2).filter(|p| p.name == "stead").map(Proc::pid);
     let rest_grpc = stead_grpc_pid.and_then(|pid| status_kib(pid, "VmRSS"));
-    let mut stead_grpc_peak = 0;
-    match find("h2load", "nghttp2-client") {
-        Err(line) => println!("{line}"),
-        Ok(h2load_path) => {
-            for &i in &order {
-                let Entry { name, grpc: Some(addr), .. } = proxies.entries[i] else { continue };
-                let running = Arc::new(AtomicBool::new(true));
-                let sampler = (name == "stead passthrough")
-                    .then(|| stead_grpc_pid.map(|pid| sample_rss(pid, running.clone())))
-                    .flatten();
-                let (h2load_path, dir) = (h2load_path.clone(), dir.path().to_path_buf());
-                let figures = tokio::task::spawn_blocking(move || h2load(&h2load_path, &dir, addr))
-                    .await
-                    .ok()
-                    .flatten();
-                running.store(false, Ordering::Relaxed);
-                if let Some(sampler) = sampler {
-                    stead_grpc_peak = stead_grpc_peak.max(sampler.join().unwrap_or(0));
-                }
-                match figures {
-                    Some(f) => keep_better(&mut grpc_rows, name, f),
-                    None => println!("{name}: h2load failed, row skipped"),
-                }
-            }
+    let (grpc_rows, stead_grpc_peak) = match find("h2load", "nghttp2-client") {
+        Err(line) => {
+            println!("{line}");
+            (Vec::new(), 0)
         }
-    }
+        Ok(h2load_path) => {
+            let dir = dir.path().to_path_buf();
+            let tool = ("h2load", move |addr| h2load(&h2load_path, &dir, addr));
+            saturate(&proxies.entries, &order, Wire::Grpc, stead_grpc_pid, tool).await
+        }
+    };
     let peer_rss: Vec<String> = proxies
         .processes
         .iter()
