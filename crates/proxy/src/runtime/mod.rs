@@ -97,18 +97,18 @@ fn local(listener: &TcpListener) -> SocketAddr {
 /// about 5 MiB more than the in-memory store. Reads beyond the cap wait in the pool's queue.
 pub const MAX_BLOCKING_THREADS: usize = 4;
 
-/// The runtime `stead proxy` runs on: multi-threaded with `worker_threads` workers (default: one
-/// per core), or single-threaded for `Some(1)`, with at most [`MAX_BLOCKING_THREADS`] blocking
-/// threads.
+/// The runtime `stead proxy` runs on: multi-threaded with `worker_threads` workers (`None` or
+/// `Some(0)`: one per core), or single-threaded for `Some(1)`, with at most
+/// [`MAX_BLOCKING_THREADS`] blocking threads.
 pub fn build_runtime(worker_threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = match worker_threads {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(n) => {
+        Some(n) if n > 1 => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
             builder.worker_threads(n);
             builder
         }
-        None => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
     };
     builder.max_blocking_threads(MAX_BLOCKING_THREADS).enable_all().build()
 }
@@ -304,4 +304,33 @@ async fn entity_mode(
     ready.store(true, Ordering::Release);
     server::serve(listener, frontend, lifecycle).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_runtime_runs_at_most_its_cap_of_blocking_threads() {
+        for workers in [None, Some(0), Some(1), Some(2)] {
+            let runtime = build_runtime(workers).expect("runtime");
+            let threads = runtime.block_on(async {
+                let seen = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+                let tasks: Vec<_> = (0..16)
+                    .map(|_| {
+                        let seen = seen.clone();
+                        tokio::task::spawn_blocking(move || {
+                            std::thread::sleep(Duration::from_millis(10));
+                            seen.lock().expect("lock").insert(std::thread::current().id());
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await.expect("blocking task");
+                }
+                seen.lock().expect("lock").len()
+            });
+            assert!(threads <= MAX_BLOCKING_THREADS, "{workers:?}: {threads} blocking threads");
+        }
+    }
 }
