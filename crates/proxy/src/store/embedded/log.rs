@@ -105,9 +105,8 @@ impl std::fmt::Debug for Log {
 impl Log {
     /// Opens the log at `path`, creating it, or growing a shorter one, to `capacity` bytes of
     /// zeros rounded up to whole pages (synced, with its directory, before it is used); that is
-    /// the log's capacity, or the file's length if it is longer. Writing
-    /// starts at offset 0 in epoch `epoch` until [`Log::restart`] says otherwise; `salt` is the
-    /// database's.
+    /// the log's capacity, or the file's length if it is longer. Writing starts at offset 0 in
+    /// epoch `epoch` until [`Log::restart`] says otherwise; `salt` is the database's.
     pub(super) fn open(path: &Path, capacity: u64, epoch: u64, salt: u64) -> Result<Self, LogError> {
         Self::open_with(path, capacity, epoch, salt, true)
     }
