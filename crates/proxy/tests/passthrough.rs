@@ -137,3 +137,46 @@ async fn readiness_follows_the_user_port() {
     .await
     .expect("finishes within 30 s");
 }
+
+/// An HTTP/2 server that resets every stream with REFUSED_STREAM before answering, except
+/// `/ok`, which it answers with 200.
+async fn refusing_h2_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut connection) = h2::server::handshake(stream).await else { return };
+                while let Some(Ok((request, mut respond))) = connection.accept().await {
+                    if request.uri().path() == "/ok" {
+                        let _ = respond.send_response(http::Response::new(()), true);
+                    } else {
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_http2_stream_the_user_port_resets_reaches_the_client_as_that_reset() {
+    let proxy = passthrough(refusing_h2_upstream().await).await;
+    let stream = tokio::net::TcpStream::connect(proxy.addr).await.expect("connects");
+    let (client, connection) = h2::client::handshake(stream).await.expect("h2 handshake");
+    tokio::spawn(connection);
+    let call = |path: &'static str| {
+        let client = client.clone();
+        async move {
+            let mut client = client.ready().await.expect("ready");
+            let request = http::Request::post(format!("http://stead{path}")).body(()).expect("request");
+            let (response, _) = client.send_request(request, true).expect("sends");
+            tokio::time::timeout(Duration::from_secs(10), response).await.expect("answers in time")
+        }
+    };
+    let error = call("/refuse").await.expect_err("the stream is reset");
+    assert_eq!(error.reason(), Some(h2::Reason::REFUSED_STREAM), "{error}");
+    // The connection is still good for the next call.
+    assert_eq!(call("/ok").await.expect("answered").status(), 200);
+}

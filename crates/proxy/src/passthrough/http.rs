@@ -1,8 +1,9 @@
 //! HTTP/1.1 and HTTP/2: the client connection is served by hyper and each request is sent on
 //! one upstream connection of the same protocol, so that requests (not only connections) are
-//! counted and timed, and in-flight requests are known.
+//! counted and timed, and in-flight requests are known. A request the user port fails is
+//! answered 502, except an HTTP/2 stream it resets, which is reset towards the client with the
+//! same reason.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -74,6 +75,18 @@ impl Upstream {
     }
 }
 
+/// The reason of the HTTP/2 stream reset the peer sent, if that is what `error` is.
+fn stream_reset(error: &hyper::Error) -> Option<h2::Reason> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if let Some(h2) = current.downcast_ref::<h2::Error>() {
+            return h2.is_reset().then(|| h2.reason()).flatten().filter(|_| h2.is_remote());
+        }
+        source = current.source();
+    }
+    None
+}
+
 fn bad_gateway(error: &hyper::Error) -> Response<ProxyBody> {
     let body = Full::new(Bytes::from(format!("the user port failed: {error}\n")));
     let mut response = Response::new(Either::Right(body));
@@ -101,11 +114,19 @@ pub async fn proxy(
             match upstream.send(request).await {
                 Ok(response) => {
                     timer.finish(Some(response.status().as_u16()));
-                    Ok::<_, Infallible>(response.map(Either::Left))
+                    Ok(response.map(Either::Left))
                 }
                 Err(error) => {
                     timer.finish(None);
-                    Ok(bad_gateway(&error))
+                    // An HTTP/2 stream the user port reset goes back to the client as the same
+                    // reset (hyper resets the client's stream with the reason it finds in the
+                    // error): gRPC clients read REFUSED_STREAM as "safe to retry", which a 502
+                    // would hide. Anything else is a 502.
+                    if protocol == Protocol::Http2 && stream_reset(&error).is_some() {
+                        Err(error)
+                    } else {
+                        Ok(bad_gateway(&error))
+                    }
                 }
             }
         }
