@@ -14,6 +14,11 @@ fn event(text: &str) -> Any {
     Any { type_url: "type.googleapis.com/test.Event".into(), value: text.as_bytes().to_vec() }
 }
 
+/// An append of one event, `text`, at `seq` to `pid`.
+fn one_event(pid: &str, seq: u64, text: &str) -> Append {
+    Append { persistence_id: pid.into(), first_sequence: seq, events: vec![event(text)], snapshot: None }
+}
+
 fn append(pid: &str, first_sequence: u64, texts: &[&str]) -> WriteOp {
     WriteOp::Append(Append {
         persistence_id: pid.into(),
@@ -131,12 +136,7 @@ async fn everything_survives_closing_and_reopening() {
     let value = store.get_value(&key).await.expect("value");
     assert_eq!((value.revision, value.value), (1, Some(event("v1"))));
     // The journal continues where it ended.
-    let next = Append {
-        persistence_id: "cart|1".into(),
-        first_sequence: 2,
-        events: vec![event("x")],
-        snapshot: None,
-    };
+    let next = one_event("cart|1", 2, "x");
     assert!(matches!(store.append(next).await, Err(StoreError::EventConflict { sequence_number: 2, .. })));
     store.close().await.expect("close");
 }
@@ -150,13 +150,7 @@ async fn a_full_log_checkpoints_and_nothing_is_lost() {
     let store = EmbeddedStore::open_with(&path, 1024, 4096, None, |_| {}).expect("open");
     let opened = store.stats().checkpoints;
     for seq in 1..=400 {
-        let append = Append {
-            persistence_id: "cart|1".into(),
-            first_sequence: seq,
-            events: vec![event(&format!("e{seq}"))],
-            snapshot: None,
-        };
-        assert_eq!(store.append(append).await.expect("append"), seq);
+        assert_eq!(store.append(one_event("cart|1", seq, &format!("e{seq}"))).await.expect("append"), seq);
     }
     let stats = store.stats();
     assert!(stats.checkpoints - opened >= 5, "a 4 KiB log must fill: {stats:?}");
@@ -180,13 +174,7 @@ async fn acknowledged_writes_are_published_before_a_read() {
         txn.open_table(super::records::EVENTS).expect("events table").len().expect("len")
     };
     for seq in 1..=3 {
-        let append = Append {
-            persistence_id: "p".into(),
-            first_sequence: seq,
-            events: vec![event("e")],
-            snapshot: None,
-        };
-        store.append(append).await.expect("append");
+        store.append(one_event("p", seq, "e")).await.expect("append");
     }
     // Durable in the log, but still in the writer's open transaction.
     assert_eq!(raw_events(&store), 0);
@@ -214,12 +202,7 @@ async fn a_batch_larger_than_the_log_is_committed_by_a_checkpoint() {
 async fn a_failed_log_write_stops_the_store_until_it_is_opened_again() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("store.redb");
-    let one = |seq: u64| Append {
-        persistence_id: "p".into(),
-        first_sequence: seq,
-        events: vec![event(&format!("e{seq}"))],
-        snapshot: None,
-    };
+    let one = |seq: u64| one_event("p", seq, &format!("e{seq}"));
     {
         let store = EmbeddedStore::open(&path).expect("open");
         assert_eq!(store.append(one(1)).await.expect("append"), 1);
@@ -251,13 +234,7 @@ async fn a_log_left_by_a_deleted_database_is_not_replayed_into_a_new_one() {
     let wal = dir.path().join("store.redb-wal");
     let store = EmbeddedStore::open(&path).expect("open");
     for seq in 1..=3 {
-        let append = Append {
-            persistence_id: "old".into(),
-            first_sequence: seq,
-            events: vec![event("e")],
-            snapshot: None,
-        };
-        store.append(append).await.expect("append");
+        store.append(one_event("old", seq, "e")).await.expect("append");
     }
     // The log as a crash would leave it: three records of the database's first epoch.
     let crashed_log = std::fs::read(&wal).expect("log");
@@ -283,12 +260,7 @@ async fn a_log_left_by_a_deleted_database_is_not_replayed_into_a_new_one() {
 async fn a_lone_write_commits_on_its_own_thread_and_concurrent_ones_meet_in_batches() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = std::sync::Arc::new(EmbeddedStore::open(dir.path().join("store.redb")).expect("open"));
-    let one = |pid: &str, seq: u64| Append {
-        persistence_id: pid.into(),
-        first_sequence: seq,
-        events: vec![event(&format!("{pid}{seq}"))],
-        snapshot: None,
-    };
+    let one = |pid: &str, seq: u64| one_event(pid, seq, &format!("{pid}{seq}"));
     for seq in 1..=10 {
         assert_eq!(store.append(one("lone", seq)).await.expect("append"), seq);
     }
@@ -324,9 +296,7 @@ async fn a_lone_write_commits_on_its_own_thread_and_concurrent_ones_meet_in_batc
 async fn a_current_thread_runtime_always_uses_the_writer_thread() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = EmbeddedStore::open(dir.path().join("store.redb")).expect("open");
-    let append =
-        Append { persistence_id: "p".into(), first_sequence: 1, events: vec![event("e")], snapshot: None };
-    assert_eq!(store.append(append).await.expect("append"), 1);
+    assert_eq!(store.append(one_event("p", 1, "e")).await.expect("append"), 1);
     assert_eq!(store.stats().committed_here, 0);
     store.close().await.expect("close");
 }
