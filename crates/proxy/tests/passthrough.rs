@@ -180,3 +180,231 @@ async fn an_http2_stream_the_user_port_resets_reaches_the_client_as_that_reset()
     // The connection is still good for the next call.
     assert_eq!(call("/ok").await.expect("answered").status(), 200);
 }
+
+/// An HTTP/2 server (the `h2` crate, so that nothing is hidden) answering by path:
+/// `/status/NNN` with status NNN, the request's body echoed and `grpc-status` trailers;
+/// `/wait` with 200 once `release` is notified; `/half` with a head and some data, then a
+/// reset once `release` is notified;
+/// `/die` by dropping the whole connection.
+async fn h2_upstream(release: std::sync::Arc<tokio::sync::Notify>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let release = release.clone();
+            tokio::spawn(async move {
+                let Ok(mut connection) = h2::server::handshake(stream).await else { return };
+                while let Some(Ok((request, mut respond))) = connection.accept().await {
+                    let path = request.uri().path().to_string();
+                    if path == "/die" {
+                        return;
+                    }
+                    let release = release.clone();
+                    tokio::spawn(async move {
+                        if path == "/half" {
+                            let head = http::Response::new(());
+                            let Ok(mut send) = respond.send_response(head, false) else { return };
+                            let _ = send.send_data(bytes::Bytes::from_static(b"partial"), false);
+                            // h2 would drop the head still queued if the reset came at once.
+                            release.notified().await;
+                            send.send_reset(h2::Reason::ENHANCE_YOUR_CALM);
+                            return;
+                        }
+                        if path == "/wait" {
+                            release.notified().await;
+                            let _ = respond.send_response(http::Response::new(()), true);
+                            return;
+                        }
+                        let status: u16 = path.trim_start_matches("/status/").parse().unwrap_or(500);
+                        let mut body = request.into_body();
+                        let mut echo = Vec::new();
+                        while let Some(Ok(chunk)) = body.data().await {
+                            let _ = body.flow_control().release_capacity(chunk.len());
+                            echo.extend_from_slice(&chunk);
+                        }
+                        let head = http::Response::builder().status(status).body(()).expect("response");
+                        let Ok(mut send) = respond.send_response(head, false) else { return };
+                        send.reserve_capacity(echo.len());
+                        if send.send_data(echo.into(), false).is_err() {
+                            return;
+                        }
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                        let _ = send.send_trailers(trailers);
+                    });
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// An `h2` client connection through the proxy at `addr`.
+async fn h2_client(addr: SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connects");
+    let (client, connection) = h2::client::handshake(stream).await.expect("h2 handshake");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+/// Sends `body` to `path` and returns the status, the body and the trailers' `grpc-status`.
+async fn h2_call(
+    client: &h2::client::SendRequest<bytes::Bytes>,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<(u16, Vec<u8>, Option<String>), h2::Error> {
+    let mut client = client.clone().ready().await?;
+    let request = http::Request::post(format!("http://stead{path}")).body(()).expect("request");
+    let (response, mut send) = client.send_request(request, false)?;
+    send.reserve_capacity(body.len());
+    send.send_data(body.into(), true)?;
+    let response = response.await?;
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    let mut received = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        received.extend_from_slice(&chunk);
+    }
+    let trailers = body.trailers().await?;
+    let grpc_status = trailers.and_then(|t| Some(t.get("grpc-status")?.to_str().ok()?.to_string()));
+    Ok((status, received, grpc_status))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_streams_pass_unchanged_and_are_counted_by_status() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let proxy = passthrough(h2_upstream(Default::default()).await).await;
+        let client = h2_client(proxy.addr).await;
+        // Statuses outside HPACK's static table (503, 201) go into the user port's dynamic
+        // table on first use and are referred to by index afterwards; bodies of up to 256 KiB
+        // cross flow-control windows many times.
+        let statuses = [200u16, 503, 404, 201, 503, 200, 404, 503, 201, 200];
+        let calls = statuses.iter().enumerate().map(|(i, &status)| {
+            let client = client.clone();
+            let body: Vec<u8> = (0..(1usize << (2 * i)).min(1 << 20)).map(|b| (b * 7 + i) as u8).collect();
+            async move {
+                let answer =
+                    h2_call(&client, &format!("/status/{status}"), body.clone()).await.expect("answered");
+                assert_eq!(answer, (status, body, Some("0".to_string())), "status {status}");
+            }
+        });
+        futures::future::join_all(calls).await;
+        let (_, metrics) = common::http_get(proxy.metrics, "/metrics").await;
+        let requests = |status: &str| {
+            counter(
+                &metrics,
+                &format!("stead_proxy_requests_total{{protocol=\"http2\",status=\"{status}\"}}"),
+            )
+        };
+        assert_eq!(requests("2xx"), 5, "{metrics}");
+        assert_eq!(requests("4xx"), 2, "{metrics}");
+        assert_eq!(requests("5xx"), 3, "{metrics}");
+        assert_eq!(requests("error"), 0, "{metrics}");
+        assert_eq!(counter(&metrics, "stead_proxy_requests_in_flight{protocol=\"http2\"}"), 0);
+        proxy.stop().await.expect("stops");
+    })
+    .await
+    .expect("finishes within 60 s");
+}
+
+/// Polls the proxy's metrics until `line` shows `value` (the proxy reads along after it has
+/// forwarded, so a client may see an answer a moment before the metrics do).
+async fn await_metric(proxy: &common::RunningProxy, line: &str, value: u64) {
+    for _ in 0..200 {
+        let (_, metrics) = common::http_get(proxy.metrics, "/metrics").await;
+        if counter(&metrics, line) == value {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (_, metrics) = common::http_get(proxy.metrics, "/metrics").await;
+    panic!("{line} never became {value}:\n{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_in_flight_are_counted_until_answered_and_cancels_are_not_failures() {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let release = std::sync::Arc::new(tokio::sync::Notify::new());
+        let proxy = passthrough(h2_upstream(release.clone()).await).await;
+        let client = h2_client(proxy.addr).await;
+        let in_flight = "stead_proxy_requests_in_flight{protocol=\"http2\"}";
+        let waiting = tokio::spawn({
+            let client = client.clone();
+            async move { h2_call(&client, "/wait", Vec::new()).await.expect("answered").0 }
+        });
+        await_metric(&proxy, in_flight, 1).await;
+        release.notify_one();
+        assert_eq!(waiting.await.expect("joins"), 200);
+        await_metric(&proxy, in_flight, 0).await;
+        // A call the client gives up on (its stream reset with CANCEL) is neither answered nor
+        // failed.
+        let abandoned = tokio::spawn({
+            let client = client.clone();
+            async move { h2_call(&client, "/wait", Vec::new()).await }
+        });
+        await_metric(&proxy, in_flight, 1).await;
+        abandoned.abort();
+        await_metric(&proxy, in_flight, 0).await;
+        let (_, metrics) = common::http_get(proxy.metrics, "/metrics").await;
+        assert_eq!(counter(&metrics, "stead_proxy_requests_total{protocol=\"http2\",status=\"2xx\"}"), 1);
+        assert_eq!(counter(&metrics, "stead_proxy_requests_total{protocol=\"http2\",status=\"error\"}"), 0);
+        proxy.stop().await.expect("stops");
+    })
+    .await
+    .expect("finishes within 30 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_user_port_that_drops_the_connection_fails_its_open_requests() {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let proxy = passthrough(h2_upstream(Default::default()).await).await;
+        let client = h2_client(proxy.addr).await;
+        let waiting = tokio::spawn({
+            let client = client.clone();
+            async move { h2_call(&client, "/wait", Vec::new()).await }
+        });
+        await_metric(&proxy, "stead_proxy_requests_in_flight{protocol=\"http2\"}", 1).await;
+        h2_call(&client, "/die", Vec::new()).await.expect_err("the connection is gone");
+        waiting.await.expect("joins").expect_err("the connection is gone");
+        await_metric(&proxy, "stead_proxy_requests_total{protocol=\"http2\",status=\"error\"}", 2).await;
+        await_metric(&proxy, "stead_proxy_requests_in_flight{protocol=\"http2\"}", 0).await;
+        await_metric(&proxy, "stead_proxy_open_connections{protocol=\"http2\"}", 0).await;
+        proxy.stop().await.expect("stops");
+    })
+    .await
+    .expect("finishes within 30 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_reset_after_the_response_head_reaches_the_client_with_its_reason() {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let release = std::sync::Arc::new(tokio::sync::Notify::new());
+        let proxy = passthrough(h2_upstream(release.clone()).await).await;
+        let client = h2_client(proxy.addr).await;
+        let mut sender = client.clone().ready().await.expect("ready");
+        let request = http::Request::post("http://stead/half").body(()).expect("request");
+        let (response, _) = sender.send_request(request, true).expect("sends");
+        let response = response.await.expect("the head comes");
+        assert_eq!(response.status(), 200);
+        release.notify_one();
+        let mut body = response.into_body();
+        let error = loop {
+            match body.data().await.expect("the body ends with the reset, not cleanly") {
+                Ok(chunk) => assert_eq!(&chunk[..], b"partial"),
+                Err(error) => break error,
+            }
+        };
+        assert_eq!(error.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM), "{error}");
+        // The head had come: the request counts as answered, and the connection goes on.
+        let answer = h2_call(&client, "/status/200", b"next".to_vec()).await.expect("answered");
+        assert_eq!(answer.0, 200);
+        await_metric(&proxy, "stead_proxy_requests_total{protocol=\"http2\",status=\"2xx\"}", 2).await;
+        proxy.stop().await.expect("stops");
+    })
+    .await
+    .expect("finishes within 30 s");
+}

@@ -3,14 +3,17 @@
 //!
 //! Layers, each small and tested alone, in linkerd2-proxy's shape:
 //! accept ([`serve`], handing each connection to a per-core shard, `shards.rs`) → count the
-//! connection → detect the protocol ([`detect`]) → connect the user port → HTTP/1 or HTTP/2
-//! request proxying ([`http`]) or opaque byte splicing ([`tcp`]).
+//! connection → detect the protocol ([`detect`]) → connect the user port → HTTP/1 request
+//! proxying ([`http`]), HTTP/2 frame forwarding with passive metering ([`frames`]) or opaque
+//! byte splicing ([`tcp`]).
 //!
-//! Architecture invariant: bytes are never altered for opaque TCP; HTTP requests are forwarded
-//! as they came (same method, path, headers and body), one upstream connection per client
-//! connection. HTTP/1 upgrades (WebSocket) are not supported yet.
+//! Architecture invariant: one upstream connection per client connection. Bytes are never
+//! altered for opaque TCP nor HTTP/2; HTTP/1 requests are forwarded as they came (same method,
+//! path, headers and body). HTTP/1 upgrades (WebSocket) are not supported yet.
 
 pub mod detect;
+pub mod frames;
+pub mod hpack;
 pub mod http;
 mod shards;
 pub mod tcp;
@@ -67,7 +70,10 @@ pub async fn connection(
         Protocol::Opaque => {
             tcp::splice(client, upstream_stream).await.map_err(ConnectionError::Splice)?;
         }
-        Protocol::Http1 | Protocol::Http2 => http::proxy(protocol, client, upstream_stream, metrics).await?,
+        Protocol::Http1 => http::proxy(client, upstream_stream, metrics).await?,
+        Protocol::Http2 => {
+            frames::forward(client, upstream_stream, metrics).await.map_err(ConnectionError::Splice)?
+        }
     }
     Ok(protocol)
 }
