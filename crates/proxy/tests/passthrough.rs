@@ -408,3 +408,101 @@ async fn an_http2_reset_after_the_response_head_reaches_the_client_with_its_reas
     .await
     .expect("finishes within 30 s");
 }
+
+/// A user port that reads the preface, leaves what follows unread, then writes `reply` and
+/// closes: with unread bytes, the kernel resets the connection right after `reply`.
+async fn replies_then_resets(reply: Vec<u8>) -> SocketAddr {
+    use tokio::io::AsyncReadExt as _;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let reply = reply.clone();
+            tokio::spawn(async move {
+                let mut preface = [0u8; 24];
+                let _ = stream.read_exact(&mut preface).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let _ = stream.write_all(&reply).await;
+            });
+        }
+    });
+    addr
+}
+
+/// An HTTP/2 frame.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut bytes = u32::try_from(payload.len()).expect("small").to_be_bytes()[1..].to_vec();
+    bytes.extend([kind, flags]);
+    bytes.extend(stream.to_be_bytes());
+    bytes.extend(payload);
+    bytes
+}
+
+/// Sends the preface, then PINGs without pause; returns what came back before the end.
+async fn flooding_h2_client(addr: SocketAddr) -> Vec<u8> {
+    use tokio::io::AsyncReadExt as _;
+    let (mut read, mut write) = tokio::net::TcpStream::connect(addr).await.expect("connects").into_split();
+    let writer = tokio::spawn(async move {
+        let _ = write.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+        let pings = frame(0x6, 0, 0, &[0; 8]).repeat(1000);
+        while write.write_all(&pings).await.is_ok() {}
+    });
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 65536];
+    while let Ok(n @ 1..) = read.read(&mut buffer).await {
+        received.extend_from_slice(&buffer[..n]);
+    }
+    writer.abort();
+    received
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_an_http2_user_port_said_before_it_reset_reaches_the_client() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        // SETTINGS and GOAWAY: what a server says before it goes.
+        let mut reply = frame(0x4, 0, 0, &[]);
+        reply.extend(frame(0x7, 0, 0, &[0; 8]));
+        let upstream = replies_then_resets(reply.clone()).await;
+        let proxy = passthrough(upstream).await;
+        for round in 0..5 {
+            assert_eq!(flooding_h2_client(upstream).await, reply, "direct, round {round}");
+            assert_eq!(flooding_h2_client(proxy.addr).await, reply, "through the proxy, round {round}");
+        }
+        proxy.stop().await.expect("stops");
+    })
+    .await
+    .expect("finishes within 60 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_user_port_left_unanswered_fails_even_if_the_client_then_resets() {
+    use tokio::io::AsyncReadExt as _;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let request = frame(0x1, 0x5, 1, b"\x82");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let upstream = listener.local_addr().expect("addr");
+        let expected = 24 + request.len();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accepts");
+            let mut seen = vec![0u8; expected];
+            let _ = stream.read_exact(&mut seen).await;
+            // Closes without answering, nothing left unread.
+        });
+        let proxy = passthrough(upstream).await;
+        let mut client = tokio::net::TcpStream::connect(proxy.addr).await.expect("connects");
+        client.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.expect("writes");
+        client.write_all(&request).await.expect("writes");
+        let mut buffer = [0u8; 64];
+        assert_eq!(
+            client.read(&mut buffer).await.expect("reads"),
+            0,
+            "the user port's end reaches the client"
+        );
+        client.set_zero_linger().expect("linger");
+        drop(client); // then the client resets rather than closing cleanly
+        await_metric(&proxy, "stead_proxy_requests_total{protocol=\"http2\",status=\"error\"}", 1).await;
+        proxy.stop().await.expect("stops");
+    })
+    .await
+    .expect("finishes within 30 s");
+}

@@ -50,6 +50,7 @@ const MAX_TABLE: usize = 65_536;
 const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
 const PUSH_PROMISE: u8 = 0x5;
+const GOAWAY: u8 = 0x7;
 const CONTINUATION: u8 = 0x9;
 
 const END_HEADERS: u8 = 0x4;
@@ -252,10 +253,14 @@ impl Meter {
     /// Reads along bytes the user port sent.
     pub fn upstream_bytes(&mut self, reader: &mut FrameReader, bytes: &[u8]) {
         let on = self.on;
-        let keep = |head: &FrameHead| on && matches!(head.kind, HEADERS | PUSH_PROMISE | CONTINUATION);
+        let keep =
+            |head: &FrameHead| on && matches!(head.kind, HEADERS | PUSH_PROMISE | CONTINUATION | GOAWAY);
         reader.feed(bytes, keep, |event| match event {
             Event::Head(head) => self.upstream_head(head),
+            Event::Frame(head, payload) if head.kind == GOAWAY => self.goaway(payload),
             Event::Frame(head, payload) => self.upstream_header_frame(head, payload),
+            // A GOAWAY with a huge debug text: its streams stay pending, counted at the end.
+            Event::TooLarge(head) if head.kind == GOAWAY => {}
             Event::TooLarge(head) => self.stop(&format!("a header frame of {} bytes", head.length)),
         });
     }
@@ -293,6 +298,15 @@ impl Meter {
             && let Some(timer) = self.pending.remove(&head.stream)
         {
             timer.finish(None);
+        }
+    }
+
+    /// The user port will process no stream above the GOAWAY's last stream: the client retries
+    /// those elsewhere, so they are neither answered nor failed here (RFC 9113, section 6.8).
+    fn goaway(&mut self, payload: &[u8]) {
+        if let Some(&[a, b, c, d]) = payload.first_chunk::<4>() {
+            let last = u32::from_be_bytes([a, b, c, d]) & 0x7fff_ffff;
+            self.pending.retain(|&stream, _| stream <= last);
         }
     }
 
@@ -462,32 +476,53 @@ pub async fn forward(
     let (mut requests_done, mut responses_done) = (false, false);
     // Which side's bytes ended first: the client's (it left) or the user port's.
     let mut upstream_first = false;
+    let mut upstream_write_error: Option<io::Error> = None;
+    // Which direction goes first alternates, so that neither starves the other of the task's
+    // turn (tokio's budget ends a turn) while the other streams without pause.
+    let mut responses_first = false;
     let outcome = poll_fn(|cx| {
-        if !requests_done {
-            match requests
-                .poll(cx, &mut client, &mut upstream, |reader, bytes| meter.client_bytes(reader, bytes))
-            {
-                Poll::Ready(Ok(())) => requests_done = true,
-                Poll::Ready(Err(PipeError { reading, error })) => {
-                    // Failing to write to the user port is the user port's failure.
-                    return Poll::Ready(Err((!reading, error)));
+        responses_first = !responses_first;
+        for responses_turn in [responses_first, !responses_first] {
+            if !responses_turn && !requests_done {
+                match requests
+                    .poll(cx, &mut client, &mut upstream, |reader, bytes| meter.client_bytes(reader, bytes))
+                {
+                    Poll::Ready(Ok(())) => requests_done = true,
+                    // The user port is gone for writing; what it sent before still goes to the
+                    // client.
+                    Poll::Ready(Err(PipeError { reading: false, error })) => {
+                        requests_done = true;
+                        upstream_write_error = Some(error);
+                    }
+                    Poll::Ready(Err(PipeError { reading: true, error })) => {
+                        return Poll::Ready(Err((false, error)));
+                    }
+                    Poll::Pending => {}
                 }
-                Poll::Pending => {}
+            }
+            if responses_turn && !responses_done {
+                match responses
+                    .poll(cx, &mut upstream, &mut client, |reader, bytes| meter.upstream_bytes(reader, bytes))
+                {
+                    Poll::Ready(Ok(())) => {
+                        responses_done = true;
+                        upstream_first |= !requests_done;
+                    }
+                    Poll::Ready(Err(PipeError { reading, error })) => {
+                        return Poll::Ready(Err((reading, error)));
+                    }
+                    Poll::Pending => {}
+                }
             }
         }
-        if !responses_done {
-            match responses
-                .poll(cx, &mut upstream, &mut client, |reader, bytes| meter.upstream_bytes(reader, bytes))
-            {
-                Poll::Ready(Ok(())) => {
-                    responses_done = true;
-                    upstream_first |= !requests_done;
-                }
-                Poll::Ready(Err(PipeError { reading, error })) => return Poll::Ready(Err((reading, error))),
-                Poll::Pending => {}
+        if requests_done && responses_done {
+            match upstream_write_error.take() {
+                Some(error) => Poll::Ready(Err((true, error))),
+                None => Poll::Ready(Ok(())),
             }
+        } else {
+            Poll::Pending
         }
-        if requests_done && responses_done { Poll::Ready(Ok(())) } else { Poll::Pending }
     })
     .await;
     match outcome {
@@ -496,7 +531,7 @@ pub async fn forward(
             Ok(())
         }
         Err((upstream_failed, error)) => {
-            meter.finish(upstream_failed);
+            meter.finish(upstream_failed || upstream_first);
             Err(error)
         }
     }
@@ -642,6 +677,27 @@ mod tests {
         meter.client_bytes(&mut client, &frame(HEADERS, END_HEADERS, 5, b""));
         assert_eq!(meter.in_flight(), 0);
         assert_eq!(counter(&metrics, "stead_proxy_requests_total{protocol=\"http2\",status=\"2xx\"}"), 0);
+    }
+
+    #[test]
+    fn streams_a_goaway_left_unprocessed_are_not_failures() {
+        let metrics = Metrics::new();
+        let mut meter = Meter::new(metrics.clone());
+        let (mut client, mut upstream) = (FrameReader::new(true), FrameReader::new(false));
+        let mut sent = HTTP2_PREFACE.to_vec();
+        sent.extend(frame(HEADERS, END_HEADERS, 1, b"\x82"));
+        sent.extend(frame(HEADERS, END_HEADERS, 3, b"\x82"));
+        sent.extend(frame(HEADERS, END_HEADERS, 5, b"\x82"));
+        meter.client_bytes(&mut client, &sent);
+        // GOAWAY, last stream 3: stream 5 was not processed (the client retries it); stream 3
+        // was, and the user port leaves without answering it.
+        let mut back = frame(GOAWAY, 0, 0, &[0, 0, 0, 3, 0, 0, 0, 0]);
+        back.extend(frame(HEADERS, END_HEADERS | 0x1, 1, b"\x88"));
+        meter.upstream_bytes(&mut upstream, &back);
+        assert_eq!(meter.in_flight(), 1);
+        meter.finish(true);
+        assert_eq!(counter(&metrics, "stead_proxy_requests_total{protocol=\"http2\",status=\"2xx\"}"), 1);
+        assert_eq!(counter(&metrics, "stead_proxy_requests_total{protocol=\"http2\",status=\"error\"}"), 1);
     }
 
     #[test]
