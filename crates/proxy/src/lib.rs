@@ -14,8 +14,8 @@
 //!   `action_stream.rs`), and one task per active entity (`event_sourced.rs` drives
 //!   [`eventsourced::Entity`], `value_entity.rs`), activated and passivated through a
 //!   [`runtime::Registry`], each with its `handle` stream to the user function opened by
-//!   `entity_stream.rs` (512-byte codec buffers, boxed queued messages: an active entity costs
-//!   ~5 KiB of heap; `benches/proxy_hop.rs` measures it).
+//!   `entity_stream.rs` (256/512-byte codec buffers, futures' small unbounded channels: an
+//!   active entity costs ~4 KiB of heap; `benches/proxy_hop.rs` measures it).
 //! - [`discovery`]: `EntityDiscovery.discover` with backoff, version check, `reportError`.
 //! - [`catalog`]: the discovered services resolved with prost-reflect (entity keys, types).
 //! - [`codec`]: the pass-through bytes codec for gRPC.

@@ -187,3 +187,52 @@ fn the_catalog_finds_entity_keys_declared_with_option_1080() {
     assert_eq!(method.entity_id(&request).expect("decodes"), "acme-42");
     assert!(method.entity_id(&[0x0a, 9]).is_err(), "a truncated request is an error, not a panic");
 }
+
+/// Messages far larger than the codec buffers (256 and 512 bytes) of an entity's `handle`
+/// stream, both ways and on replay: each command, its event and the cart's reply, then the events
+/// a new proxy replays to the user function.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_far_larger_than_the_entity_streams_buffers_go_through_intact() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("store.redb");
+        let user = cart::serve_user_function(CartFunction { snapshot_every: 0 }).await;
+        let names: Vec<String> = [255, 256, 300, 70_000, 1_000_000]
+            .iter()
+            .enumerate()
+            .map(|(k, n)| (0..*n).map(|i| char::from(b'a' + ((i + k) % 26) as u8)).collect())
+            .collect();
+        let expected: Vec<(String, String, i32)> =
+            names.iter().enumerate().map(|(i, name)| (format!("p{i}"), name.clone(), 1)).collect();
+        let same = |got: &[(String, String, i32)]| {
+            got.len() == expected.len() && got.iter().zip(&expected).all(|(g, e)| g == e)
+        };
+
+        let proxy = common::start_proxy(user, StoreConfig::Embedded { path: path.clone() }).await;
+        let mut client = cart::client(proxy.addr).await;
+        for (i, name) in names.iter().enumerate() {
+            client.add_item(add("big", &format!("p{i}"), name, 1)).await.expect("adds a large item");
+        }
+        let got = get(&mut client, "big").await;
+        assert!(
+            same(&got),
+            "the cart came back changed: name lengths {:?}",
+            got.iter().map(|g| g.1.len()).collect::<Vec<_>>()
+        );
+        drop(client);
+        proxy.stop().await.expect("stops");
+
+        let proxy = common::start_proxy(user, StoreConfig::Embedded { path }).await;
+        let mut client = cart::client(proxy.addr).await;
+        let got = get(&mut client, "big").await;
+        assert!(
+            same(&got),
+            "the replayed cart differs: name lengths {:?}",
+            got.iter().map(|g| g.1.len()).collect::<Vec<_>>()
+        );
+        drop(client);
+        proxy.stop().await.expect("stops");
+    })
+    .await
+    .expect("the test finishes within 60 s");
+}

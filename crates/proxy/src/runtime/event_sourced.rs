@@ -5,12 +5,12 @@
 //! Architecture invariant: the task is the only writer of its journal in this proxy, and it
 //! awaits each append before feeding the machine anything else (the machine's contract).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::channel::mpsc::UnboundedSender;
 use futures::stream::StreamExt as _;
-use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::oneshot;
 use tonic::Status;
 
@@ -54,23 +54,32 @@ pub async fn run(
     };
     let mut lifecycle = dispatcher.lifecycle.clone();
     let _active = dispatcher.metrics.entity_active("event_sourced");
-    let key = (service.name.clone(), entity_id.clone());
-    let passivation = service.passivation.unwrap_or(dispatcher.passivation);
     let mut task = Task {
         dispatcher: dispatcher.clone(),
         store,
         entity: Entity::new(&service.name, &service.persistence_id, &entity_id),
-        waiting: HashMap::new(),
+        waiting: Vec::new(),
         outgoing: None,
         stream: None,
         restarts_in_a_row: 0,
     };
+    // The entity keeps its own copy; the registry's key is rebuilt at passivation (each active
+    // entity's task is kept small: a thousand of them are most of the proxy's memory).
+    drop(entity_id);
     let mut work: VecDeque<Effect> = VecDeque::from([Effect::Restart { reason: "activation".into() }]);
     let mut last_activity = Instant::now();
     loop {
-        task.carry_out(&mut work).await;
+        if !work.is_empty() {
+            // Boxed: carrying out effects needs more room than waiting does, and every active
+            // entity's task is sized for the larger of the two.
+            Box::pin(task.carry_out(&mut work)).await;
+        }
         let idle = task.entity.is_idle();
-        let deadline = tokio::time::Instant::from_std(last_activity + passivation);
+        if idle {
+            // An idle entity holds no buffers: both are refilled by the next command.
+            work = VecDeque::new();
+            task.waiting.shrink_to_fit();
+        }
         tokio::select! {
             message = next(&mut task.stream) => {
                 match message {
@@ -89,12 +98,15 @@ pub async fn run(
                 }
                 last_activity = Instant::now();
             }
-            request = commands.recv() => {
+            request = commands.next() => {
                 let Some(request) = request else { break };
                 task.accept(*request, &mut work);
                 last_activity = Instant::now();
             }
-            () = tokio::time::sleep_until(deadline), if idle => {
+            // The deadline is computed in place rather than kept: every byte held across this
+            // wait is held by every active entity.
+            () = tokio::time::sleep_until(passivation_deadline(&dispatcher, &service, last_activity)), if idle => {
+                let key = (service.name.clone(), task.entity.entity_id().to_string());
                 match dispatcher.event_sourced.passivate(&key, &mut commands) {
                     Some(request) => task.accept(*request, &mut work),
                     None => break,
@@ -108,6 +120,15 @@ pub async fn run(
     task.waiting.clear();
 }
 
+/// When an entity idle since `last_activity` passivates.
+fn passivation_deadline(
+    dispatcher: &Dispatcher,
+    service: &Service,
+    last_activity: Instant,
+) -> tokio::time::Instant {
+    tokio::time::Instant::from_std(last_activity + service.passivation.unwrap_or(dispatcher.passivation))
+}
+
 async fn next(stream: &mut Option<UserStream>) -> Option<Result<EventSourcedStreamOut, Status>> {
     match stream {
         Some(stream) => stream.next().await,
@@ -119,7 +140,8 @@ struct Task {
     dispatcher: Arc<Dispatcher>,
     store: Arc<AnyStore>,
     entity: Entity,
-    waiting: HashMap<Ticket, oneshot::Sender<Outcome>>,
+    /// Commands in flight or queued: usually one, so a list.
+    waiting: Vec<(Ticket, oneshot::Sender<Outcome>)>,
     outgoing: Option<UnboundedSender<Box<EventSourcedStreamIn>>>,
     stream: Option<UserStream>,
     restarts_in_a_row: u32,
@@ -128,7 +150,7 @@ struct Task {
 impl Task {
     fn accept(&mut self, request: Request, work: &mut VecDeque<Effect>) {
         let (ticket, effects) = self.entity.command(request.command);
-        self.waiting.insert(ticket, request.reply);
+        self.waiting.push((ticket, request.reply));
         work.extend(effects);
     }
 
@@ -139,7 +161,7 @@ impl Task {
                 Effect::Send(message) => {
                     // A closed stream shows up as its end on the receiving side.
                     if let Some(outgoing) = &self.outgoing {
-                        let _ = outgoing.send(Box::new(message));
+                        let _ = outgoing.unbounded_send(Box::new(message));
                     }
                 }
                 Effect::Persist(append) => {
@@ -151,7 +173,8 @@ impl Task {
                     work.extend(self.entity.persisted(result));
                 }
                 Effect::Complete { ticket, outcome } => {
-                    if let Some(reply) = self.waiting.remove(&ticket) {
+                    let position = self.waiting.iter().position(|(waiting, _)| *waiting == ticket);
+                    if let Some((_, reply)) = position.map(|p| self.waiting.remove(p)) {
                         // The caller may have given up (timeout); nothing to do then.
                         let _ = reply.send(outcome);
                     }

@@ -4,13 +4,15 @@
 //! task. Sends and passivation both happen under the registry's lock, so an entity task only
 //! leaves the map when its channel is empty, and a send never goes to a task that has left.
 //!
-//! Commands travel boxed: a tokio channel allocates its slots 32 at a time, and every active
-//! entity holds one channel, so a boxed command keeps that at 256 bytes per entity.
+//! Every active entity holds one channel, so the channel is futures' unbounded one: about 100
+//! bytes while empty, one small node per queued command. A tokio channel keeps a 384-byte,
+//! 128-byte-aligned state and a block of 32 slots (~0.7 KiB per entity, measured at 1,000
+//! active carts). Commands travel boxed, so that a node stays small whatever the command.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 
 /// What an entity task receives its commands from.
 pub type Inbox<C> = UnboundedReceiver<Box<C>>;
@@ -36,16 +38,16 @@ impl<C> Registry<C> {
         let command = Box::new(command);
         let mut entities = self.entities.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let command = match entities.get(&key) {
-            Some(sender) => match sender.send(command) {
+            Some(sender) => match sender.unbounded_send(command) {
                 Ok(()) => return,
                 // The task ended (failed or stopped): start a new one.
-                Err(error) => error.0,
+                Err(error) => error.into_inner(),
             },
             None => command,
         };
-        let (sender, receiver) = unbounded_channel();
+        let (sender, receiver) = unbounded();
         // The receiver is alive: this send cannot fail.
-        let _ = sender.send(command);
+        let _ = sender.unbounded_send(command);
         entities.insert(key, sender);
         spawn(receiver);
     }

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::channel::mpsc::UnboundedSender;
 use futures::stream::StreamExt as _;
-use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::oneshot;
 
 use super::dispatch::Dispatcher;
@@ -77,7 +77,7 @@ pub async fn run(
         let Some(current) = stream.as_mut() else { continue };
         let deadline = tokio::time::sleep(passivation);
         let request = tokio::select! {
-            request = commands.recv() => match request {
+            request = commands.next() => match request {
                 Some(request) => *request,
                 None => return,
             },
@@ -131,7 +131,7 @@ async fn open(dispatcher: &Dispatcher, store: &AnyStore, service: &Service, key:
         state: state.value.map(|value| ValueEntityInitState { value: Some(value) }),
     };
     let init = ValueEntityStreamIn { message: Some(value_entity_stream_in::Message::Init(init)) };
-    let _ = outgoing.send(Box::new(init));
+    let _ = outgoing.unbounded_send(Box::new(init));
     Stream { outgoing, incoming, revision: state.revision, next_command_id: 1 }
 }
 
@@ -156,7 +156,7 @@ async fn command(
         metadata: request.metadata,
     };
     let message = ValueEntityStreamIn { message: Some(value_entity_stream_in::Message::Command(command)) };
-    if stream.outgoing.send(Box::new(message)).is_err() {
+    if stream.outgoing.unbounded_send(Box::new(message)).is_err() {
         return (failed("the value entity's user function stream closed".into()), false);
     }
     let reply = match stream.incoming.next().await {
