@@ -512,6 +512,7 @@ impl ProxyChild {
             None => Command::new(exe),
         };
         command.env("STEAD_BENCH_ROLE", "proxy").stdin(Stdio::piped()).stdout(Stdio::null());
+        command.env("MALLOC_ARENA_MAX", child::malloc_arenas());
         for (name, value) in envs {
             command.env(name, value);
         }
@@ -708,7 +709,7 @@ async fn memory(requests: usize) {
         },
         Err(_) => None,
     };
-    let arenas = std::env::var("MALLOC_ARENA_MAX").unwrap_or_else(|_| "default".into());
+    let arenas = child::malloc_arenas();
     let mut rows = Vec::new();
     let load_before = load_average();
     for carts in [1, 100, 1000] {

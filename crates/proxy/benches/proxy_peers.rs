@@ -796,6 +796,7 @@ fn spawn_stead(envs: &[(&str, String)]) -> Proc {
     let exe = std::env::current_exe().expect("own path");
     let mut command = Command::new(exe);
     command.env("STEAD_BENCH_ROLE", "proxy").stdin(Stdio::piped()).stdout(Stdio::null());
+    command.env("MALLOC_ARENA_MAX", child::malloc_arenas());
     for (name, value) in envs {
         command.env(name, value);
     }
@@ -1185,7 +1186,10 @@ async fn bench() {
     }
     println!();
     let mib = |kib: u64| kib as f64 / 1024.0;
-    println!("stead proxy memory (VmRSS of the child process; target < 20 MiB)");
+    println!(
+        "stead proxy memory (VmRSS of the child process, MALLOC_ARENA_MAX {}; target < 20 MiB)",
+        child::malloc_arenas()
+    );
     println!(
         "passthrough, HTTP child: at rest {:.1} MiB, peak under wrk {:.1} MiB",
         mib(rest_http.unwrap_or(0)),

@@ -24,6 +24,13 @@ pub fn child_proxy() {
     }));
 }
 
+/// The malloc arenas the rendered sidecar's environment allows (`stead-render`'s
+/// `SIDECAR_MALLOC_ARENAS`), unless the benchmark's own environment sets `MALLOC_ARENA_MAX` (to
+/// compare).
+pub fn malloc_arenas() -> String {
+    std::env::var("MALLOC_ARENA_MAX").unwrap_or_else(|_| "2".into())
+}
+
 /// Waits up to `grace` for `child` to exit by itself, then kills it; reaps it either way.
 pub fn wait_then_kill(child: &mut std::process::Child, grace: std::time::Duration) {
     let deadline = std::time::Instant::now() + grace;
