@@ -265,10 +265,26 @@ pub async fn serve_user_function(function: CartFunction) -> SocketAddr {
         let _ = tonic::transport::Server::builder()
             .add_service(EntityDiscoveryServer::new(function.clone()))
             .add_service(EventSourcedServer::new(function))
-            .serve_with_incoming(TcpListenerStream::new(listener))
+            .serve_with_incoming(nodelay_incoming(listener))
             .await;
     });
     addr
+}
+
+/// `listener`'s connections with TCP_NODELAY, as gRPC servers set it (tonic only on listeners
+/// it binds itself; grpcio always). Without it, Nagle holds a small reply until the peer's next
+/// request carries the ACK: on the one connection to the user function that every entity
+/// shares, that put about 1 ms (the gap between calls at 1k calls/s) into every entity-mode
+/// call of `benches/proxy_hop.rs`; on a baseline server, delayed ACKs put ~40 ms into its p99.
+pub fn nodelay_incoming(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt as _;
+    TcpListenerStream::new(listener).map(|accepted| {
+        accepted.inspect(|stream| {
+            let _ = stream.set_nodelay(true);
+        })
+    })
 }
 
 /// A direct ShoppingCart gRPC server (no proxy, state in memory): the benchmark's baseline.
@@ -312,22 +328,15 @@ impl api::shopping_cart_server::ShoppingCart for DirectCart {
     }
 }
 
-/// Serves [`DirectCart`] on a loopback port, with TCP_NODELAY on every accepted connection, as
-/// the proxy sets on its own sockets (without it, delayed ACKs put ~40 ms into a benchmark
-/// baseline's p99 and the comparison would flatter the proxy).
+/// Serves [`DirectCart`] on a loopback port, with TCP_NODELAY on every accepted connection
+/// ([`nodelay_incoming`]), as the proxy sets on its own sockets.
 pub async fn serve_direct() -> SocketAddr {
-    use tokio_stream::StreamExt as _;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds a loopback port");
     let addr = listener.local_addr().expect("local address");
-    let incoming = TcpListenerStream::new(listener).map(|accepted| {
-        accepted.inspect(|stream| {
-            let _ = stream.set_nodelay(true);
-        })
-    });
     tokio::spawn(async move {
         let _ = tonic::transport::Server::builder()
             .add_service(api::shopping_cart_server::ShoppingCartServer::new(DirectCart::default()))
-            .serve_with_incoming(incoming)
+            .serve_with_incoming(nodelay_incoming(listener))
             .await;
     });
     addr
