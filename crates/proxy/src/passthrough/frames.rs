@@ -609,16 +609,28 @@ mod tests {
             .unwrap_or(0)
     }
 
-    #[test]
-    fn requests_are_timed_from_their_headers_to_the_response_head() {
+    /// A meter whose client has opened `streams` (each with one HEADERS frame), and the two
+    /// directions' readers, past the preface.
+    fn opened(streams: &[u32]) -> (Arc<Metrics>, Meter, FrameReader, FrameReader) {
         let metrics = Metrics::new();
         let mut meter = Meter::new(metrics.clone());
-        let (mut client, mut upstream) = (FrameReader::new(true), FrameReader::new(false));
+        let (mut client, upstream) = (FrameReader::new(true), FrameReader::new(false));
         let mut sent = HTTP2_PREFACE.to_vec();
-        for stream in [1, 3, 5, 7] {
+        for &stream in streams {
             sent.extend(frame(HEADERS, END_HEADERS, stream, b"\x82\x86\x84"));
         }
         meter.client_bytes(&mut client, &sent);
+        (metrics, meter, client, upstream)
+    }
+
+    /// The count of HTTP/2 requests with `status` (a class such as "2xx", or "error").
+    fn requests(metrics: &Metrics, status: &str) -> u64 {
+        counter(metrics, &format!("stead_proxy_requests_total{{protocol=\"http2\",status=\"{status}\"}}"))
+    }
+
+    #[test]
+    fn requests_are_timed_from_their_headers_to_the_response_head() {
+        let (metrics, mut meter, _, mut upstream) = opened(&[1, 3, 5, 7]);
         assert_eq!(meter.in_flight(), 4);
         // Stream 1: 100 Continue, then 200 (indexed, static) split over a CONTINUATION.
         let mut back = frame(HEADERS, END_HEADERS, 1, b"\x08\x03100");
@@ -634,9 +646,9 @@ mod tests {
         }
         assert!(meter.is_on());
         assert_eq!(meter.in_flight(), 0);
-        assert_eq!(counter(&metrics, "stead_proxy_requests_total{protocol=\"http2\",status=\"2xx\"}"), 1);
-        assert_eq!(counter(&metrics, "stead_proxy_requests_total{protocol=\"http2\",status=\"5xx\"}"), 2);
-        assert_eq!(counter(&metrics, "stead_proxy_requests_total{protocol=\"http2\",status=\"error\"}"), 1);
+        assert_eq!(requests(&metrics, "2xx"), 1);
+        assert_eq!(requests(&metrics, "5xx"), 2);
+        assert_eq!(requests(&metrics, "error"), 1);
     }
 
     #[test]
@@ -662,13 +674,7 @@ mod tests {
 
     #[test]
     fn a_block_that_does_not_decode_stops_the_metering_not_the_reading() {
-        let metrics = Metrics::new();
-        let mut meter = Meter::new(metrics.clone());
-        let (mut client, mut upstream) = (FrameReader::new(true), FrameReader::new(false));
-        let mut sent = HTTP2_PREFACE.to_vec();
-        sent.extend(frame(HEADERS, END_HEADERS, 1, b""));
-        sent.extend(frame(HEADERS, END_HEADERS, 3, b""));
-        meter.client_bytes(&mut client, &sent);
+        let (metrics, mut meter, mut client, mut upstream) = opened(&[1, 3]);
         // Index 70 does not exist.
         meter.upstream_bytes(&mut upstream, &frame(HEADERS, END_HEADERS, 1, b"\xc6"));
         assert!(!meter.is_on());
@@ -676,19 +682,12 @@ mod tests {
         meter.upstream_bytes(&mut upstream, &frame(HEADERS, END_HEADERS, 3, b"\x88"));
         meter.client_bytes(&mut client, &frame(HEADERS, END_HEADERS, 5, b""));
         assert_eq!(meter.in_flight(), 0);
-        assert_eq!(counter(&metrics, "stead_proxy_requests_total{protocol=\"http2\",status=\"2xx\"}"), 0);
+        assert_eq!(requests(&metrics, "2xx"), 0);
     }
 
     #[test]
     fn streams_a_goaway_left_unprocessed_are_not_failures() {
-        let metrics = Metrics::new();
-        let mut meter = Meter::new(metrics.clone());
-        let (mut client, mut upstream) = (FrameReader::new(true), FrameReader::new(false));
-        let mut sent = HTTP2_PREFACE.to_vec();
-        sent.extend(frame(HEADERS, END_HEADERS, 1, b"\x82"));
-        sent.extend(frame(HEADERS, END_HEADERS, 3, b"\x82"));
-        sent.extend(frame(HEADERS, END_HEADERS, 5, b"\x82"));
-        meter.client_bytes(&mut client, &sent);
+        let (metrics, mut meter, _, mut upstream) = opened(&[1, 3, 5]);
         // GOAWAY, last stream 3: stream 5 was not processed (the client retries it); stream 3
         // was, and the user port leaves without answering it.
         let mut back = frame(GOAWAY, 0, 0, &[0, 0, 0, 3, 0, 0, 0, 0]);
@@ -696,8 +695,8 @@ mod tests {
         meter.upstream_bytes(&mut upstream, &back);
         assert_eq!(meter.in_flight(), 1);
         meter.finish(true);
-        assert_eq!(counter(&metrics, "stead_proxy_requests_total{protocol=\"http2\",status=\"2xx\"}"), 1);
-        assert_eq!(counter(&metrics, "stead_proxy_requests_total{protocol=\"http2\",status=\"error\"}"), 1);
+        assert_eq!(requests(&metrics, "2xx"), 1);
+        assert_eq!(requests(&metrics, "error"), 1);
     }
 
     #[test]
