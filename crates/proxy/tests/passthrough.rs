@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::cart::{self, api};
+use stead_proxy::passthrough::detect::HTTP2_PREFACE;
 use stead_proxy::{ProxyConfig, ProxyMode, StoreConfig};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpListener;
@@ -419,7 +420,7 @@ async fn replies_then_resets(reply: Vec<u8>) -> SocketAddr {
         while let Ok((mut stream, _)) = listener.accept().await {
             let reply = reply.clone();
             tokio::spawn(async move {
-                let mut preface = [0u8; 24];
+                let mut preface = [0u8; HTTP2_PREFACE.len()];
                 let _ = stream.read_exact(&mut preface).await;
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 let _ = stream.write_all(&reply).await;
@@ -443,7 +444,7 @@ async fn flooding_h2_client(addr: SocketAddr) -> Vec<u8> {
     use tokio::io::AsyncReadExt as _;
     let (mut read, mut write) = tokio::net::TcpStream::connect(addr).await.expect("connects").into_split();
     let writer = tokio::spawn(async move {
-        let _ = write.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+        let _ = write.write_all(HTTP2_PREFACE).await;
         let pings = frame(0x6, 0, 0, &[0; 8]).repeat(1000);
         while write.write_all(&pings).await.is_ok() {}
     });
@@ -481,7 +482,7 @@ async fn a_request_the_user_port_left_unanswered_fails_even_if_the_client_then_r
         let request = frame(0x1, 0x5, 1, b"\x82");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
         let upstream = listener.local_addr().expect("addr");
-        let expected = 24 + request.len();
+        let expected = HTTP2_PREFACE.len() + request.len();
         tokio::spawn(async move {
             let (mut stream, _) = listener.accept().await.expect("accepts");
             let mut seen = vec![0u8; expected];
@@ -490,7 +491,7 @@ async fn a_request_the_user_port_left_unanswered_fails_even_if_the_client_then_r
         });
         let proxy = passthrough(upstream).await;
         let mut client = tokio::net::TcpStream::connect(proxy.addr).await.expect("connects");
-        client.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.expect("writes");
+        client.write_all(HTTP2_PREFACE).await.expect("writes");
         client.write_all(&request).await.expect("writes");
         let mut buffer = [0u8; 64];
         assert_eq!(

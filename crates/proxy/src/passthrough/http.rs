@@ -3,8 +3,6 @@
 //! in-flight requests are known. A request the user port fails is answered 502. (HTTP/2 is
 //! forwarded frame by frame instead, see `frames.rs`.)
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -34,9 +32,6 @@ pub enum HttpError {
 /// the proxy's own 502 text.
 type ProxyBody = Either<Incoming, Full<Bytes>>;
 
-/// Drives an upstream connection's I/O; run in the client connection's own task (see [`proxy`]).
-type UpstreamDriver = Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>>;
-
 /// Sends requests on the upstream connection, one at a time (HTTP/1.1 has no multiplexing; a
 /// pipelining client's requests wait their turn here, as they would at the user port).
 type Upstream = Arc<Mutex<client::SendRequest<Incoming>>>;
@@ -60,9 +55,8 @@ fn bad_gateway(error: &hyper::Error) -> Response<ProxyBody> {
 /// crosses from the client side to the upstream side and back without waking another task
 /// (possibly on another runtime thread), which is most of a loopback hop's cost.
 pub async fn proxy(client: TcpStream, upstream: TcpStream, metrics: Arc<Metrics>) -> Result<(), HttpError> {
-    let (sender, connection) =
-        client::handshake(TokioIo::new(upstream)).await.map_err(HttpError::Handshake)?;
-    let driver: UpstreamDriver = Box::pin(connection);
+    // The upstream connection's I/O, driven in this task (below).
+    let (sender, driver) = client::handshake(TokioIo::new(upstream)).await.map_err(HttpError::Handshake)?;
     let upstream: Upstream = Arc::new(Mutex::new(sender));
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let upstream = upstream.clone();
