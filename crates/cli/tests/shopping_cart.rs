@@ -3,8 +3,9 @@
 //! StatefulService, the `stead proxy` sidecar in front of it, and a client drives it through the
 //! proxy over gRPC (tonic) and over HTTP/JSON (HTTP/1.1 on a plain socket): add, remove, get, a
 //! failing command. The cart then survives a killed user function, a killed sidecar and a deleted
-//! pod, with the embedded store (the example as shipped: a StatefulSet whose claim follows the
-//! pod) and with PostgreSQL (the example with its store replaced).
+//! pod, and another cart comes back from its snapshot in a sidecar started again, with the
+//! embedded store (the example as shipped: a StatefulSet whose claim follows the pod) and with
+//! PostgreSQL (the example with its store replaced).
 //!
 //! Needs root (pods in network namespaces), `STEAD_CLOUDSTATE_PYTHON` (a Python with the library,
 //! made by `.ci/run`) and, for PostgreSQL, `STEAD_TEST_POSTGRES_URL`; skips with a message
@@ -571,6 +572,38 @@ fn scenario(cluster: &Cluster, sticky_name: bool) {
     eprintln!("pod {} ({}) deleted; {} ({}) replaces it", pod.name, pod.uid, next.name, next.uid);
     settled(&grpc, &next, &user, &expected, "after the pod was recreated");
     assert_eq!(http_items(next.proxy(), &user), Ok(expected));
+
+    // A cart from a snapshot. The library counts events from the last one it replayed, so 4
+    // adds, a restart of the user function and 1 add make it snapshot at the fifth; the sidecar
+    // started again opens the cart's stream with that snapshot (the library as published could
+    // not read it: every command on the cart failed from then on).
+    let snapshotted = format!("{user}-snapshot");
+    let mut five = Items::new();
+    for n in 0..5 {
+        if n == 4 {
+            kill_and_recover(
+                cluster,
+                &grpc,
+                &next,
+                Role::UserFunction,
+                stead_render::USER_CONTAINER,
+                &snapshotted,
+                &five,
+            );
+        }
+        let (product, name) = (format!("p{n}"), format!("P{n}"));
+        grpc.add(next.proxy(), &snapshotted, &product, &name, 1).expect("AddItem");
+        five.push((product, name, 1));
+    }
+    kill_and_recover(
+        cluster,
+        &grpc,
+        &next,
+        Role::Sidecar,
+        stead_render::PROXY_CONTAINER,
+        &snapshotted,
+        &five,
+    );
 }
 
 #[test]
