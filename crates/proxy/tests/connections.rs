@@ -229,3 +229,26 @@ async fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
     assert_eq!((soft, hard_now), (hard, hard), "the soft limit is the hard limit once the proxy started");
     proxy.stop().await.expect("stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_256_descriptors_idle_clients_neither_starve_ready_nor_the_next_client() {
+    use nix::sys::resource::{Resource, setrlimit};
+    // `ulimit -n 256` for this process (nextest runs each test in its own): the clients' sockets
+    // below count against it too. The derived limit is (256 - 128) / 2 = 64 connections.
+    setrlimit(Resource::RLIMIT_NOFILE, 256, 256).expect("lowers the limit");
+    let proxy = entity(|config| config.connections.header_read_timeout = Duration::from_secs(1)).await;
+    let mut idle = Vec::new();
+    for n in 0..150 {
+        let stream = TcpStream::connect(proxy.addr).await.unwrap_or_else(|e| panic!("connection {n}: {e}"));
+        idle.push(stream);
+    }
+    for _ in 0..5 {
+        assert_eq!(common::http_get(proxy.health, "/ready").await.0, 200);
+        assert_eq!(common::http_get(proxy.metrics, "/metrics").await.0, 200);
+    }
+    // Accepted idle clients are closed after the header timeout, so queued ones are accepted in
+    // turn, and a client with a request behind them is served.
+    let mut prompt = TcpStream::connect(proxy.addr).await.expect("connects");
+    assert_eq!(get_on(&mut prompt, "/carts/ann").await, 200);
+    drop(idle);
+}
