@@ -22,7 +22,7 @@ pub(super) struct Shard {
 }
 
 impl Shard {
-    /// Gives `client` to the shard; returns it if the shard has stopped.
+    /// Gives a connection (with its permit) to the shard; returns it if the shard has stopped.
     pub(super) fn hand_over(&self, (client, permit): (TcpStream, Permit)) -> Result<(), (TcpStream, Permit)> {
         let std = match client.into_std() {
             Ok(std) => std,
@@ -35,8 +35,8 @@ impl Shard {
         match self.inbox.send((std, permit)) {
             Ok(()) => Ok(()),
             // Back to the caller's runtime; if even that fails the connection is dropped.
-            Err(returned) => match TcpStream::from_std(returned.0.0) {
-                Ok(client) => Err((client, returned.0.1)),
+            Err(mpsc::error::SendError((std, permit))) => match TcpStream::from_std(std) {
+                Ok(client) => Err((client, permit)),
                 Err(error) => {
                     tracing::debug!(%error, "re-registering a connection no shard took failed");
                     Ok(())
