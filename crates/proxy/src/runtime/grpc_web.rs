@@ -76,44 +76,51 @@ pub(super) fn asks_for_grpc_web<B>(request: &Request<B>) -> bool {
 /// The answer to a CORS preflight: for an allowed origin, `POST` with the headers asked for;
 /// for any other, 403 without CORS headers.
 pub(super) fn preflight<B>(request: &Request<B>, allowed: &AllowedOrigins) -> Response<Body> {
-    let mut response = Response::new(Body::empty());
-    let headers = response.headers_mut();
-    if !allow_origin(allowed, request.headers(), headers) {
+    let mut headers = HeaderMap::new();
+    if !allow_origin(allowed, request.headers(), &mut headers) {
         let origin = request.headers().get(header::ORIGIN).map(|o| String::from_utf8_lossy(o.as_bytes()));
         let text = format!(
             "cross-origin gRPC-Web calls from origin {:?} are not allowed (STEAD_CORS_ALLOWED_ORIGINS)\n",
             origin.as_deref().unwrap_or("")
         );
-        let mut response = Response::new(Body::new(http_body_util::Full::new(Bytes::from(text))));
-        *response.status_mut() = StatusCode::FORBIDDEN;
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-        return response;
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        return answer(
+            StatusCode::FORBIDDEN,
+            headers,
+            Body::new(http_body_util::Full::new(Bytes::from(text))),
+        );
     }
-    *response.status_mut() = StatusCode::NO_CONTENT;
-    let headers = response.headers_mut();
     headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, OPTIONS"));
     if let Some(asked) = request.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
         headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
     }
     headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+    answer(StatusCode::NO_CONTENT, headers, Body::empty())
+}
+
+fn answer(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
     response
 }
 
 /// Adds `Access-Control-Allow-Origin` when the request's origin is allowed; returns whether
-/// it is.
+/// it is. With a list of origins the answer depends on the request's origin, so it says `Vary:
+/// origin` either way, for caches.
 fn allow_origin(allowed: &AllowedOrigins, request: &HeaderMap, response: &mut HeaderMap) -> bool {
     let Some(origin) = request.get(header::ORIGIN) else { return false };
+    if matches!(allowed, AllowedOrigins::List(_)) {
+        response.append(header::VARY, HeaderValue::from_static("origin"));
+    }
     if !origin.to_str().is_ok_and(|o| allowed.allows(o)) {
         return false;
     }
-    if *allowed == AllowedOrigins::Any {
-        response.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    } else {
-        response.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-        response.append(header::VARY, HeaderValue::from_static("origin"));
-    }
+    let value = match allowed {
+        AllowedOrigins::Any => HeaderValue::from_static("*"),
+        _ => origin.clone(),
+    };
+    response.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
     true
 }
 
