@@ -116,6 +116,59 @@ pub struct ProxyConfig {
     pub discovery_backoff_min: Duration,
     /// ... up to this (10 s).
     pub discovery_backoff_max: Duration,
+    /// Timeouts and the connection limit of the client port.
+    pub connections: ConnectionConfig,
+    /// Origins whose browsers may call gRPC-Web across origins (`STEAD_CORS_ALLOWED_ORIGINS`).
+    pub cors: AllowedOrigins,
+}
+
+/// Timeouts and the connection limit of the client port (the management ports have their own
+/// small limit, so that probes are answered while clients saturate the client port).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionConfig {
+    /// How long a client may take to send a request's headers, or for HTTP/2 the connection
+    /// preface and first frame (`STEAD_HEADER_READ_TIMEOUT_MS`, default 10 s). For HTTP/1 it also
+    /// bounds the wait for the next request on a kept-alive connection.
+    pub header_read_timeout: Duration,
+    /// A connection with no bytes in either direction for this long is closed
+    /// (`STEAD_IDLE_TIMEOUT_MS`, default 300 s; 0: never).
+    pub idle_timeout: Option<Duration>,
+    /// Client connections served at once (`STEAD_MAX_CONNECTIONS`); more wait in the kernel's
+    /// accept queue. `None`: derived from the open-file limit at start.
+    pub max_connections: Option<usize>,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Some(Duration::from_secs(300)),
+            max_connections: None,
+        }
+    }
+}
+
+/// The origins allowed to make cross-origin gRPC-Web calls.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// None (the default): no CORS headers, preflights refused.
+    #[default]
+    None,
+    /// Any origin (`*`).
+    Any,
+    /// These origins (`scheme://host[:port]`, compared without regard to case).
+    List(Vec<String>),
+}
+
+impl AllowedOrigins {
+    /// Whether a request's `Origin` is allowed.
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            AllowedOrigins::None => false,
+            AllowedOrigins::Any => true,
+            AllowedOrigins::List(origins) => origins.iter().any(|o| o.eq_ignore_ascii_case(origin)),
+        }
+    }
 }
 
 impl ProxyConfig {
@@ -135,6 +188,8 @@ impl ProxyConfig {
             relay_timeout: Duration::from_secs(60),
             discovery_backoff_min: Duration::from_millis(100),
             discovery_backoff_max: Duration::from_secs(10),
+            connections: ConnectionConfig::default(),
+            cors: AllowedOrigins::None,
         }
     }
 
@@ -196,8 +251,70 @@ impl ProxyConfig {
             relay_timeout: millis("STEAD_RELAY_TIMEOUT_MS", 60_000)?,
             discovery_backoff_min: millis("STEAD_DISCOVERY_BACKOFF_MS", 100)?,
             discovery_backoff_max: Duration::from_secs(10),
+            connections: connections_from_env(&get)?,
+            cors: cors_from_env(&get)?,
         })
     }
+}
+
+fn connections_from_env(get: &impl Fn(&str) -> Option<String>) -> Result<ConnectionConfig, ConfigError> {
+    let number = |name: &'static str, expected: &'static str| -> Result<Option<u64>, ConfigError> {
+        get(name)
+            .map(|v| v.trim().parse::<u64>().map_err(|_| ConfigError::Invalid { name, value: v, expected }))
+            .transpose()
+    };
+    let defaults = ConnectionConfig::default();
+    let header_read_timeout =
+        match number("STEAD_HEADER_READ_TIMEOUT_MS", "a positive whole number of milliseconds")? {
+            None => defaults.header_read_timeout,
+            Some(0) => {
+                return Err(ConfigError::Invalid {
+                    name: "STEAD_HEADER_READ_TIMEOUT_MS",
+                    value: "0".into(),
+                    expected: "a positive whole number of milliseconds",
+                });
+            }
+            Some(ms) => Duration::from_millis(ms),
+        };
+    let idle_timeout = match number("STEAD_IDLE_TIMEOUT_MS", "a whole number of milliseconds (0: never)")? {
+        None => defaults.idle_timeout,
+        Some(0) => None,
+        Some(ms) => Some(Duration::from_millis(ms)),
+    };
+    let max_connections = match number("STEAD_MAX_CONNECTIONS", "a positive number of connections")? {
+        None => None,
+        Some(n) => Some(usize::try_from(n).ok().filter(|n| *n > 0).ok_or(ConfigError::Invalid {
+            name: "STEAD_MAX_CONNECTIONS",
+            value: n.to_string(),
+            expected: "a positive number of connections",
+        })?),
+    };
+    Ok(ConnectionConfig { header_read_timeout, idle_timeout, max_connections })
+}
+
+/// Whether `text` is an origin as browsers send it: `scheme://host[:port]`, nothing after.
+fn is_origin(text: &str) -> bool {
+    let Some((scheme, rest)) = text.split_once("://") else { return false };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    scheme_ok && !rest.is_empty() && !rest.contains(['/', '?', '#', '@', ' ', ','])
+}
+
+fn cors_from_env(get: &impl Fn(&str) -> Option<String>) -> Result<AllowedOrigins, ConfigError> {
+    const NAME: &str = "STEAD_CORS_ALLOWED_ORIGINS";
+    let Some(value) = get(NAME) else { return Ok(AllowedOrigins::None) };
+    let entries: Vec<&str> = value.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
+    if entries.contains(&"*") {
+        return Ok(AllowedOrigins::Any);
+    }
+    if entries.is_empty() || !entries.iter().all(|e| is_origin(e)) {
+        return Err(ConfigError::Invalid {
+            name: NAME,
+            value,
+            expected: "*, or origins like https://app.example or http://localhost:3000 separated by commas",
+        });
+    }
+    Ok(AllowedOrigins::List(entries.into_iter().map(str::to_string).collect()))
 }
 
 fn store_from_env(get: &impl Fn(&str) -> Option<String>) -> Result<StoreConfig, ConfigError> {
@@ -316,5 +433,59 @@ mod tests {
         assert!(matches!(error, ConfigError::Missing { name: "STEAD_STORE_PATH", .. }));
         let passthrough = ProxyConfig::from_env(env(&[("STEAD_PROXY_MODE", "passthrough")])).expect("ok");
         assert_eq!((passthrough.mode, passthrough.store), (ProxyMode::Passthrough, StoreConfig::None));
+    }
+
+    #[test]
+    fn connection_settings_have_safe_defaults_and_are_read() {
+        let config = ProxyConfig::from_env(env(&[])).expect("defaults");
+        assert_eq!(config.connections, ConnectionConfig::default());
+        assert_eq!(config.connections.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.connections.idle_timeout, Some(Duration::from_secs(300)));
+        assert_eq!(config.cors, AllowedOrigins::None);
+        let config = ProxyConfig::from_env(env(&[
+            ("STEAD_HEADER_READ_TIMEOUT_MS", "250"),
+            ("STEAD_IDLE_TIMEOUT_MS", "0"),
+            ("STEAD_MAX_CONNECTIONS", "64"),
+        ]))
+        .expect("valid");
+        assert_eq!(
+            config.connections,
+            ConnectionConfig {
+                header_read_timeout: Duration::from_millis(250),
+                idle_timeout: None,
+                max_connections: Some(64),
+            }
+        );
+        for (name, value) in [
+            ("STEAD_HEADER_READ_TIMEOUT_MS", "0"),
+            ("STEAD_IDLE_TIMEOUT_MS", "soon"),
+            ("STEAD_MAX_CONNECTIONS", "0"),
+        ] {
+            let error = ProxyConfig::from_env(env(&[(name, value)])).expect_err("invalid");
+            assert!(
+                error.to_string().starts_with(&format!("environment variable {name} is {value:?}")),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn allowed_origins_are_a_list_or_an_explicit_star() {
+        let origins = |value: &str| ProxyConfig::from_env(env(&[("STEAD_CORS_ALLOWED_ORIGINS", value)]));
+        assert_eq!(origins("*").expect("star").cors, AllowedOrigins::Any);
+        let list = origins("https://shop.example, http://localhost:3000").expect("list").cors;
+        assert_eq!(
+            list,
+            AllowedOrigins::List(vec!["https://shop.example".into(), "http://localhost:3000".into()])
+        );
+        assert!(list.allows("https://SHOP.example"));
+        assert!(list.allows("http://localhost:3000"));
+        assert!(!list.allows("http://localhost:3001"));
+        assert!(!list.allows("https://evil.example"));
+        assert!(!AllowedOrigins::None.allows("https://shop.example"));
+        for bad in ["shop.example", "https://shop.example/", "https://a.example/path", ","] {
+            let error = origins(bad).expect_err("not an origin");
+            assert!(error.to_string().contains("STEAD_CORS_ALLOWED_ORIGINS"), "{error}");
+        }
     }
 }

@@ -19,6 +19,8 @@
 //! - [`discovery`]: `EntityDiscovery.discover` with backoff, version check, `reportError`.
 //! - [`catalog`]: the discovered services resolved with prost-reflect (entity keys, types).
 //! - [`codec`]: the pass-through bytes codec for gRPC.
+//! - [`connections`]: accepting with a connection limit and back-off, header and idle
+//!   timeouts, the management ports' server, the open-file limit raised at start.
 //! - [`passthrough`]: protocol detection (HTTP/1, HTTP/2, opaque TCP) and forwarding, each
 //!   connection served on one of per-core single-threaded shards.
 //! - [`health`] and [`metrics`]: `/ready`, `/alive`, `/metrics`.
@@ -53,6 +55,7 @@
 pub mod catalog;
 pub mod codec;
 pub mod config;
+pub mod connections;
 pub mod discovery;
 pub mod eventsourced;
 pub mod health;

@@ -1,8 +1,9 @@
 //! gRPC-Web on the proxy port, in front of the Rust shopping-cart user function
 //! (`common/cart.rs`), as a browser's gRPC-Web client sends it: `POST` over HTTP/1.1 with
 //! `application/grpc-web+proto` (binary) or `application/grpc-web-text` (base64), the answer's
-//! trailers in a last frame flagged 0x80, and a CORS preflight first. The requests are built by
-//! hand from the protocol's facts and sent with hyper's HTTP/1.1 client. Loopback only.
+//! trailers in a last frame flagged 0x80, and a CORS preflight first (answered only for the
+//! origins the proxy allows; none by default). The requests are built by hand from the
+//! protocol's facts and sent with hyper's HTTP/1.1 client. Loopback only.
 
 mod common;
 
@@ -15,6 +16,7 @@ use bytes::Bytes;
 use common::cart::{self, SERVICE, api};
 use http_body_util::{BodyExt as _, Full};
 use prost::Message as _;
+use stead_proxy::config::AllowedOrigins;
 
 /// What came back: status, headers, and the body's frames (flag, payload) after decoding.
 #[derive(Debug)]
@@ -114,6 +116,30 @@ async fn call(addr: SocketAddr, method: &str, message: &impl prost::Message, tex
     WebResponse { status, headers, frames: split_frames(&body) }
 }
 
+/// The cart's proxy, allowing cross-origin calls from the shop's page.
+async fn proxy_for_the_shop() -> common::RunningProxy {
+    cart::proxy_in_memory_with(|config| {
+        config.cors = AllowedOrigins::List(vec!["http://shop.test".into()]);
+    })
+    .await
+}
+
+fn preflight(origin: &str, path: &str) -> http::Request<Full<Bytes>> {
+    http::Request::builder()
+        .method("OPTIONS")
+        .uri(path)
+        .header("host", "localhost")
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type,x-grpc-web,x-user-agent")
+        .body(Full::new(Bytes::new()))
+        .expect("request")
+}
+
+fn has_cors_headers(headers: &http::HeaderMap) -> bool {
+    headers.keys().any(|name| name.as_str().starts_with("access-control-"))
+}
+
 fn add(user: &str, product: &str, quantity: i32) -> api::AddLineItem {
     cart::line(user, product, &product.to_uppercase(), quantity)
 }
@@ -121,7 +147,7 @@ fn add(user: &str, product: &str, quantity: i32) -> api::AddLineItem {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cart_over_grpc_web_binary_and_text_shares_state_with_grpc() {
     tokio::time::timeout(Duration::from_secs(60), async {
-        let proxy = cart::proxy_in_memory().await;
+        let proxy = proxy_for_the_shop().await;
         let addr = proxy.addr;
 
         let added = call(addr, "AddItem", &add("web", "apple", 2), false).await;
@@ -162,7 +188,7 @@ async fn the_cart_over_grpc_web_binary_and_text_shares_state_with_grpc() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_command_reaches_the_browser_as_a_grpc_status() {
     tokio::time::timeout(Duration::from_secs(60), async {
-        let proxy = cart::proxy_in_memory().await;
+        let proxy = proxy_for_the_shop().await;
         let failed = call(proxy.addr, "AddItem", &add("web", "apple", -1), false).await;
         assert_eq!(failed.status, 200, "{failed:?}");
         // A call that fails before any message may answer trailers-only: the status in the
@@ -190,23 +216,22 @@ async fn a_failed_command_reaches_the_browser_as_a_grpc_status() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cors_preflight_is_answered() {
+async fn a_cors_preflight_is_answered_for_an_allowed_origin() {
     tokio::time::timeout(Duration::from_secs(60), async {
-        let proxy = cart::proxy_in_memory().await;
-        let request = http::Request::builder()
-            .method("OPTIONS")
-            .uri(format!("/{SERVICE}/AddItem"))
-            .header("host", "localhost")
-            .header("origin", "http://shop.test")
-            .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "content-type,x-grpc-web,x-user-agent")
-            .body(Full::new(Bytes::new()))
-            .expect("request");
-        let (status, headers, _) = send(proxy.addr, request).await;
+        let proxy = proxy_for_the_shop().await;
+        let (status, headers, _) =
+            send(proxy.addr, preflight("http://shop.test", &format!("/{SERVICE}/AddItem"))).await;
         assert_eq!(status, 204);
         assert_eq!(headers["access-control-allow-origin"], "http://shop.test");
         assert_eq!(headers["access-control-allow-headers"], "content-type,x-grpc-web,x-user-agent");
         assert!(headers["access-control-allow-methods"].to_str().expect("ascii").contains("POST"));
+
+        // Another origin's preflight is refused, and its call (which a browser would not send
+        // after that, but a page could as a simple request) is answered without CORS headers.
+        let (status, headers, _) =
+            send(proxy.addr, preflight("http://evil.test", &format!("/{SERVICE}/AddItem"))).await;
+        assert_eq!(status, 403, "{headers:?}");
+        assert!(!has_cors_headers(&headers), "{headers:?}");
 
         // A preflight for an HTTP/JSON route is not gRPC-Web's: the transcoder answers it
         // (`/carts/{user_id}` is bound for GET only).
@@ -221,6 +246,34 @@ async fn a_cors_preflight_is_answered() {
         let (status, headers, _) = send(proxy.addr, request).await;
         assert_eq!(status, 405, "{headers:?}");
         assert!(!headers.contains_key("access-control-allow-methods"), "{headers:?}");
+    })
+    .await
+    .expect("the test finishes within 60 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_no_origin_is_allowed_and_star_allows_any() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let proxy = cart::proxy_in_memory().await;
+        let (status, headers, body) =
+            send(proxy.addr, preflight("http://shop.test", &format!("/{SERVICE}/AddItem"))).await;
+        assert_eq!(status, 403, "{headers:?}");
+        assert!(!has_cors_headers(&headers), "{headers:?}");
+        assert!(String::from_utf8_lossy(&body).contains("\"http://shop.test\" are not allowed"), "{body:?}");
+        // The call itself is served (a same-origin page sends an Origin too), without CORS
+        // headers, so a page of another origin cannot read its answer.
+        let added = call(proxy.addr, "AddItem", &add("web", "apple", 2), false).await;
+        assert_eq!(added.status, 200, "{added:?}");
+        assert!(added.trailers().contains(&("grpc-status".into(), "0".into())), "{added:?}");
+        assert!(!has_cors_headers(&added.headers), "{added:?}");
+
+        let any = cart::proxy_in_memory_with(|config| config.cors = AllowedOrigins::Any).await;
+        let (status, headers, _) =
+            send(any.addr, preflight("http://anywhere.test", &format!("/{SERVICE}/AddItem"))).await;
+        assert_eq!(status, 204, "{headers:?}");
+        assert_eq!(headers["access-control-allow-origin"], "*");
+        let added = call(any.addr, "AddItem", &add("web", "apple", 2), false).await;
+        assert_eq!(added.headers["access-control-allow-origin"], "*");
     })
     .await
     .expect("the test finishes within 60 s");

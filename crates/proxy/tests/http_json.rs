@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::cart::{self, api};
-use common::http::request;
+use common::http::{request, request_typed};
 use prost::Message as _;
 use serde_json::json;
 use stead_proxy::protocol::grpc::reflection::{v1, v1alpha};
@@ -148,6 +148,77 @@ async fn errors_map_to_http_statuses_with_a_json_body() {
 
         let cart = request(addr, "GET", "/carts/ann", None).await;
         assert_eq!(cart.json(), json!({"items": []}), "no failed request changed the cart");
+        proxy.stop().await.expect("the proxy stops cleanly");
+    })
+    .await
+    .expect("the test finishes within 60 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_with_a_body_take_only_json_content_types() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let proxy = start().await;
+        let addr = proxy.addr;
+        let item = r#"{"productId": "apple", "name": "Apple", "quantity": 1}"#;
+        // What a page of any origin may POST without a preflight: text/plain, forms, or no type.
+        for content_type in [
+            Some("text/plain"),
+            Some("text/plain; charset=utf-8"),
+            Some("application/x-www-form-urlencoded"),
+            None,
+        ] {
+            let refused = request_typed(addr, "POST", "/cart/ann/items/add", content_type, item).await;
+            assert_eq!(refused.status, 415, "{content_type:?}: {refused:?}");
+            assert_eq!(refused.json()["code"], 3);
+            let message = refused.json()["message"].as_str().unwrap_or_default().to_string();
+            assert!(message.contains("expected application/json"), "{message}");
+        }
+        let cart = request(addr, "GET", "/carts/ann", None).await;
+        assert_eq!(cart.json(), json!({"items": []}), "no refused request reached the entity");
+        for content_type in ["application/json; charset=utf-8", "application/merge-patch+json"] {
+            let added = request_typed(addr, "POST", "/cart/ann/items/add", Some(content_type), item).await;
+            assert_eq!(added.status, 200, "{content_type}: {added:?}");
+        }
+        // A route without a body needs no content type.
+        let removed =
+            request_typed(addr, "POST", "/cart/ann/items/apple/remove", Some("text/plain"), "").await;
+        assert_eq!(removed.status, 200, "{removed:?}");
+        proxy.stop().await.expect("the proxy stops cleanly");
+    })
+    .await
+    .expect("the test finishes within 60 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_values_that_are_not_utf8_are_refused_not_merged() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let proxy = start().await;
+        let addr = proxy.addr;
+        // Decoded lossily, both were the cart "\u{fffd}\u{fffd}" (or "\u{fffd}").
+        for (path, encoded) in [("/carts/%ff%fe", "%ff%fe"), ("/carts/%C0%AF", "%C0%AF")] {
+            let refused = request(addr, "GET", path, None).await;
+            assert_eq!(refused.status, 400, "{path}: {refused:?}");
+            assert_eq!(refused.json()["code"], 3);
+            let message = refused.json()["message"].as_str().unwrap_or_default().to_string();
+            assert!(
+                message.contains(&format!(
+                    "path variable user_id: {encoded:?} does not percent-decode to UTF-8 text"
+                )),
+                "{message}"
+            );
+        }
+        let added = request(
+            addr,
+            "POST",
+            "/cart/%E2%82%AC/items/add",
+            Some(r#"{"productId": "a", "name": "A", "quantity": 1}"#),
+        )
+        .await;
+        assert_eq!(added.status, 200, "valid UTF-8 is decoded: {added:?}");
+        let euro = request(addr, "GET", "/carts/%e2%82%ac", None).await;
+        assert_eq!(euro.json()["items"][0]["productId"], "a", "{euro:?}");
+        let query = request(addr, "GET", "/carts/ann?user_id=%ff", None).await;
+        assert_eq!(query.status, 400, "{query:?}");
         proxy.stop().await.expect("the proxy stops cleanly");
     })
     .await

@@ -428,8 +428,8 @@ impl Pipe {
     fn poll(
         &mut self,
         cx: &mut Context<'_>,
-        from: &mut TcpStream,
-        to: &mut TcpStream,
+        from: &mut (impl AsyncRead + Unpin),
+        to: &mut (impl AsyncWrite + Unpin),
         mut read_along: impl FnMut(&mut FrameReader, &[u8]),
     ) -> Poll<Result<(), PipeError>> {
         let write_error = |error| PipeError { reading: false, error };
@@ -466,7 +466,7 @@ impl Pipe {
 /// Forwards an HTTP/2 client connection (its preface not yet read) to `upstream` until both
 /// sides have closed, metering its requests into `metrics`.
 pub async fn forward(
-    mut client: TcpStream,
+    mut client: impl AsyncRead + AsyncWrite + Unpin,
     mut upstream: TcpStream,
     metrics: Arc<Metrics>,
 ) -> io::Result<()> {

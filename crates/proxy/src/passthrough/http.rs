@@ -4,6 +4,7 @@
 //! forwarded frame by frame instead, see `frames.rs`.)
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -11,7 +12,8 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1 as client;
 use hyper::server::conn::http1 as server;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
@@ -54,7 +56,15 @@ fn bad_gateway(error: &hyper::Error) -> Response<ProxyBody> {
 /// The upstream connection is driven in this same task rather than spawned: a request then
 /// crosses from the client side to the upstream side and back without waking another task
 /// (possibly on another runtime thread), which is most of a loopback hop's cost.
-pub async fn proxy(client: TcpStream, upstream: TcpStream, metrics: Arc<Metrics>) -> Result<(), HttpError> {
+///
+/// `header_timeout` bounds each request's headers, and the wait for the next request on a
+/// kept-alive connection.
+pub async fn proxy(
+    client: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    upstream: TcpStream,
+    metrics: Arc<Metrics>,
+    header_timeout: Duration,
+) -> Result<(), HttpError> {
     // The upstream connection's I/O, driven in this task (below).
     let (sender, driver) = client::handshake(TokioIo::new(upstream)).await.map_err(HttpError::Handshake)?;
     let upstream: Upstream = Arc::new(Mutex::new(sender));
@@ -74,7 +84,11 @@ pub async fn proxy(client: TcpStream, upstream: TcpStream, metrics: Arc<Metrics>
             }
         }
     });
-    let serve = server::Builder::new().keep_alive(true).serve_connection(TokioIo::new(client), service);
+    let serve = server::Builder::new()
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(client), service);
     // The upstream ends when its last sender (held by the service) is dropped; until the client
     // connection is done, an upstream that ended early leaves requests answered with 502.
     let drive = async move {

@@ -22,8 +22,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
+use crate::config::ConnectionConfig;
+use crate::connections::{Acceptor, Permit, Timed};
 use crate::metrics::Metrics;
 use crate::runtime::lifecycle::Lifecycle;
 use detect::Protocol;
@@ -53,11 +55,30 @@ pub enum ConnectionError {
     Http(#[from] http::HttpError),
 }
 
-/// Handles one client connection: detect, connect, forward.
+/// A client connection's timeouts (see [`ConnectionConfig`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// For an HTTP/1 request's headers, and an HTTP/2 connection's preface and first frame.
+    pub header: Duration,
+    /// For a connection without a byte either way.
+    pub idle: Option<Duration>,
+}
+
+impl From<&ConnectionConfig> for Timeouts {
+    fn from(config: &ConnectionConfig) -> Self {
+        Self { header: config.header_read_timeout, idle: config.idle_timeout }
+    }
+}
+
+/// Handles one client connection: detect, connect, forward. HTTP connections must send a
+/// request (HTTP/1: its headers; HTTP/2: the preface and first frame) within the header
+/// timeout; every connection is closed once silent both ways for the idle timeout (opaque TCP
+/// has only that one, since its server may speak first).
 pub async fn connection(
     client: TcpStream,
     upstream: SocketAddr,
     metrics: Arc<Metrics>,
+    timeouts: Timeouts,
 ) -> Result<Protocol, ConnectionError> {
     let _ = client.set_nodelay(true);
     let protocol = detect::detect(&client, DETECT_TIMEOUT).await.map_err(ConnectionError::Detect)?;
@@ -68,10 +89,15 @@ pub async fn connection(
     let _ = upstream_stream.set_nodelay(true);
     match protocol {
         Protocol::Opaque => {
+            let client = Timed::idle(client, timeouts.idle);
             tcp::splice(client, upstream_stream).await.map_err(ConnectionError::Splice)?;
         }
-        Protocol::Http1 => http::proxy(client, upstream_stream, metrics).await?,
+        Protocol::Http1 => {
+            let client = Timed::http(client, timeouts.header, timeouts.idle);
+            http::proxy(client, upstream_stream, metrics, timeouts.header).await?
+        }
         Protocol::Http2 => {
+            let client = Timed::http(client, timeouts.header, timeouts.idle);
             frames::forward(client, upstream_stream, metrics).await.map_err(ConnectionError::Splice)?
         }
     }
@@ -87,37 +113,35 @@ pub async fn connection(
 /// HTTP/1.1 throughput of spawning on the shared runtime). If the shard threads cannot be
 /// started, connections are served on the caller's runtime. Dropping this future (rather than
 /// stopping the lifecycle) ends the shards and cuts their connections at once.
+///
+/// At most the acceptor's limit of connections are open at once (more wait in the kernel's
+/// accept queue); each holds its permit wherever it is served.
 pub async fn serve(
-    listener: TcpListener,
+    mut acceptor: Acceptor,
     upstream: SocketAddr,
+    config: &ConnectionConfig,
     metrics: Arc<Metrics>,
     mut lifecycle: Lifecycle,
 ) {
-    let shards = shards::start(upstream, &metrics, &lifecycle);
+    let timeouts = Timeouts::from(config);
+    let shards = shards::start(upstream, timeouts, &metrics, &lifecycle);
     let mut next = 0usize;
     loop {
-        let client = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((client, _)) => client,
-                Err(error) => {
-                    tracing::warn!(%error, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let accepted = tokio::select! {
+            accepted = acceptor.accept() => accepted,
             () = lifecycle.stopped() => return,
         };
-        let client = if shards.is_empty() {
-            client
+        let accepted = if shards.is_empty() {
+            accepted
         } else {
             next = next.wrapping_add(1);
-            match shards[next % shards.len()].hand_over(client) {
+            match shards[next % shards.len()].hand_over(accepted) {
                 Ok(()) => continue,
                 // The shard is gone (its thread failed); serve here instead.
-                Err(client) => client,
+                Err(accepted) => accepted,
             }
         };
-        spawn_connection(client, upstream, metrics.clone(), lifecycle.clone());
+        spawn_connection(accepted, upstream, timeouts, metrics.clone(), lifecycle.clone());
     }
 }
 
@@ -127,22 +151,29 @@ pub async fn serve(
 /// its runtime, so that its connection tasks do not poll the lifecycle on every wake-up
 /// (measured: about 1% of the proxy's CPU time under load, see `benches/proxy_peers.rs`).
 fn spawn_connection(
-    client: TcpStream,
+    accepted: (TcpStream, Permit),
     upstream: SocketAddr,
+    timeouts: Timeouts,
     metrics: Arc<Metrics>,
     mut lifecycle: Lifecycle,
 ) {
     tokio::spawn(async move {
         tokio::select! {
-            () = serve_connection(client, upstream, metrics) => {}
+            () = serve_connection(accepted, upstream, timeouts, metrics) => {}
             () = lifecycle.stopped() => {}
         }
     });
 }
 
-/// Serves one client connection until it ends, logging why if it failed.
-async fn serve_connection(client: TcpStream, upstream: SocketAddr, metrics: Arc<Metrics>) {
-    if let Err(error) = connection(client, upstream, metrics).await {
+/// Serves one client connection until it ends (then frees its permit), logging why if it
+/// failed.
+async fn serve_connection(
+    (client, _permit): (TcpStream, Permit),
+    upstream: SocketAddr,
+    timeouts: Timeouts,
+    metrics: Arc<Metrics>,
+) {
+    if let Err(error) = connection(client, upstream, metrics, timeouts).await {
         tracing::debug!(%error, "a passthrough connection failed");
     }
 }

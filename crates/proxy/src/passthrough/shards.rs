@@ -8,18 +8,22 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::serve_connection;
+use super::{Timeouts, serve_connection};
+use crate::connections::Permit;
 use crate::metrics::Metrics;
 use crate::runtime::lifecycle::Lifecycle;
 
+/// A connection on its way to a shard, with its permit.
+type Arrival = (std::net::TcpStream, Permit);
+
 /// A shard's inbox.
 pub(super) struct Shard {
-    inbox: mpsc::UnboundedSender<std::net::TcpStream>,
+    inbox: mpsc::UnboundedSender<Arrival>,
 }
 
 impl Shard {
-    /// Gives `client` to the shard; returns it if the shard has stopped.
-    pub(super) fn hand_over(&self, client: TcpStream) -> Result<(), TcpStream> {
+    /// Gives a connection (with its permit) to the shard; returns it if the shard has stopped.
+    pub(super) fn hand_over(&self, (client, permit): (TcpStream, Permit)) -> Result<(), (TcpStream, Permit)> {
         let std = match client.into_std() {
             Ok(std) => std,
             Err(error) => {
@@ -28,11 +32,11 @@ impl Shard {
                 return Ok(());
             }
         };
-        match self.inbox.send(std) {
+        match self.inbox.send((std, permit)) {
             Ok(()) => Ok(()),
             // Back to the caller's runtime; if even that fails the connection is dropped.
-            Err(returned) => match TcpStream::from_std(returned.0) {
-                Ok(client) => Err(client),
+            Err(mpsc::error::SendError((std, permit))) => match TcpStream::from_std(std) {
+                Ok(client) => Err((client, permit)),
                 Err(error) => {
                     tracing::debug!(%error, "re-registering a connection no shard took failed");
                     Ok(())
@@ -47,14 +51,15 @@ impl Shard {
 /// Connection tasks are spawned without the lifecycle: the shard ends them all at once (see
 /// [`start`]).
 async fn take_arrivals(
-    arrivals: &mut mpsc::UnboundedReceiver<std::net::TcpStream>,
+    arrivals: &mut mpsc::UnboundedReceiver<Arrival>,
     upstream: SocketAddr,
+    timeouts: Timeouts,
     metrics: &Arc<Metrics>,
 ) {
-    while let Some(client) = arrivals.recv().await {
+    while let Some((client, permit)) = arrivals.recv().await {
         match TcpStream::from_std(client) {
             Ok(client) => {
-                tokio::spawn(serve_connection(client, upstream, metrics.clone()));
+                tokio::spawn(serve_connection((client, permit), upstream, timeouts, metrics.clone()));
             }
             Err(error) => tracing::debug!(%error, "registering a handed-over connection failed"),
         }
@@ -68,14 +73,19 @@ const MAX_SHARDS: usize = 4;
 /// Starts one shard per available core, at most [`MAX_SHARDS`] (none if only one core: the
 /// caller's runtime is then as good). A shard ends, and its connections with it, when its
 /// [`Shard`] is dropped or the lifecycle stops.
-pub(super) fn start(upstream: SocketAddr, metrics: &Arc<Metrics>, lifecycle: &Lifecycle) -> Vec<Shard> {
+pub(super) fn start(
+    upstream: SocketAddr,
+    timeouts: Timeouts,
+    metrics: &Arc<Metrics>,
+    lifecycle: &Lifecycle,
+) -> Vec<Shard> {
     let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1).min(MAX_SHARDS);
     if cores < 2 {
         return Vec::new();
     }
     let mut shards = Vec::with_capacity(cores);
     for n in 0..cores {
-        let (inbox, mut arrivals) = mpsc::unbounded_channel::<std::net::TcpStream>();
+        let (inbox, mut arrivals) = mpsc::unbounded_channel::<Arrival>();
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(runtime) => runtime,
             Err(error) => {
@@ -87,7 +97,7 @@ pub(super) fn start(upstream: SocketAddr, metrics: &Arc<Metrics>, lifecycle: &Li
         let started = std::thread::Builder::new().name(format!("stead-pass-{n}")).spawn(move || {
             runtime.block_on(async {
                 tokio::select! {
-                    () = take_arrivals(&mut arrivals, upstream, &metrics) => {}
+                    () = take_arrivals(&mut arrivals, upstream, timeouts, &metrics) => {}
                     () = lifecycle.stopped() => {}
                 }
             });

@@ -8,7 +8,11 @@
 //! is base64 too. Works over HTTP/1.1 and HTTP/2.
 //!
 //! Browsers send a CORS preflight (`OPTIONS` with `Access-Control-Request-Method`) before a
-//! cross-origin call; it is answered here, allowing any origin, as CloudState's proxy did.
+//! cross-origin call; it is answered here for the origins the proxy is configured to allow
+//! (`STEAD_CORS_ALLOWED_ORIGINS`: a list, or `*` for any), and refused (403, no CORS headers)
+//! for every other origin, which by default is all of them. Calls from an origin not allowed
+//! are still served (a same-origin page sends `Origin` too), without CORS headers, so a
+//! browser keeps their answers from a page of that origin.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -20,6 +24,8 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::{Body as HttpBody, Frame};
 use tonic::body::Body;
+
+use crate::config::AllowedOrigins;
 
 /// Which of gRPC-Web's two encodings a request used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,25 +73,55 @@ pub(super) fn asks_for_grpc_web<B>(request: &Request<B>) -> bool {
         .any(|name| name.trim().eq_ignore_ascii_case("x-grpc-web"))
 }
 
-/// The answer to a CORS preflight: any origin, `POST`, the headers asked for.
-pub(super) fn preflight<B>(request: &Request<B>) -> Response<Body> {
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::NO_CONTENT;
-    let headers = response.headers_mut();
-    allow_origin(request.headers(), headers);
+/// The answer to a CORS preflight: for an allowed origin, `POST` with the headers asked for;
+/// for any other, 403 without CORS headers.
+pub(super) fn preflight<B>(request: &Request<B>, allowed: &AllowedOrigins) -> Response<Body> {
+    let mut headers = HeaderMap::new();
+    if !allow_origin(allowed, request.headers(), &mut headers) {
+        let origin = request.headers().get(header::ORIGIN).map(|o| String::from_utf8_lossy(o.as_bytes()));
+        let text = format!(
+            "cross-origin gRPC-Web calls from origin {:?} are not allowed (STEAD_CORS_ALLOWED_ORIGINS)\n",
+            origin.as_deref().unwrap_or("")
+        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        return answer(
+            StatusCode::FORBIDDEN,
+            headers,
+            Body::new(http_body_util::Full::new(Bytes::from(text))),
+        );
+    }
     headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, OPTIONS"));
     if let Some(asked) = request.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
         headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
     }
     headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+    answer(StatusCode::NO_CONTENT, headers, Body::empty())
+}
+
+fn answer(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
     response
 }
 
-fn allow_origin(request: &HeaderMap, response: &mut HeaderMap) {
-    if let Some(origin) = request.get(header::ORIGIN) {
-        response.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-        response.insert(header::VARY, HeaderValue::from_static("origin"));
+/// Adds `Access-Control-Allow-Origin` when the request's origin is allowed; returns whether
+/// it is. With a list of origins the answer depends on the request's origin, so it says `Vary:
+/// origin` either way, for caches.
+fn allow_origin(allowed: &AllowedOrigins, request: &HeaderMap, response: &mut HeaderMap) -> bool {
+    let Some(origin) = request.get(header::ORIGIN) else { return false };
+    if matches!(allowed, AllowedOrigins::List(_)) {
+        response.append(header::VARY, HeaderValue::from_static("origin"));
     }
+    if !origin.to_str().is_ok_and(|o| allowed.allows(o)) {
+        return false;
+    }
+    let value = match allowed {
+        AllowedOrigins::Any => HeaderValue::from_static("*"),
+        _ => origin.clone(),
+    };
+    response.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    true
 }
 
 /// Turns a gRPC-Web request into the gRPC request it stands for.
@@ -105,11 +141,15 @@ where
 }
 
 /// Turns the gRPC response into the gRPC-Web one: trailers become the last frame.
-pub(super) fn from_grpc(response: Response<Body>, encoding: Encoding, request: &HeaderMap) -> Response<Body> {
+pub(super) fn from_grpc(
+    response: Response<Body>,
+    encoding: Encoding,
+    request: &HeaderMap,
+    allowed: &AllowedOrigins,
+) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(encoding.content_type()));
-    allow_origin(request, &mut parts.headers);
-    if request.contains_key(header::ORIGIN) {
+    if allow_origin(allowed, request, &mut parts.headers) {
         parts.headers.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
             HeaderValue::from_static("grpc-status, grpc-message, grpc-status-details-bin"),
@@ -348,21 +388,62 @@ mod tests {
         assert_eq!(&frame[..], b"\x80\x00\x00\x00\x0fgrpc-status:0\r\n");
     }
 
-    #[test]
-    fn preflights_allow_the_origin_and_the_headers_asked_for() {
-        let request = Request::builder()
+    fn preflight_from(origin: &str) -> Request<()> {
+        Request::builder()
             .method(Method::OPTIONS)
             .uri("/pkg.Service/Method")
-            .header(header::ORIGIN, "http://app.example")
+            .header(header::ORIGIN, origin)
             .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
             .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type,x-grpc-web")
             .body(())
-            .expect("request");
+            .expect("request")
+    }
+
+    #[test]
+    fn preflights_allow_a_listed_origin_and_the_headers_asked_for() {
+        let request = preflight_from("http://app.example");
         assert!(is_preflight(&request));
         assert!(asks_for_grpc_web(&request));
-        let response = preflight(&request);
+        let allowed = AllowedOrigins::List(vec!["http://app.example".into()]);
+        let response = preflight(&request, &allowed);
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
         assert_eq!(response.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "http://app.example");
+        assert_eq!(response.headers()[header::VARY], "origin");
         assert_eq!(response.headers()[header::ACCESS_CONTROL_ALLOW_HEADERS], "content-type,x-grpc-web");
+        let response = preflight(&request, &AllowedOrigins::Any);
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert_eq!(response.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    }
+
+    #[test]
+    fn preflights_from_other_origins_are_refused_without_cors_headers() {
+        let listed = AllowedOrigins::List(vec!["http://app.example".into()]);
+        for (origin, allowed) in [
+            ("http://app.example", &AllowedOrigins::None),
+            ("http://evil.example", &listed),
+            ("http://app.example:8080", &listed),
+        ] {
+            let response = preflight(&preflight_from(origin), allowed);
+            assert_eq!(response.status(), StatusCode::FORBIDDEN, "{origin} with {allowed:?}");
+            assert!(
+                !response.headers().keys().any(|name| name.as_str().starts_with("access-control-")),
+                "{origin}: {:?}",
+                response.headers()
+            );
+        }
+    }
+
+    #[test]
+    fn replies_carry_cors_headers_only_for_allowed_origins() {
+        let mut request = HeaderMap::new();
+        request.insert(header::ORIGIN, HeaderValue::from_static("http://evil.example"));
+        let reply =
+            from_grpc(Response::new(Body::empty()), Encoding::Binary, &request, &AllowedOrigins::None);
+        assert!(!reply.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+        assert!(!reply.headers().contains_key(header::ACCESS_CONTROL_EXPOSE_HEADERS));
+        let allowed = AllowedOrigins::List(vec!["http://evil.example".into()]);
+        let reply = from_grpc(Response::new(Body::empty()), Encoding::Binary, &request, &allowed);
+        assert_eq!(reply.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "http://evil.example");
+        assert!(reply.headers().contains_key(header::ACCESS_CONTROL_EXPOSE_HEADERS));
     }
 }

@@ -230,9 +230,29 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
+/// Percent-escaped text whose bytes are not UTF-8 (`%ff`, or the overlong `%C0%AF`): decoding
+/// it lossily would make different texts one (`/carts/%ff%fe` and `/carts/%C0%AF`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} does not percent-decode to UTF-8 text")]
+pub struct NotUtf8 {
+    /// The text as it came, still encoded.
+    pub text: String,
+}
+
+/// A path variable whose value is not UTF-8 text once decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("path variable {field}: {source}")]
+pub struct PathValueError {
+    /// The variable's field path (`a.b`).
+    pub field: String,
+    /// Its value.
+    pub source: NotUtf8,
+}
+
 /// Percent-decodes `text`; `keep_slash` leaves `%2F` encoded (multi-segment variables), and
-/// `plus_is_space` applies the form encoding of query strings. Invalid escapes stay as they are.
-pub fn percent_decode(text: &str, keep_slash: bool, plus_is_space: bool) -> String {
+/// `plus_is_space` applies the form encoding of query strings. Invalid escapes stay as they are;
+/// bytes that are not UTF-8 once decoded are an error.
+pub fn percent_decode(text: &str, keep_slash: bool, plus_is_space: bool) -> Result<String, NotUtf8> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -253,32 +273,34 @@ pub fn percent_decode(text: &str, keep_slash: bool, plus_is_space: bool) -> Stri
         out.push(if plus_is_space && b == b'+' { b' ' } else { b });
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out).map_err(|_| NotUtf8 { text: text.to_string() })
 }
 
-/// A query string's `key=value` pairs, decoded, in order (empty keys left out).
-pub fn parse_query(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .filter_map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let key = percent_decode(key, false, true);
-            (!key.is_empty()).then(|| (key, percent_decode(value, false, true)))
-        })
-        .collect()
+/// A query string's `key=value` pairs, decoded, in order (empty keys left out); a key or value
+/// that is not UTF-8 once decoded is an error.
+pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, NotUtf8> {
+    let mut pairs = Vec::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = percent_decode(key, false, true)?;
+        if !key.is_empty() {
+            pairs.push((key, percent_decode(value, false, true)?));
+        }
+    }
+    Ok(pairs)
 }
 
 impl Template {
-    /// The variables bound by `path` (percent-encoded, without the query), if it matches.
-    pub fn matches(&self, path: &str) -> Option<Bindings> {
+    /// The variables bound by `path` (percent-encoded, without the query), if it matches (by
+    /// its encoded text); an error if a variable's value is not UTF-8 text once decoded.
+    pub fn matches(&self, path: &str) -> Option<Result<Bindings, PathValueError>> {
         let path = match &self.verb {
             Some(verb) => path.strip_suffix(verb.as_str())?.strip_suffix(':')?,
             None => path,
         };
         let parts: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
         if self.segments.is_empty() {
-            return (parts == [""]).then(Vec::new);
+            return (parts == [""]).then(|| Ok(Vec::new()));
         }
         let has_rest = self.segments.last() == Some(&Segment::Rest);
         let fixed = self.segments.len() - usize::from(has_rest);
@@ -301,9 +323,12 @@ impl Template {
             } else {
                 percent_decode(&run.join("/"), true, false)
             };
-            bindings.push((variable.field.clone(), value));
+            match value {
+                Ok(value) => bindings.push((variable.field.clone(), value)),
+                Err(source) => return Some(Err(PathValueError { field: variable.field.join("."), source })),
+            }
         }
-        Some(bindings)
+        Some(Ok(bindings))
     }
 
     /// How specific the template is: literal segments count most, `**` least.
@@ -349,6 +374,8 @@ pub struct Binding {
 pub enum Lookup<'a> {
     /// A binding and its path variables.
     Found(&'a Binding, Bindings),
+    /// The binding for this path, but a variable's value is not UTF-8 text.
+    BadValue(&'a Binding, PathValueError),
     /// The path matches bindings of other HTTP methods only.
     WrongMethod,
     /// No binding has this path.
@@ -440,7 +467,10 @@ impl RuleTable {
         for binding in &self.bindings {
             if let Some(bindings) = binding.template.matches(path) {
                 if binding.http_method == http_method {
-                    return Lookup::Found(binding, bindings);
+                    return match bindings {
+                        Ok(bindings) => Lookup::Found(binding, bindings),
+                        Err(error) => Lookup::BadValue(binding, error),
+                    };
                 }
                 wrong_method = true;
             }
@@ -462,6 +492,10 @@ mod tests {
 
     fn pair(f: &str, v: &str) -> (String, String) {
         (f.to_string(), v.to_string())
+    }
+
+    fn bound(t: &Template, path: &str) -> Bindings {
+        t.matches(path).unwrap_or_else(|| panic!("{path} matches")).expect("decodes")
     }
 
     #[test]
@@ -505,19 +539,19 @@ mod tests {
     #[test]
     fn matches_and_binds() {
         let t = parse_template("/cart/{user_id}/items/{product_id}/remove").expect("parses");
-        let b = t.matches("/cart/ann/items/an%20apple/remove").expect("matches");
+        let b = bound(&t, "/cart/ann/items/an%20apple/remove");
         assert_eq!(vars(&b), vec![pair("user_id", "ann"), pair("product_id", "an apple")]);
         assert!(t.matches("/cart/ann/items/x").is_none());
         assert!(t.matches("/cart//items/x/remove").is_none(), "a variable needs a segment");
 
         let t = parse_template("/v1/{name=shelves/*/books/*}:publish").expect("parses");
-        let b = t.matches("/v1/shelves/1/books/a%2Fb:publish").expect("matches");
+        let b = bound(&t, "/v1/shelves/1/books/a%2Fb:publish");
         assert_eq!(vars(&b), vec![pair("name", "shelves/1/books/a%2Fb")]);
         assert!(t.matches("/v1/shelves/1/books/2").is_none(), "the verb is required");
 
         let t = parse_template("/files/{path=**}").expect("parses");
-        assert_eq!(vars(&t.matches("/files/a/b/c").expect("matches")), vec![pair("path", "a/b/c")]);
-        assert_eq!(vars(&t.matches("/files").expect("zero segments")), vec![pair("path", "")]);
+        assert_eq!(vars(&bound(&t, "/files/a/b/c")), vec![pair("path", "a/b/c")]);
+        assert_eq!(vars(&bound(&t, "/files")), vec![pair("path", "")]);
 
         let t = parse_template("/").expect("parses");
         assert!(t.matches("/").is_some());
@@ -525,9 +559,29 @@ mod tests {
     }
 
     #[test]
+    fn values_that_are_not_utf8_once_decoded_are_errors_not_replaced() {
+        let t = parse_template("/carts/{user_id}").expect("parses");
+        // Lossy decoding made both of these the same U+FFFD text, so the same entity.
+        for path in ["/carts/%ff%fe", "/carts/%C0%AF", "/carts/%e2%82", "/carts/ok%80"] {
+            let error = t.matches(path).expect("the path matches").expect_err("not UTF-8");
+            let encoded = path.trim_start_matches("/carts/");
+            assert_eq!(
+                error.to_string(),
+                format!("path variable user_id: {encoded:?} does not percent-decode to UTF-8 text")
+            );
+        }
+        assert_eq!(vars(&bound(&t, "/carts/%E2%82%AC")), vec![pair("user_id", "€")]);
+        let t = parse_template("/files/{path=**}").expect("parses");
+        assert!(matches!(t.matches("/files/a/%ff"), Some(Err(PathValueError { .. }))));
+        let error = parse_query("a=1&b=%ff").expect_err("not UTF-8");
+        assert_eq!(error, NotUtf8 { text: "%ff".into() });
+        assert!(parse_query("%C0%AF=1").is_err(), "keys too");
+    }
+
+    #[test]
     fn decodes_queries() {
         assert_eq!(
-            parse_query("a=1&b.c=x+y&&d&e=%41%2"),
+            parse_query("a=1&b.c=x+y&&d&e=%41%2").expect("UTF-8"),
             vec![pair("a", "1"), pair("b.c", "x y"), pair("d", ""), pair("e", "A%2")]
         );
     }
@@ -596,6 +650,7 @@ mod tests {
         assert!(matches!(table.find("OPTIONS", "/carts/x"), Lookup::Found(b, _) if b.method == "Options"));
         assert!(matches!(table.find("DELETE", "/carts/ann"), Lookup::WrongMethod));
         assert!(matches!(table.find("GET", "/nothing"), Lookup::NotFound));
+        assert!(matches!(table.find("GET", "/carts/%ff%fe"), Lookup::BadValue(b, _) if b.method == "Get"));
     }
 
     fn template_text() -> impl Strategy<Value = String> {
@@ -648,7 +703,7 @@ mod tests {
                 path.push_str(&format!("/{literal}/{encoded}"));
             }
             let t = parse_template(&template).expect("a generated template parses");
-            let bindings = t.matches(&path).expect("its own path matches");
+            let bindings = t.matches(&path).expect("its own path matches").expect("decodes");
             for (i, (field, value)) in bindings.iter().enumerate() {
                 prop_assert_eq!(field, &vec![format!("f{i}")]);
                 prop_assert_eq!(value, values.get(i % values.len()).expect("value"));

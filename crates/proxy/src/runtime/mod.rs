@@ -35,6 +35,7 @@ pub use registry::{Inbox, Registry};
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{ProxyConfig, ProxyMode, StoreConfig};
+use crate::connections;
 use crate::discovery::{self, DiscoveryError};
 use crate::health::{self, Readiness};
 use crate::metrics::Metrics;
@@ -119,8 +120,10 @@ pub async fn run(config: ProxyConfig, shutdown: impl Future<Output = ()> + Send)
 }
 
 impl Proxy {
-    /// Binds the client, health and metrics ports (port 0: chosen by the system).
+    /// Binds the client, health and metrics ports (port 0: chosen by the system), after
+    /// raising the soft open-file limit to the hard one.
     pub async fn bind(config: ProxyConfig) -> Result<Self, ProxyError> {
+        crate::connections::raise_open_file_limit();
         let listener = bind("proxy", config.listen).await?;
         let health = bind("health", config.health).await?;
         let metrics = bind("metrics", config.metrics).await?;
@@ -153,12 +156,21 @@ impl Proxy {
             ProxyMode::Passthrough => Readiness::UserPort(config.user_function),
         };
         let liveness = health::Liveness::default();
-        spawn_http(health, health::health_router(readiness, liveness.clone()), lifecycle.clone());
-        spawn_http(metrics_listener, health::metrics_router(metrics.clone()), lifecycle.clone());
+        let health_router = health::health_router(readiness, liveness.clone());
+        spawn_http(health, health_router, "health", &config, lifecycle.clone());
+        spawn_http(
+            metrics_listener,
+            health::metrics_router(metrics.clone()),
+            "metrics",
+            &config,
+            lifecycle.clone(),
+        );
+        let max_connections = connections::max_connections(&config.connections);
         tracing::info!(
             mode = ?config.mode, listen = %local(&listener), user_function = %config.user_function,
-            "stead-proxy starting"
+            max_connections, "stead-proxy starting"
         );
+        let listener = connections::Acceptor::new(listener, max_connections, "client");
         let store = match config.mode {
             ProxyMode::Entity => open_store(&config.store).await,
             ProxyMode::Passthrough => Ok(None),
@@ -174,7 +186,7 @@ impl Proxy {
                     result = async {
                         match config.mode {
                             ProxyMode::Passthrough => {
-                                crate::passthrough::serve(listener, config.user_function, metrics.clone(), lifecycle.clone()).await;
+                                crate::passthrough::serve(listener, config.user_function, &config.connections, metrics.clone(), lifecycle.clone()).await;
                                 Ok(())
                             }
                             ProxyMode::Entity => {
@@ -199,14 +211,17 @@ impl Proxy {
     }
 }
 
-fn spawn_http(listener: TcpListener, router: axum::Router, mut lifecycle: lifecycle::Lifecycle) {
+/// Serves a management port (its own listener and connection limit) until the lifecycle stops.
+fn spawn_http(
+    listener: TcpListener,
+    router: axum::Router,
+    port: &'static str,
+    config: &ProxyConfig,
+    lifecycle: lifecycle::Lifecycle,
+) {
+    let limits = config.connections.clone();
     tokio::spawn(async move {
-        let mut stop = lifecycle.clone();
-        let served = health::serve(listener, router, async move { stop.stopped().await }).await;
-        if let Err(error) = served {
-            tracing::error!(%error, "a management server failed");
-        }
-        lifecycle.stopped().await;
+        connections::serve_management(listener, router, port, &limits, lifecycle).await;
     });
 }
 
@@ -246,7 +261,7 @@ pub fn supported_entity_types(has_store: bool) -> Vec<String> {
 /// Entity mode until the lifecycle stops.
 async fn entity_mode(
     config: &ProxyConfig,
-    listener: TcpListener,
+    listener: connections::Acceptor,
     store: Option<Arc<AnyStore>>,
     metrics: Arc<Metrics>,
     lifecycle: lifecycle::Lifecycle,
@@ -300,9 +315,9 @@ async fn entity_mode(
         dispatcher.catalog.services().map(|s| s.name.clone()),
     ));
     tracing::info!(http_rules = http.len(), "HTTP/JSON transcoding and server reflection ready");
-    let frontend = Arc::new(server::Frontend { dispatcher, http, reflection });
+    let frontend = Arc::new(server::Frontend { dispatcher, http, reflection, cors: config.cors.clone() });
     ready.store(true, Ordering::Release);
-    server::serve(listener, frontend, lifecycle).await;
+    server::serve(listener, frontend, &config.connections, lifecycle).await;
     Ok(())
 }
 

@@ -12,9 +12,7 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use hyper_util::rt::TokioIo;
 use tonic::body::Body;
 use tonic::metadata::KeyAndValueRef;
 use tonic::server::Grpc;
@@ -26,6 +24,8 @@ use super::lifecycle::Lifecycle;
 use super::reflection::Reflection;
 use super::transcode::Transcoder;
 use crate::codec::BytesCodec;
+use crate::config::{AllowedOrigins, ConnectionConfig};
+use crate::connections::{self, Acceptor, Timed};
 use crate::protocol::cloudstate::{Metadata, MetadataEntry, metadata_entry};
 use crate::protocol::grpc::reflection::{v1, v1alpha};
 
@@ -62,6 +62,8 @@ pub struct Frontend {
     pub http: Transcoder,
     /// Server reflection.
     pub reflection: Arc<Reflection>,
+    /// Origins allowed to call gRPC-Web across origins.
+    pub cors: AllowedOrigins,
 }
 
 fn is_grpc(request: &Request<Incoming>) -> bool {
@@ -78,12 +80,12 @@ async fn handle(frontend: Arc<Frontend>, request: Request<Incoming>) -> Response
     if grpc_web::is_preflight(&request)
         && (grpc_web::asks_for_grpc_web(&request) || is_grpc_path(&frontend, request.uri().path()))
     {
-        return grpc_web::preflight(&request);
+        return grpc_web::preflight(&request, &frontend.cors);
     }
     if let Some(encoding) = grpc_web::encoding(request.headers()) {
         let headers = request.headers().clone();
-        let response = handle_grpc(frontend, grpc_web::to_grpc(request, encoding)).await;
-        return grpc_web::from_grpc(response, encoding, &headers);
+        let response = handle_grpc(frontend.clone(), grpc_web::to_grpc(request, encoding)).await;
+        return grpc_web::from_grpc(response, encoding, &headers, &frontend.cors);
     }
     if !is_grpc(&request) {
         return frontend.http.handle(frontend.dispatcher.clone(), request).await;
@@ -190,30 +192,33 @@ where
     Grpc::new(BytesCodec).unary(handler, request).await
 }
 
-/// Accepts client connections until the lifecycle stops.
-pub async fn serve(listener: TcpListener, frontend: Arc<Frontend>, mut lifecycle: Lifecycle) {
+/// Accepts client connections until the lifecycle stops: at most the acceptor's limit at once,
+/// each closed when it sends no request within the header timeout or stays silent for the idle
+/// timeout.
+pub async fn serve(
+    mut acceptor: Acceptor,
+    frontend: Arc<Frontend>,
+    config: &ConnectionConfig,
+    mut lifecycle: Lifecycle,
+) {
+    let (header_timeout, idle) = (config.header_read_timeout, config.idle_timeout);
     loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "accepting a client connection failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let (stream, permit) = tokio::select! {
+            accepted = acceptor.accept() => accepted,
             () = lifecycle.stopped() => return,
         };
         let _ = stream.set_nodelay(true);
         let frontend = frontend.clone();
         let mut connection_lifecycle = lifecycle.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = hyper::service::service_fn(move |request| {
                 let frontend = frontend.clone();
                 async move { Ok::<_, Infallible>(handle(frontend, request).await) }
             });
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let builder = connections::http_builder(header_timeout);
+            let io = TokioIo::new(Timed::http(stream, header_timeout, idle));
+            let connection = builder.serve_connection(io, service);
             tokio::select! {
                 result = connection => {
                     if let Err(error) = result {

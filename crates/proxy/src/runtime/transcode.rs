@@ -146,6 +146,19 @@ fn error_with(http: StatusCode, status: &Status) -> Response<Body> {
     json_response(http, body.to_string().into_bytes())
 }
 
+/// Whether the request says its body is JSON: `application/json` or a `+json` type
+/// (`application/merge-patch+json`), parameters (`; charset=utf-8`) allowed. A route that takes
+/// a body requires it: other types (`text/plain`, forms) are what a page of any origin may
+/// send without a CORS preflight.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let Some((kind, subtype)) = essence.split_once('/') else { return false };
+    kind == "application" && (subtype == "json" || (subtype.ends_with("+json") && subtype.len() > 5))
+}
+
 /// Headers that belong to HTTP itself, not to the application.
 fn is_transport_header(key: &str) -> bool {
     matches!(
@@ -305,7 +318,8 @@ fn request_message(
         bound.push(fields);
     }
     if binding.body != BodyTarget::All {
-        for (key, text) in super::http_rules::parse_query(query) {
+        let pairs = super::http_rules::parse_query(query).map_err(|e| bad(format!("query parameter {e}")))?;
+        for (key, text) in pairs {
             let path: Vec<String> = key.split('.').map(str::to_string).collect();
             let fields =
                 resolve(input, &path).map_err(|e| bad(format!("query parameter {key:?} is unknown: {e}")))?;
@@ -419,6 +433,11 @@ impl Transcoder {
         let path = parts.uri.path();
         let (binding, variables) = match self.table.find(parts.method.as_str(), path) {
             Lookup::Found(binding, variables) => (binding, variables),
+            Lookup::BadValue(_, error) => {
+                return error_response(&Status::invalid_argument(format!(
+                    "bad request path {path:?}: {error}"
+                )));
+            }
             Lookup::WrongMethod => {
                 let status = Status::unimplemented(format!(
                     "HTTP method {} is not bound for path {path:?}",
@@ -439,6 +458,19 @@ impl Transcoder {
                 binding.service, binding.method
             )));
         };
+        if binding.body != BodyTarget::None && !is_json(&parts.headers) {
+            let content_type = parts.headers.get(http::header::CONTENT_TYPE);
+            let status = Status::invalid_argument(match content_type {
+                None => "the request body must be JSON: the content type is missing, expected \
+                         application/json"
+                    .to_string(),
+                Some(value) => format!(
+                    "the request body must be JSON: the content type is {:?}, expected application/json",
+                    String::from_utf8_lossy(value.as_bytes())
+                ),
+            });
+            return error_with(StatusCode::UNSUPPORTED_MEDIA_TYPE, &status);
+        }
         let metadata = metadata(&parts.headers);
         let query = parts.uri.query().unwrap_or_default().to_string();
         if target.client_streaming {
@@ -695,6 +727,37 @@ mod tests {
                 Err(status) => prop_assert_eq!(status.code(), Code::InvalidArgument),
             }
         }
+    }
+
+    #[test]
+    fn json_content_types_are_recognised() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(value));
+            is_json(&headers)
+        };
+        for json in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON;charset=UTF-8",
+            "application/merge-patch+json",
+            "application/vnd.api+json ; q=1",
+        ] {
+            assert!(with(json), "{json}");
+        }
+        for other in [
+            "text/plain",
+            "text/plain; charset=utf-8",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "text/json",
+            "application/+json",
+            "application/jsonp",
+            "",
+        ] {
+            assert!(!with(other), "{other}");
+        }
+        assert!(!is_json(&HeaderMap::new()), "no content type");
     }
 
     #[test]

@@ -376,8 +376,17 @@ pub async fn get(client: &mut Client, user: &str) -> Vec<(String, String, i32)> 
 /// The Rust cart user function (no snapshots) behind a proxy with the in-memory store, once the
 /// proxy is ready.
 pub async fn proxy_in_memory() -> super::RunningProxy {
+    proxy_in_memory_with(|_| {}).await
+}
+
+/// As [`proxy_in_memory`], with the proxy's configuration changed by `configure` first.
+pub async fn proxy_in_memory_with(
+    configure: impl FnOnce(&mut stead_proxy::ProxyConfig),
+) -> super::RunningProxy {
     let user = serve_user_function(CartFunction { snapshot_every: 0 }).await;
-    let proxy = super::start_proxy(user, stead_proxy::StoreConfig::Memory).await;
+    let mut config = stead_proxy::ProxyConfig::local("127.0.0.1:0".parse().expect("addr"), user);
+    configure(&mut config);
+    let proxy = super::start_configured(config).await;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     while super::http_get(proxy.health, "/ready").await.0 != 200 {
         assert!(tokio::time::Instant::now() < deadline, "the proxy is not ready after 20 s");

@@ -30,17 +30,26 @@ impl HttpResponse {
 
 /// Sends `method path` with an optional JSON body; fails the test after 10 s.
 pub async fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> HttpResponse {
+    let content_type = body.map(|_| "application/json");
+    request_typed(addr, method, path, content_type, body.unwrap_or_default()).await
+}
+
+/// Sends `method path` with `body` and the content type given (none if `None`); fails the test
+/// after 10 s.
+pub async fn request_typed(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> HttpResponse {
     tokio::time::timeout(Duration::from_secs(10), async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connects");
         let mut request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-        if let Some(body) = body {
-            request.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            ));
-        } else {
-            request.push_str("Content-Length: 0\r\n\r\n");
+        if let Some(content_type) = content_type {
+            request.push_str(&format!("Content-Type: {content_type}\r\n"));
         }
+        request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
         stream.write_all(request.as_bytes()).await.expect("writes");
         let mut response = Vec::new();
         stream.read_to_end(&mut response).await.expect("reads");
