@@ -7,7 +7,7 @@ use prost_types::Any;
 use tokio::sync::oneshot;
 
 use super::writer::{WriteOp, WriteRequest};
-use super::{EmbeddedStore, LOG_CAPACITY, OpenError, QUEUE};
+use super::{DamagedLog, EmbeddedStore, LOG_CAPACITY, OpenError, QUEUE};
 use crate::store::{Append, Snapshot, Store, StoreError, ValueKey};
 
 fn event(text: &str) -> Any {
@@ -32,7 +32,7 @@ fn append(pid: &str, first_sequence: u64, texts: &[&str]) -> WriteOp {
 fn gated(dir: &tempfile::TempDir, max_batch: usize) -> (EmbeddedStore, oneshot::Sender<()>) {
     let (open, gate) = oneshot::channel();
     let store =
-        EmbeddedStore::open_with(&dir.path().join("store.redb"), max_batch, LOG_CAPACITY, Some(gate), |_| {})
+        EmbeddedStore::open_with(&dir.path().join("store.redb"), DamagedLog::Refuse, max_batch, LOG_CAPACITY, Some(gate), |_| {})
             .expect("store opens in a fresh directory");
     (store, open)
 }
@@ -147,7 +147,7 @@ async fn a_full_log_checkpoints_and_nothing_is_lost() {
     let path = dir.path().join("store.redb");
     // One page, room for about 60 one-event batches: most appends go to the log, some
     // checkpoint.
-    let store = EmbeddedStore::open_with(&path, 1024, 4096, None, |_| {}).expect("open");
+    let store = EmbeddedStore::open_with(&path, DamagedLog::Refuse, 1024, 4096, None, |_| {}).expect("open");
     let opened = store.stats().checkpoints;
     for seq in 1..=400 {
         assert_eq!(store.append(one_event("cart|1", seq, &format!("e{seq}"))).await.expect("append"), seq);
@@ -187,7 +187,7 @@ async fn acknowledged_writes_are_published_before_a_read() {
 async fn a_batch_larger_than_the_log_is_committed_by_a_checkpoint() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store =
-        EmbeddedStore::open_with(&dir.path().join("store.redb"), 1024, 256, None, |_| {}).expect("open");
+        EmbeddedStore::open_with(&dir.path().join("store.redb"), DamagedLog::Refuse, 1024, 256, None, |_| {}).expect("open");
     let opened = store.stats().checkpoints;
     let big = Any { type_url: "type.googleapis.com/test.Big".into(), value: vec![7; 5000] };
     let append =
@@ -210,7 +210,7 @@ async fn a_failed_log_write_stops_the_store_until_it_is_opened_again() {
         store.close().await.expect("close");
     }
     let store =
-        EmbeddedStore::open_with(&path, 1024, LOG_CAPACITY, None, |w| w.log.fail_writes()).expect("open");
+        EmbeddedStore::open_with(&path, DamagedLog::Refuse, 1024, LOG_CAPACITY, None, |w| w.log.fail_writes()).expect("open");
     let error = store.append(one(2)).await.expect_err("the log cannot be written");
     assert!(error.to_string().contains("write-ahead log"), "{error}");
     let fault = store.fault().expect("the store reports its fault");
@@ -243,7 +243,7 @@ async fn a_log_left_by_a_deleted_database_is_not_replayed_into_a_new_one() {
     std::fs::write(&wal, &crashed_log).expect("the old log stays");
     // A new database, created beside the old log, ends without its closing checkpoint (as in a
     // crash; a stopped store skips it), so it is at the epoch the old records carry.
-    let store = EmbeddedStore::open_with(&path, 1024, LOG_CAPACITY, None, |w| {
+    let store = EmbeddedStore::open_with(&path, DamagedLog::Refuse, 1024, LOG_CAPACITY, None, |w| {
         let _ = w.shared.broken.set("ended as a crash would".into());
     })
     .expect("open a new database");
