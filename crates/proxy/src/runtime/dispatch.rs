@@ -142,9 +142,9 @@ impl Dispatcher {
         };
         tokio::select! {
             outcome = receiver => match (outcome, store.and_then(AnyStore::fault)) {
-                (Ok(Outcome::Failed { .. }), Some(reason)) => Err(unavailable(reason)),
+                (Ok(Outcome::Failed { .. }) | Err(_), Some(reason)) => Err(unavailable(reason)),
                 (Ok(outcome), _) => Ok(outcome),
-                (Err(_), _) => Err(Status::unavailable(format!("the entity of service {} stopped", service.name))),
+                (Err(_), None) => Err(Status::unavailable(format!("the entity of service {} stopped", service.name))),
             },
             reason = stopped => Err(unavailable(reason)),
             () = tokio::time::sleep(self.relay_timeout) => Err(Status::deadline_exceeded(format!(

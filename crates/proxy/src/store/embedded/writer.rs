@@ -55,6 +55,9 @@ pub(super) enum WriteOp {
     },
     /// Make every acknowledged write visible to readers (answered with 0).
     Publish,
+    /// Panics while the batch is applied, as redb does on a damaged page (tests).
+    #[cfg(test)]
+    Panic,
 }
 
 /// A write and where its result goes: the last sequence number, the new revision, or 0.
@@ -592,6 +595,8 @@ impl Tables<'_, '_> {
             }
             WriteOp::Value { key, expected, value } => self.write_value(key, *expected, value.as_ref()),
             WriteOp::Publish => Ok(Ok(0)),
+            #[cfg(test)]
+            WriteOp::Panic => panic!("simulated panic of the database"),
         }
     }
 
