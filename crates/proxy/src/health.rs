@@ -134,10 +134,8 @@ mod tests {
     }
 
     async fn get_path(router: Router, path: &str) -> (StatusCode, String) {
-        let response = router
-            .oneshot(Request::get(path).body(Body::empty()).expect("request"))
-            .await
-            .expect("answers");
+        let response =
+            router.oneshot(Request::get(path).body(Body::empty()).expect("request")).await.expect("answers");
         let status = response.status();
         let body = response.into_body().collect().await.expect("body").to_bytes();
         (status, String::from_utf8_lossy(&body).into_owned())

@@ -106,7 +106,8 @@ async fn a_full_disk_fails_commands_at_once_and_a_store_left_without_its_log_is_
         let path = moved.path().join("store.redb");
         std::fs::copy(disk.0.path().join("store.redb"), &path).expect("copies the database");
         let refused = common::start_configured(proxy_config(user, &path)).await.stop().await;
-        let Err(ProxyError::Embedded(OpenError::DamagedLog { damage: LogDamage::Missing { .. }, .. })) = refused
+        let Err(ProxyError::Embedded(OpenError::DamagedLog { damage: LogDamage::Missing { .. }, .. })) =
+            refused
         else {
             panic!("a store without its log is refused: {refused:?}");
         };

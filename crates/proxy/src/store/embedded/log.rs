@@ -399,7 +399,8 @@ impl<'a> Records<'a> {
     fn next_intact(&self, from: usize) -> Option<usize> {
         let epoch = self.epoch.to_le_bytes();
         let last = self.bytes.len().checked_sub(HEADER)?;
-        (from..=last).find(|&offset| self.bytes[offset + 8..offset + HEADER] == epoch && self.at(offset).is_ok())
+        (from..=last)
+            .find(|&offset| self.bytes[offset + 8..offset + HEADER] == epoch && self.at(offset).is_ok())
     }
 
     /// Intact records of the epoch from `offset` on: following each to the next, and past
@@ -628,8 +629,13 @@ mod tests {
         let path = dir.path().join("store.wal");
         let mut writing = Log::open(&path, 4096, 1, 7).expect("log opens");
         writing.append(b"theirs").expect("appends");
-        assert!(Log::open(&path, 4096, 1, 8).expect("log opens").replay().expect("replays").bodies.is_empty());
-        assert_eq!(Log::open(&path, 4096, 1, 7).expect("log opens").replay().expect("replays").bodies.len(), 1);
+        assert!(
+            Log::open(&path, 4096, 1, 8).expect("log opens").replay().expect("replays").bodies.is_empty()
+        );
+        assert_eq!(
+            Log::open(&path, 4096, 1, 7).expect("log opens").replay().expect("replays").bodies.len(),
+            1
+        );
     }
 
     #[test]
@@ -680,7 +686,10 @@ mod tests {
         assert_eq!(found.end, End::Damaged { offset: 0, why, next: at[2], after: 2 });
         damage(&dir, 8, &[0xff; 8]);
         let why = "carries another epoch";
-        assert_eq!(log(&dir, 4096, 3).replay().expect("replays").end, End::Damaged { offset: 0, why, next: at[2], after: 2 });
+        assert_eq!(
+            log(&dir, 4096, 3).replay().expect("replays").end,
+            End::Damaged { offset: 0, why, next: at[2], after: 2 }
+        );
     }
 
     #[test]
@@ -729,7 +738,10 @@ mod tests {
         ] {
             assert_eq!(
                 error.to_string(),
-                format!("write-ahead log {}: it is a symbolic link, which the store does not follow", path.display())
+                format!(
+                    "write-ahead log {}: it is a symbolic link, which the store does not follow",
+                    path.display()
+                )
             );
         }
     }
@@ -793,7 +805,11 @@ mod tests {
             let used: usize = bodies.iter().map(|b| HEADER + b.len()).sum();
             assert_eq!(writing.used(), used as u64);
             assert_eq!(
-                Log::open_with(&path, 1 << 20, 5, 9, !direct).expect("reopens").replay().expect("replays").bodies,
+                Log::open_with(&path, 1 << 20, 5, 9, !direct)
+                    .expect("reopens")
+                    .replay()
+                    .expect("replays")
+                    .bodies,
                 bodies,
                 "direct: {direct}"
             );
@@ -801,8 +817,11 @@ mod tests {
             writing.restart(6);
             writing.append(&bodies[3]).expect("appends");
             writing.append(&bodies[1]).expect("appends");
-            let replayed =
-                Log::open_with(&path, 1 << 20, 6, 9, direct).expect("reopens").replay().expect("replays").bodies;
+            let replayed = Log::open_with(&path, 1 << 20, 6, 9, direct)
+                .expect("reopens")
+                .replay()
+                .expect("replays")
+                .bodies;
             assert_eq!(replayed, vec![bodies[3].clone(), bodies[1].clone()], "direct: {direct}");
         }
     }

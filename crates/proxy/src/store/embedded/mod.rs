@@ -30,8 +30,8 @@ mod log;
 mod records;
 mod writer;
 
-use log::{End, Found, Log};
 pub use log::LogError;
+use log::{End, Found, Log};
 use records::{
     EVENTS, LOG_EPOCH, LOG_LENGTH, LOG_OPEN, LOG_SALT, META, SNAPSHOTS, VALUES, decode_event,
     decode_snapshot, decode_value,
@@ -226,7 +226,8 @@ impl EmbeddedStore {
         gate: Option<oneshot::Receiver<()>>,
         prepare: impl FnOnce(&mut Writer),
     ) -> Result<Self, OpenError> {
-        let opened = unpanicked(|| Self::open_unguarded(path, damaged, max_batch, log_capacity, gate, prepare));
+        let opened =
+            unpanicked(|| Self::open_unguarded(path, damaged, max_batch, log_capacity, gate, prepare));
         opened.unwrap_or_else(|panic| {
             Err(OpenError::Damaged {
                 path: path.to_path_buf(),
@@ -486,7 +487,9 @@ fn judge(wal: &Path, meta: &Meta, found: &Found) -> Option<LogDamage> {
         }
     }
     match found.end {
-        End::Damaged { offset, why, next, after } => Some(LogDamage::Record { path, offset, why, next, after }),
+        End::Damaged { offset, why, next, after } => {
+            Some(LogDamage::Record { path, offset, why, next, after })
+        }
         End::Clean | End::Torn { .. } => None,
     }
 }

@@ -31,9 +31,15 @@ fn append(pid: &str, first_sequence: u64, texts: &[&str]) -> WriteOp {
 /// Opens a store whose writer waits for the returned gate before its first batch.
 fn gated(dir: &tempfile::TempDir, max_batch: usize) -> (EmbeddedStore, oneshot::Sender<()>) {
     let (open, gate) = oneshot::channel();
-    let store =
-        EmbeddedStore::open_with(&dir.path().join("store.redb"), DamagedLog::Refuse, max_batch, LOG_CAPACITY, Some(gate), |_| {})
-            .expect("store opens in a fresh directory");
+    let store = EmbeddedStore::open_with(
+        &dir.path().join("store.redb"),
+        DamagedLog::Refuse,
+        max_batch,
+        LOG_CAPACITY,
+        Some(gate),
+        |_| {},
+    )
+    .expect("store opens in a fresh directory");
     (store, open)
 }
 
@@ -187,7 +193,8 @@ async fn acknowledged_writes_are_published_before_a_read() {
 async fn a_batch_larger_than_the_log_is_committed_by_a_checkpoint() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store =
-        EmbeddedStore::open_with(&dir.path().join("store.redb"), DamagedLog::Refuse, 1024, 256, None, |_| {}).expect("open");
+        EmbeddedStore::open_with(&dir.path().join("store.redb"), DamagedLog::Refuse, 1024, 256, None, |_| {})
+            .expect("open");
     let opened = store.stats().checkpoints;
     let big = Any { type_url: "type.googleapis.com/test.Big".into(), value: vec![7; 5000] };
     let append =
@@ -209,8 +216,10 @@ async fn a_failed_log_write_stops_the_store_until_it_is_opened_again() {
         assert_eq!(store.fault(), None);
         store.close().await.expect("close");
     }
-    let store =
-        EmbeddedStore::open_with(&path, DamagedLog::Refuse, 1024, LOG_CAPACITY, None, |w| w.log.fail_writes()).expect("open");
+    let store = EmbeddedStore::open_with(&path, DamagedLog::Refuse, 1024, LOG_CAPACITY, None, |w| {
+        w.log.fail_writes()
+    })
+    .expect("open");
     let error = store.append(one(2)).await.expect_err("the log cannot be written");
     assert!(error.to_string().contains("write-ahead log"), "{error}");
     let fault = store.fault().expect("the store reports its fault");
@@ -377,12 +386,18 @@ async fn files_are_created_private_and_symbolic_links_are_refused() {
     }
     // A link at either path, even to the store's own file, is not followed.
     let moved = dir.path().join("moved");
-    for (file, named) in [(&path, format!("opening embedded store {}", path.display())), (&wal(&dir), format!("write-ahead log {}", wal(&dir).display()))] {
+    for (file, named) in [
+        (&path, format!("opening embedded store {}", path.display())),
+        (&wal(&dir), format!("write-ahead log {}", wal(&dir).display())),
+    ] {
         std::fs::rename(file, &moved).expect("moves");
         std::os::unix::fs::symlink(&moved, file).expect("links");
         let error = EmbeddedStore::open(&path).expect_err("a symbolic link is refused");
         let message = error.to_string();
-        assert!(message.contains(&format!("{named}: it is a symbolic link, which the store does not follow")), "{message}");
+        assert!(
+            message.contains(&format!("{named}: it is a symbolic link, which the store does not follow")),
+            "{message}"
+        );
         std::fs::remove_file(file).expect("unlinks");
         std::fs::rename(&moved, file).expect("moves back");
     }
@@ -418,7 +433,9 @@ async fn a_damaged_first_record_is_refused() {
     damage(&wal(&dir), 17, b"\x00");
     let message = refused(&path);
     assert!(message.contains(&format!("{} is damaged at byte 0:", wal(&dir).display())), "{message}");
-    assert!(message.contains(&format!("2 intact records of the same epoch follow (the first at byte {})", at[1])));
+    assert!(
+        message.contains(&format!("2 intact records of the same epoch follow (the first at byte {})", at[1]))
+    );
 }
 
 #[tokio::test]
@@ -438,7 +455,12 @@ async fn a_truncated_log_is_refused() {
     );
     // Even cut to nothing, or where no record was.
     for cut in [0, LOG_CAPACITY - 4096] {
-        std::fs::OpenOptions::new().write(true).open(wal(&dir)).expect("opens").set_len(cut).expect("truncates");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(wal(&dir))
+            .expect("opens")
+            .set_len(cut)
+            .expect("truncates");
         assert!(refused(&path).contains(&format!("ends at byte {cut}")));
     }
 }
@@ -488,8 +510,7 @@ fn logged<T>(open: impl FnOnce() -> T) -> (T, String) {
     }
     let lines = Lines::default();
     let writer = lines.clone();
-    let subscriber =
-        tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
     let result = tracing::subscriber::with_default(subscriber, open);
     let text = String::from_utf8_lossy(&lines.0.lock().expect("lines")).into_owned();
     (result, text)
@@ -536,14 +557,17 @@ async fn a_damaged_database_page_is_refused_at_open_without_a_panic() {
         store.close().await.expect("clean close");
     }
     let bytes = std::fs::read(&path).expect("database");
-    let found = bytes.windows(marker.len()).position(|w| w == marker.as_bytes()).expect("the events are in the file");
+    let found =
+        bytes.windows(marker.len()).position(|w| w == marker.as_bytes()).expect("the events are in the file");
     damage(&path, found as u64, b"\xde\xad\xbe\xef");
     for _ in 0..2 {
         let error = EmbeddedStore::open(&path).expect_err("a damaged page is refused");
         assert!(matches!(error, OpenError::Damaged { .. }), "{error:?}");
         let message = error.to_string();
         assert!(message.starts_with(&format!("embedded store {} is damaged (", path.display())), "{message}");
-        assert!(message.ends_with("restore the file from a backup, or move it away to start with an empty store"));
+        assert!(
+            message.ends_with("restore the file from a backup, or move it away to start with an empty store")
+        );
     }
 }
 
@@ -560,7 +584,8 @@ async fn a_panic_of_the_database_stops_the_store_and_every_call_fails_at_once() 
     assert!(error.to_string().contains("the database panicked on a read (simulated panic"), "{error}");
     let fault = store.fault().expect("the store reports its fault");
     assert!(fault.contains("its file may be damaged"), "{fault}");
-    let reason = tokio::time::timeout(Duration::from_secs(1), stopped).await.expect("waiters learn it at once");
+    let reason =
+        tokio::time::timeout(Duration::from_secs(1), stopped).await.expect("waiters learn it at once");
     assert_eq!(reason, fault);
     for _ in 0..3 {
         let started = std::time::Instant::now();
@@ -596,8 +621,14 @@ impl Tmpfs {
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let options = format!("size={size},mode=0700");
-        nix::mount::mount(Some("tmpfs"), dir.path(), Some("tmpfs"), nix::mount::MsFlags::empty(), Some(options.as_str()))
-            .expect("mounts a tmpfs");
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir.path(),
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(options.as_str()),
+        )
+        .expect("mounts a tmpfs");
         Some(Tmpfs(dir))
     }
 }
@@ -612,11 +643,15 @@ impl Drop for Tmpfs {
 async fn a_full_disk_fails_the_writes_at_once_and_stops_the_store() {
     let Some(disk) = Tmpfs::mount("1m") else { return };
     let path = disk.0.path().join("store.redb");
-    let store = EmbeddedStore::open_with(&path, DamagedLog::Refuse, 1024, 64 << 10, None, |_| {}).expect("open");
+    let store =
+        EmbeddedStore::open_with(&path, DamagedLog::Refuse, 1024, 64 << 10, None, |_| {}).expect("open");
     let big = |seq: u64| Append {
         persistence_id: "p".into(),
         first_sequence: seq,
-        events: vec![Any { type_url: "type.googleapis.com/test.Big".into(), value: vec![seq as u8; 16 << 10] }],
+        events: vec![Any {
+            type_url: "type.googleapis.com/test.Big".into(),
+            value: vec![seq as u8; 16 << 10],
+        }],
         snapshot: None,
     };
     let mut acknowledged = 0;

@@ -257,7 +257,11 @@ pub(super) struct Shared {
 
 impl Default for Shared {
     fn default() -> Self {
-        Self { unpublished: AtomicBool::new(false), broken: OnceLock::new(), stopped: watch::Sender::new(false) }
+        Self {
+            unpublished: AtomicBool::new(false),
+            broken: OnceLock::new(),
+            stopped: watch::Sender::new(false),
+        }
     }
 }
 
