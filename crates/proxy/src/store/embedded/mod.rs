@@ -344,11 +344,12 @@ impl EmbeddedStore {
     /// Finishes the queued writes, stops the writer and closes the file, so that it can be
     /// opened again (by this process or another).
     pub async fn close(self) -> Result<(), StoreError> {
-        let Self { db, writes, writer, .. } = self;
+        let Self { db, writes, writer, state, .. } = self;
         drop(writes);
         tokio::task::spawn_blocking(move || {
             let joined = writer.join();
-            unpanicked(|| drop(db))
+            // The last holders of the database: closing it writes to the file.
+            unpanicked(move || drop((state, db)))
                 .map_err(|panic| format!("the database panicked while it was closed: {panic}"))?;
             joined.map_err(|_| "the writer thread panicked".to_string())
         })

@@ -606,6 +606,16 @@ async fn a_panic_of_the_database_stops_the_store_and_every_call_fails_at_once() 
     store.close().await.expect("the writer thread did not die");
     // Opened again, the store has what was acknowledged.
     assert_eq!(sequences(&path).await, vec![1]);
+
+    // A panic while the store opens is a named error too.
+    let error = EmbeddedStore::open_with(&path, DamagedLog::Refuse, 1024, LOG_CAPACITY, None, |_| {
+        panic!("simulated panic of the database")
+    })
+    .expect_err("the panic is an error");
+    assert!(matches!(error, OpenError::Damaged { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("the database panicked while it was opened: simulated panic"), "{message}");
+    assert_eq!(sequences(&path).await, vec![1]);
 }
 
 /// A tmpfs of `size` mounted on a new directory until dropped.
