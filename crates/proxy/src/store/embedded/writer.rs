@@ -226,7 +226,7 @@ macro_rules! database_errors {
 
 /// Why a batch failed as a whole.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum BatchError {
+enum BatchError {
     #[error(transparent)]
     Database(#[from] redb::Error),
     #[error("{0}")]
@@ -277,7 +277,7 @@ impl Shared {
 
 /// What a checkpoint records of the log in redb (see [`LOG_OPEN`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Marker {
+enum Marker {
     /// The store is open: the log may hold records redb does not have.
     Open,
     /// The store is closing: the log holds nothing redb does not have.
@@ -412,7 +412,7 @@ impl Writer {
     ///
     /// Two-phase: redb then refuses a file whose last commit is damaged rather than silently
     /// falling back to the commit before it (which the log no longer holds).
-    pub(super) fn checkpoint(&mut self, marker: Marker) -> Result<(), BatchError> {
+    fn checkpoint(&mut self, marker: Marker) -> Result<(), BatchError> {
         let txn = match self.txn.take() {
             Some(txn) => txn,
             None => self.db.begin_write()?,
@@ -460,7 +460,7 @@ impl Writer {
     }
 
     /// Stops the store for good (see [`Shared::broken`]).
-    pub(super) fn stop(&mut self, reason: String) -> BatchError {
+    fn stop(&mut self, reason: String) -> BatchError {
         self.shared.stop(reason.clone());
         if let Some(txn) = self.txn.take() {
             let _ = unpanicked(|| txn.abort());
