@@ -34,7 +34,7 @@ pub enum Command {
     /// Print the CustomResourceDefinitions (and, with --install, the operator's install manifests)
     Crd(CrdArgs),
     /// Run the sidecar proxy (configured by its environment: HTTP_PORT, USER_FUNCTION_PORT, STEAD_STORE, ...)
-    Proxy,
+    Proxy(ProxyArgs),
     /// Run manifests here, in the foreground: apply, show progress and logs; Ctrl-C stops in order
     Up(UpArgs),
     /// Stop and delete what a set of manifests runs here (volumes stay unless --volumes)
@@ -155,6 +155,14 @@ pub struct FileArgs {
     /// A file, a directory (read recursively), or - for standard input; repeatable
     #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
     pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// Start even if the embedded store's write-ahead log lost acknowledged writes (damaged,
+    /// shortened or deleted), discarding them with a warning; without it the proxy refuses
+    #[arg(long)]
+    pub discard_damaged_log: bool,
 }
 
 #[derive(Debug, Args)]

@@ -119,3 +119,28 @@ fn crd_prints_both_definitions() {
 fn completions_are_printed() {
     stead().args(["completions", "bash"]).assert().success().stdout(predicate::str::contains("stead"));
 }
+
+#[test]
+fn proxy_refuses_a_store_behind_a_symbolic_link_with_or_without_the_discard_flag() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store.redb");
+    std::os::unix::fs::symlink(dir.path().join("elsewhere.redb"), &path).expect("links");
+    for flags in [&[][..], &["--discard-damaged-log"][..]] {
+        stead()
+            .arg("proxy")
+            .args(flags)
+            .env("STEAD_STORE", "embedded")
+            .env("STEAD_STORE_PATH", &path)
+            .env("HTTP_PORT", "0")
+            .env("MANAGEMENT_PORT", "0")
+            .env("METRICS_PORT", "0")
+            .timeout(std::time::Duration::from_secs(30))
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(format!(
+                "opening embedded store {}: it is a symbolic link, which the store does not follow",
+                path.display()
+            )));
+    }
+    assert!(!dir.path().join("elsewhere.redb").exists(), "nothing was created through the link");
+}

@@ -116,6 +116,10 @@ pub struct ProxyConfig {
     pub discovery_backoff_min: Duration,
     /// ... up to this (10 s).
     pub discovery_backoff_max: Duration,
+    /// Open the embedded store even when its write-ahead log lost acknowledged writes,
+    /// discarding them with a warning (`STEAD_DISCARD_DAMAGED_LOG=true`, or `stead proxy
+    /// --discard-damaged-log`); by default the proxy refuses to start.
+    pub discard_damaged_log: bool,
     /// Timeouts and the connection limit of the client port.
     pub connections: ConnectionConfig,
     /// Origins whose browsers may call gRPC-Web across origins (`STEAD_CORS_ALLOWED_ORIGINS`).
@@ -188,6 +192,7 @@ impl ProxyConfig {
             relay_timeout: Duration::from_secs(60),
             discovery_backoff_min: Duration::from_millis(100),
             discovery_backoff_max: Duration::from_secs(10),
+            discard_damaged_log: false,
             connections: ConnectionConfig::default(),
             cors: AllowedOrigins::None,
         }
@@ -251,6 +256,17 @@ impl ProxyConfig {
             relay_timeout: millis("STEAD_RELAY_TIMEOUT_MS", 60_000)?,
             discovery_backoff_min: millis("STEAD_DISCOVERY_BACKOFF_MS", 100)?,
             discovery_backoff_max: Duration::from_secs(10),
+            discard_damaged_log: match get("STEAD_DISCARD_DAMAGED_LOG").as_deref() {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        name: "STEAD_DISCARD_DAMAGED_LOG",
+                        value: other.to_string(),
+                        expected: "true or false",
+                    });
+                }
+            },
             connections: connections_from_env(&get)?,
             cors: cors_from_env(&get)?,
         })
@@ -395,6 +411,18 @@ mod tests {
         assert_eq!(config.health.port(), 8558);
         assert_eq!(config.metrics.port(), 9090);
         assert_eq!(config.store, StoreConfig::Memory);
+        assert!(!config.discard_damaged_log);
+    }
+
+    #[test]
+    fn discarding_a_damaged_log_is_asked_for_explicitly() {
+        let config = ProxyConfig::from_env(env(&[("STEAD_DISCARD_DAMAGED_LOG", "true")])).expect("valid");
+        assert!(config.discard_damaged_log);
+        let error = ProxyConfig::from_env(env(&[("STEAD_DISCARD_DAMAGED_LOG", "yes")])).expect_err("invalid");
+        assert_eq!(
+            error.to_string(),
+            "environment variable STEAD_DISCARD_DAMAGED_LOG is \"yes\", expected true or false"
+        );
     }
 
     #[test]

@@ -64,16 +64,20 @@ impl Liveness {
 }
 
 /// `/ready` (200 or 503) and `/alive` (200 while the process serves, 503 with the reason once
-/// `liveness` reports a fault, so that the kubelet restarts the container).
+/// `liveness` reports a fault, so that the kubelet restarts the container). A fault makes the
+/// proxy not ready too: no traffic goes to it while it waits for the restart.
 pub fn health_router(readiness: Readiness, liveness: Liveness) -> Router {
+    let faulty = liveness.clone();
     Router::new()
         .route(
             "/ready",
             get(|State(readiness): State<Readiness>| async move {
-                if readiness.is_ready().await {
-                    (StatusCode::OK, "ready\n")
+                if let Some(reason) = faulty.fault() {
+                    (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n"))
+                } else if readiness.is_ready().await {
+                    (StatusCode::OK, "ready\n".to_string())
                 } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_string())
                 }
             }),
         )
@@ -126,10 +130,12 @@ mod tests {
     use super::*;
 
     async fn alive(router: Router) -> (StatusCode, String) {
-        let response = router
-            .oneshot(Request::get("/alive").body(Body::empty()).expect("request"))
-            .await
-            .expect("answers");
+        get_path(router, "/alive").await
+    }
+
+    async fn get_path(router: Router, path: &str) -> (StatusCode, String) {
+        let response =
+            router.oneshot(Request::get(path).body(Body::empty()).expect("request")).await.expect("answers");
         let status = response.status();
         let body = response.into_body().collect().await.expect("body").to_bytes();
         (status, String::from_utf8_lossy(&body).into_owned())
@@ -144,10 +150,16 @@ mod tests {
         let seen = fault.clone();
         liveness.set_check(move || seen.get().cloned());
         assert_eq!(alive(router.clone()).await.0, StatusCode::OK, "no fault yet");
+        assert_eq!(get_path(router.clone(), "/ready").await, (StatusCode::OK, "ready\n".into()));
         fault.set("the log could not be synced".to_string()).expect("set once");
         assert_eq!(
-            alive(router).await,
+            alive(router.clone()).await,
             (StatusCode::SERVICE_UNAVAILABLE, "not alive: the log could not be synced\n".into())
+        );
+        assert_eq!(
+            get_path(router, "/ready").await,
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready: the log could not be synced\n".into()),
+            "a proxy that must restart takes no traffic"
         );
     }
 }

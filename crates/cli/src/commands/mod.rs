@@ -25,7 +25,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Render(args) => render::run(&args),
         Command::Crd(args) => crd::run(&args),
         Command::Operator(args) => operator::run(args),
-        Command::Proxy => proxy::run(),
+        Command::Proxy(args) => proxy::run(&args),
         Command::Up(args) => up::run_up(&args),
         Command::Down(args) => up::run_down(&args),
         Command::Daemon(args) => daemon::run(&args),

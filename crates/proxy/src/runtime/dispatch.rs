@@ -116,15 +116,38 @@ impl Dispatcher {
         })
     }
 
+    /// UNAVAILABLE if the store has stopped for good (see [`AnyStore::fault`]): an entity's
+    /// command fails at once rather than after the relay timeout.
+    fn store_usable(&self, service: &Service) -> Result<(), Status> {
+        match self.store.as_deref().and_then(AnyStore::fault) {
+            Some(reason) => Err(store_unavailable(service, reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// The entity's outcome; UNAVAILABLE as soon as the store stops for good (while the call
+    /// waits, or as the reason it failed), rather than after the relay timeout.
     async fn await_outcome(
         &self,
         service: &Service,
         receiver: oneshot::Receiver<Outcome>,
     ) -> Result<Outcome, Status> {
-        match tokio::time::timeout(self.relay_timeout, receiver).await {
-            Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(_)) => Err(Status::unavailable(format!("the entity of service {} stopped", service.name))),
-            Err(_) => Err(Status::deadline_exceeded(format!(
+        let unavailable = |reason| store_unavailable(service, reason);
+        let store = self.store.as_deref();
+        let stopped = async {
+            match store {
+                Some(store) => store.stopped().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            outcome = receiver => match (outcome, store.and_then(AnyStore::fault)) {
+                (Ok(Outcome::Failed { .. }) | Err(_), Some(reason)) => Err(unavailable(reason)),
+                (Ok(outcome), _) => Ok(outcome),
+                (Err(_), None) => Err(Status::unavailable(format!("the entity of service {} stopped", service.name))),
+            },
+            reason = stopped => Err(unavailable(reason)),
+            () = tokio::time::sleep(self.relay_timeout) => Err(Status::deadline_exceeded(format!(
                 "the entity of service {} did not answer within {:?}",
                 service.name, self.relay_timeout
             ))),
@@ -138,6 +161,7 @@ impl Dispatcher {
         call: Call,
     ) -> Result<Outcome, Status> {
         let entity_id = Self::entity_id(service, method, &call.payload)?;
+        self.store_usable(service)?;
         let (reply, receiver) = oneshot::channel();
         let request = event_sourced::Request { command: Self::command(method, call), reply };
         let key = (service.name.clone(), entity_id.clone());
@@ -154,6 +178,7 @@ impl Dispatcher {
         call: Call,
     ) -> Result<Outcome, Status> {
         let entity_id = Self::entity_id(service, method, &call.payload)?;
+        self.store_usable(service)?;
         let (reply, receiver) = oneshot::channel();
         let request = value_entity::Request { command: Self::command(method, call), reply };
         let key = (service.name.clone(), entity_id.clone());
@@ -232,4 +257,9 @@ impl Dispatcher {
             tracing::warn!(%service, %method, error = %status.message(), "a side effect failed");
         }
     }
+}
+
+/// The status of a command whose service's store stopped for good.
+fn store_unavailable(service: &Service, reason: String) -> Status {
+    Status::unavailable(format!("the store of service {} cannot be used: {reason}", service.name))
 }

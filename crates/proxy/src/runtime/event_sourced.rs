@@ -62,6 +62,7 @@ pub async fn run(
         outgoing: None,
         stream: None,
         restarts_in_a_row: 0,
+        store_stopped: false,
     };
     // The entity keeps its own copy; the registry's key is rebuilt at passivation (each active
     // entity's task is kept small: a thousand of them are most of the proxy's memory).
@@ -73,6 +74,9 @@ pub async fn run(
             // Boxed: carrying out effects needs more room than waiting does, and every active
             // entity's task is sized for the larger of the two.
             Box::pin(task.carry_out(&mut work)).await;
+            if task.store_stopped {
+                break;
+            }
         }
         let idle = task.entity.is_idle();
         if idle {
@@ -145,6 +149,8 @@ struct Task {
     outgoing: Option<UnboundedSender<Box<EventSourcedStreamIn>>>,
     stream: Option<UserStream>,
     restarts_in_a_row: u32,
+    /// The store stopped for good while the entity was loading: it ends (see `AnyStore::stopped`).
+    store_stopped: bool,
 }
 
 impl Task {
@@ -188,7 +194,18 @@ impl Task {
                     }
                     self.outgoing = None;
                     self.stream = None;
-                    let (snapshot, events) = Box::pin(self.load()).await;
+                    let store = self.store.clone();
+                    let loaded = tokio::select! {
+                        loaded = Box::pin(self.load()) => Some(loaded),
+                        _ = store.stopped() => None,
+                    };
+                    let Some((snapshot, events)) = loaded else {
+                        // Nothing loads until the proxy restarts: the entity ends, and its
+                        // callers learn why (UNAVAILABLE).
+                        self.store_stopped = true;
+                        work.clear();
+                        return;
+                    };
                     let (outgoing, stream) = entity_stream::open(&self.dispatcher.channel, HANDLE);
                     self.outgoing = Some(outgoing);
                     self.stream = Some(stream);

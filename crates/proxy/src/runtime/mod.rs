@@ -41,7 +41,7 @@ use crate::health::{self, Readiness};
 use crate::metrics::Metrics;
 use crate::protocol::entity_type;
 use crate::store::{
-    AnyStore, ConnectError, EmbeddedStore, MemoryStore, OpenError, PostgresStore, StoreError,
+    AnyStore, ConnectError, DamagedLog, EmbeddedStore, MemoryStore, OpenError, PostgresStore, StoreError,
 };
 
 /// Why the proxy could not start or had to stop.
@@ -172,7 +172,7 @@ impl Proxy {
         );
         let listener = connections::Acceptor::new(listener, max_connections, "client");
         let store = match config.mode {
-            ProxyMode::Entity => open_store(&config.store).await,
+            ProxyMode::Entity => open_store(&config.store, config.discard_damaged_log).await,
             ProxyMode::Passthrough => Ok(None),
         };
         if let Ok(Some(store)) = &store {
@@ -237,11 +237,17 @@ async fn close(store: Arc<AnyStore>) -> Result<(), ProxyError> {
     }
 }
 
-async fn open_store(config: &StoreConfig) -> Result<Option<Arc<AnyStore>>, ProxyError> {
+async fn open_store(
+    config: &StoreConfig,
+    discard_damaged_log: bool,
+) -> Result<Option<Arc<AnyStore>>, ProxyError> {
     Ok(match config {
         StoreConfig::None => None,
         StoreConfig::Memory => Some(Arc::new(AnyStore::Memory(MemoryStore::new()))),
-        StoreConfig::Embedded { path } => Some(Arc::new(AnyStore::Embedded(EmbeddedStore::open(path)?))),
+        StoreConfig::Embedded { path } => {
+            let damaged = if discard_damaged_log { DamagedLog::Discard } else { DamagedLog::Refuse };
+            Some(Arc::new(AnyStore::Embedded(EmbeddedStore::open_recovering(path, damaged)?)))
+        }
         StoreConfig::Postgres(pg) => {
             Some(Arc::new(AnyStore::Postgres(PostgresStore::connect(pg.connection(), pg.pool_size).await?)))
         }

@@ -71,6 +71,8 @@ pub async fn run(
         if stream.is_none() {
             tokio::select! {
                 opened = Box::pin(open(&dispatcher, &store, &service, &value_key)) => stream = Some(opened),
+                // Nothing loads until the proxy restarts; callers learn why (UNAVAILABLE).
+                _ = store.stopped() => return,
                 () = lifecycle.stopped() => return,
             }
         }

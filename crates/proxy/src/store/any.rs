@@ -27,6 +27,15 @@ impl AnyStore {
             AnyStore::Memory(_) | AnyStore::Postgres(_) => None,
         }
     }
+
+    /// Waits until the store cannot go on (see [`AnyStore::fault`]); returns why. Only the
+    /// embedded store ever does.
+    pub async fn stopped(&self) -> String {
+        match self {
+            AnyStore::Embedded(store) => store.stopped().await,
+            AnyStore::Memory(_) | AnyStore::Postgres(_) => std::future::pending().await,
+        }
+    }
 }
 
 macro_rules! delegate {

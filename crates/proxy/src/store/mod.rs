@@ -32,7 +32,7 @@ mod postgres;
 pub(crate) mod rules;
 
 pub use any::AnyStore;
-pub use embedded::{EmbeddedStore, LogError, OpenError, RecoverError, WriterStats};
+pub use embedded::{DamagedLog, EmbeddedStore, LogDamage, LogError, OpenError, RecoverError, WriterStats};
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use postgres::{ConnectError, PostgresStore};

@@ -14,13 +14,20 @@ pub(super) const EVENTS: TableDefinition<'_, (&str, u64), &[u8]> = TableDefiniti
 pub(super) const SNAPSHOTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("snapshots");
 /// `(persistence id, entity id)` to a value entity's state ([`ValueRecord`]).
 pub(super) const VALUES: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("values");
-/// The store's own settings: [`LOG_EPOCH`], [`LOG_SALT`].
+/// The store's own settings: [`LOG_EPOCH`], [`LOG_SALT`], [`LOG_OPEN`], [`LOG_LENGTH`].
 pub(super) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 /// Checkpoints so far: the epoch the write-ahead log's current records carry.
 pub(super) const LOG_EPOCH: &str = "log_epoch";
 /// A random number given to the database when it is created, part of every log record's
 /// checksum, so that only this database's log is ever replayed into it.
 pub(super) const LOG_SALT: &str = "log_salt";
+/// 1 from the checkpoint at open to the one at close (0): while it is 1, the log may hold
+/// acknowledged writes that only it has, so it must be there, whole, at the next open. Absent in
+/// a database written before it was kept (nothing is then known of the log).
+pub(super) const LOG_OPEN: &str = "log_open";
+/// The log's length in bytes, as allocated when the store was last opened: a shorter log has
+/// lost records.
+pub(super) const LOG_LENGTH: &str = "log_length";
 
 /// What one batch wrote, as the write-ahead log keeps it: the rows it put, in order. Replaying
 /// it puts them again, which is harmless if they are already there.

@@ -17,6 +17,9 @@
 //! Architecture invariant: a request is answered only after its rows are durable, in a synced
 //! log record or a durable commit; redb never commits a row the log or that commit does not
 //! hold; a read sees every write answered before it began.
+//!
+//! Architecture invariant: no panic leaves the store. redb may panic on a damaged file; every
+//! call into it runs under [`unpanicked`], and a panic stops the store (see [`Shared::broken`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,13 +29,13 @@ use std::time::{Duration, Instant};
 use prost::Message as _;
 use prost_types::Any;
 use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::STORE;
 use super::log::{Log, LogError};
 use super::records::{
-    EVENTS, LOG_EPOCH, LogBatch, LogPut, LogTable, META, SNAPSHOTS, VALUES, decode_snapshot, decode_value,
-    encode_snapshot, encode_value,
+    EVENTS, LOG_EPOCH, LOG_LENGTH, LOG_OPEN, LogBatch, LogPut, LogTable, META, SNAPSHOTS, VALUES,
+    decode_snapshot, decode_value, encode_snapshot, encode_value,
 };
 use crate::store::rules::{check_append, check_revision, check_snapshot};
 use crate::store::{Append, Snapshot, StoreError, ValueKey, ValueState};
@@ -52,6 +55,9 @@ pub(super) enum WriteOp {
     },
     /// Make every acknowledged write visible to readers (answered with 0).
     Publish,
+    /// Panics while the batch is applied, as redb does on a damaged page (tests).
+    #[cfg(test)]
+    Panic,
 }
 
 /// A write and where its result goes: the last sequence number, the new revision, or 0.
@@ -117,11 +123,22 @@ pub(super) fn run(
         previous = Previous { size, commit: started.elapsed() };
     }
     let mut writer = lock(&writer);
-    if writer.shared.broken.get().is_none()
-        && let Err(error) = writer.checkpoint()
-    {
-        tracing::warn!(%error, "embedded store: final checkpoint failed; the log will be replayed on open");
+    if writer.shared.broken.get().is_none() {
+        let closed = unpanicked(|| writer.checkpoint(Marker::Closed));
+        if let Err(error) = closed.unwrap_or_else(|panic| Err(BatchError::Broken(panic))) {
+            tracing::warn!(%error, "embedded store: final checkpoint failed; the log will be replayed on open");
+        }
     }
+}
+
+/// Runs `f`, turning a panic into its message. redb panics on some damage to its file; the
+/// store calls it only through this, and stops when it panics.
+pub(super) fn unpanicked<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        let message = payload.downcast_ref::<&str>().map(|s| (*s).to_string());
+        let message = message.or_else(|| payload.downcast_ref::<String>().cloned());
+        message.unwrap_or_else(|| "a panic without a message".into())
+    })
 }
 
 /// The writer, whoever holds it. Nothing panics while holding it; if something did, the state
@@ -223,7 +240,7 @@ database_errors!(BatchError);
 const PUBLISH_EVERY: usize = 64;
 
 /// What the writer and the store's readers share.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Shared {
     /// Acknowledged writes wait in the writer's open transaction, not yet visible to readers:
     /// a read first asks the writer to publish them ([`WriteOp::Publish`]).
@@ -231,8 +248,40 @@ pub(super) struct Shared {
     /// Why the store stopped: this process's view of the database may be behind what the log
     /// holds durably, so every read and write fails until the store is opened again (which
     /// replays the log). Set by a failed log write or sync (after which the page cache cannot be
-    /// trusted, as PostgreSQL concluded) or a failed commit of acknowledged batches.
+    /// trusted, as PostgreSQL concluded), a failed commit of acknowledged batches (a full disk
+    /// among others), or a panic of redb (a damaged file). Set only through [`Shared::stop`].
     pub broken: OnceLock<String>,
+    /// `true` once `broken` is set, for those who wait for it (see `EmbeddedStore::stopped`).
+    pub stopped: watch::Sender<bool>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self {
+            unpublished: AtomicBool::new(false),
+            broken: OnceLock::new(),
+            stopped: watch::Sender::new(false),
+        }
+    }
+}
+
+impl Shared {
+    /// Stops the store for good with `reason` (the first reason stays), and logs it.
+    pub(super) fn stop(&self, reason: String) {
+        if self.broken.set(reason.clone()).is_ok() {
+            tracing::error!(reason = %reason, "embedded store stopped");
+            self.stopped.send_replace(true);
+        }
+    }
+}
+
+/// What a checkpoint records of the log in redb (see [`LOG_OPEN`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Marker {
+    /// The store is open: the log may hold records redb does not have.
+    Open,
+    /// The store is closing: the log holds nothing redb does not have.
+    Closed,
 }
 
 /// The database, its write-ahead log, and the transaction acknowledged batches accumulate in.
@@ -266,7 +315,9 @@ impl Writer {
 
     /// Applies a batch, makes it durable and answers every request in it.
     pub(super) fn commit_batch(&mut self, batch: Vec<WriteRequest>) {
-        let result = self.apply_all(&batch);
+        let result = unpanicked(|| self.apply_all(&batch)).unwrap_or_else(|panic| {
+            Err(self.stop(format!("the database panicked ({panic}); its file may be damaged")))
+        });
         self.counters.requests.fetch_add(u64::try_from(batch.len()).unwrap_or(u64::MAX), Ordering::Relaxed);
         match result {
             Ok(outcomes) => {
@@ -322,7 +373,7 @@ impl Writer {
                 self.pending += 1;
                 self.shared.unpublished.store(true, Ordering::Release);
             } else {
-                self.checkpoint()?;
+                self.checkpoint(Marker::Open)?;
             }
         }
         if (publish || self.pending >= PUBLISH_EVERY)
@@ -357,8 +408,11 @@ impl Writer {
     }
 
     /// Commits the open transaction (or an empty one) durably with the next epoch, which makes
-    /// every record in the log obsolete.
-    fn checkpoint(&mut self) -> Result<(), BatchError> {
+    /// every record in the log obsolete, and `marker` (with the log's length).
+    ///
+    /// Two-phase: redb then refuses a file whose last commit is damaged rather than silently
+    /// falling back to the commit before it (which the log no longer holds).
+    fn checkpoint(&mut self, marker: Marker) -> Result<(), BatchError> {
         let txn = match self.txn.take() {
             Some(txn) => txn,
             None => self.db.begin_write()?,
@@ -366,8 +420,14 @@ impl Writer {
         let result = (|| -> Result<u64, BatchError> {
             let mut txn = txn;
             txn.set_durability(Durability::Immediate).map_err(|e| BatchError::Broken(e.to_string()))?;
+            txn.set_two_phase_commit(true);
             let next = self.log.epoch().saturating_add(1);
-            txn.open_table(META)?.insert(LOG_EPOCH, next)?;
+            {
+                let mut meta = txn.open_table(META)?;
+                meta.insert(LOG_EPOCH, next)?;
+                meta.insert(LOG_OPEN, u64::from(marker == Marker::Open))?;
+                meta.insert(LOG_LENGTH, self.log.capacity())?;
+            }
             txn.commit()?;
             Ok(next)
         })();
@@ -401,10 +461,9 @@ impl Writer {
 
     /// Stops the store for good (see [`Shared::broken`]).
     fn stop(&mut self, reason: String) -> BatchError {
-        tracing::error!(reason = %reason, "embedded store stopped");
-        let _ = self.shared.broken.set(reason.clone());
+        self.shared.stop(reason.clone());
         if let Some(txn) = self.txn.take() {
-            let _ = txn.abort();
+            let _ = unpanicked(|| txn.abort());
         }
         BatchError::Broken(reason)
     }
@@ -432,11 +491,9 @@ fn apply_ops(
 
 type Outcomes = Vec<Result<u64, StoreError>>;
 
-/// Opens the tables in `db` and replays the log's records into them, then checkpoints: the
+/// Replays `bodies`, the log's records, into the database's tables, then checkpoints: the
 /// database then holds everything any earlier process acknowledged, and the log starts empty.
-/// Returns how many records were replayed.
-pub(super) fn recover(writer: &mut Writer) -> Result<usize, RecoverError> {
-    let bodies = writer.log.replay()?;
+pub(super) fn recover(writer: &mut Writer, bodies: &[Vec<u8>]) -> Result<(), RecoverError> {
     let txn = writer.db.begin_write()?;
     {
         let mut events = txn.open_table(EVENTS)?;
@@ -468,11 +525,10 @@ pub(super) fn recover(writer: &mut Writer) -> Result<usize, RecoverError> {
         }
     }
     writer.txn = Some(txn);
-    writer.checkpoint().map_err(|e| match e {
+    writer.checkpoint(Marker::Open).map_err(|e| match e {
         BatchError::Database(e) => RecoverError::Database(e),
         other => RecoverError::Database(redb::Error::Corrupted(other.to_string())),
-    })?;
-    Ok(bodies.len())
+    })
 }
 
 /// Failure to replay the write-ahead log into the database.
@@ -543,6 +599,8 @@ impl Tables<'_, '_> {
             }
             WriteOp::Value { key, expected, value } => self.write_value(key, *expected, value.as_ref()),
             WriteOp::Publish => Ok(Ok(0)),
+            #[cfg(test)]
+            WriteOp::Panic => panic!("simulated panic of the database"),
         }
     }
 
