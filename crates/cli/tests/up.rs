@@ -514,3 +514,136 @@ impl Drop for Reaped {
 fn nix_kill_term(pid: u32) {
     let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
 }
+
+/// A StatefulSet with a claim in its own namespace: each pod writes its name into its volume.
+const ORDERS: &str = r#"apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: orders, namespace: shop}
+spec:
+  serviceName: orders
+  replicas: 2
+  selector: {matchLabels: {app: orders}}
+  template:
+    metadata: {labels: {app: orders}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: app
+        image: busybox
+        env:
+        - name: POD
+          valueFrom: {fieldRef: {fieldPath: metadata.name}}
+        command: ["sh", "-c", "echo $POD > /mnt/owner; sleep 3600"]
+        volumeMounts:
+        - {name: data, mountPath: /mnt}
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 16Mi}}
+"#;
+
+#[test]
+fn up_detached_waits_in_each_workloads_namespace_and_down_volumes_goes_through_the_daemon() {
+    if !is_root() {
+        eprintln!("skipped: stead daemon needs root for network namespaces and a bridge (run .ci/run)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stead.yaml");
+    std::fs::write(&file, ORDERS).unwrap();
+    let state = dir.path().join("state");
+    let stead = assert_cmd::cargo::cargo_bin("stead");
+    let run = |args: &[&str]| {
+        let out = Command::new(&stead)
+            .args(args)
+            .args(["--pod-cidr", "10.244.207.0/24", "--bridge", "stup7", "--state-dir"])
+            .arg(&state)
+            .timeout(Duration::from_secs(120))
+            .output()
+            .unwrap();
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), text)
+    };
+    let (code, text) = run(&["up", "-d", "--wait", "--timeout", "90s", "-f", file.to_str().unwrap()]);
+    let pid = text
+        .lines()
+        .find_map(|l| l.strip_prefix("stead daemon started (pid ")?.split(',').next()?.parse::<u32>().ok());
+    let _daemon = pid.map(Terminated);
+    // The wait followed shop's StatefulSet, not one of that name in `default`.
+    assert_eq!(code, Some(0), "{text}");
+    assert!(!text.contains("NotFound"), "{text}");
+    assert!(text.contains("statefulset/orders created"), "{text}");
+    assert!(text.contains("rolling update complete 2 pods"), "{text}");
+
+    // The engine's files are its owner's only.
+    let mode = |p: &Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions()) & 0o7777
+    };
+    assert_eq!(mode(&state), 0o700, "the state directory");
+    assert_eq!(mode(&state.join("objects.redb")), 0o600, "the store");
+    assert_eq!(mode(&state.join("daemon.log")), 0o600, "the daemon's log");
+
+    let claims: Vec<std::path::PathBuf> =
+        (0..2).map(|i| stead_node::volumes::claim_dir(&state, "shop", &format!("data-orders-{i}"))).collect();
+    let written = eventually(|| claims.iter().all(|c| c.join("owner").is_file()));
+    assert!(written, "both pods wrote into their claims");
+
+    // `down --volumes` while the daemon runs: the ordered stop, the objects, then the claims and
+    // their data, as without a daemon.
+    let (code, text) = run(&["down", "--volumes", "-f", file.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("statefulset/orders deleted"), "{text}");
+    let (_, pods) = run(&["get", "pods", "-n", "shop"]);
+    assert!(!pods.contains("orders-"), "{pods}");
+    let (_, pvcs) = run(&["get", "pvc", "-n", "shop"]);
+    assert!(!pvcs.contains("data-orders-"), "the claims are deleted: {pvcs}");
+    let removed = eventually(|| claims.iter().all(|c| !c.exists()));
+    assert!(removed, "the claims' data is removed: {claims:?}");
+}
+
+/// An image without a command cannot run here (host processes): its pod waits, Pending, with
+/// the kubelet's `CreateContainerError`, and stays the one pod: its ReplicaSet does not replace
+/// a Pending pod (a Failed one it would, in a loop).
+#[test]
+fn a_container_that_cannot_be_created_leaves_one_pending_pod_not_a_loop_of_new_ones() {
+    if !is_root() {
+        eprintln!("skipped: stead daemon needs root for network namespaces and a bridge (run .ci/run)");
+        return;
+    }
+    let d = Daemon::start("10.244.208.0/24", "stup8");
+    d.apply(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: imageonly}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: imageonly}}
+  template:
+    metadata: {labels: {app: imageonly}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: app, image: nginx}
+"#,
+    );
+    let table = d.until(&["get", "pods"], |t| t.contains("CreateContainerError"));
+    assert!(table.contains("CreateContainerError"), "{table}");
+    // Long enough for a loop to show (it made dozens of pods a second), short of the retry.
+    std::thread::sleep(Duration::from_secs(3));
+    let table = d.stdout(&["get", "pods"]);
+    let pods: Vec<&str> = table.lines().filter(|l| l.starts_with("imageonly-")).collect();
+    assert_eq!(pods.len(), 1, "{table}");
+    assert!(pods[0].contains("CreateContainerError"), "{table}");
+    let name = pods[0].split_whitespace().next().unwrap();
+    let shown = d.ok(&["describe", "pod", name]);
+    assert!(shown.contains("Status:           Pending"), "{shown}");
+    assert!(shown.contains("Reason:       CreateContainerError"), "{shown}");
+    assert!(shown.contains("has no command"), "{shown}");
+    assert!(!shown.contains("StartError"), "{shown}");
+}

@@ -332,6 +332,35 @@ fn history_limit_deletes_the_oldest_empty_replicasets() {
     assert_eq!(revs, ["3", "4"]);
 }
 
+/// A pod that stays Pending (its container cannot be created; the kubelet retries it) is not
+/// replaced: one pod, the same one, past the progress deadline. Only a Failed pod is replaced.
+#[test]
+fn a_pending_pod_is_never_replaced() {
+    let mut w = World::new(deploy(1, None, None));
+    w.sync_deployment();
+    w.sync_replica_sets();
+    let uid = w.pods[0].metadata.uid.clone();
+    let waiting: k8s_openapi::api::core::v1::ContainerStatus = serde_json::from_value(serde_json::json!({
+        "name": "app", "image": "nginx", "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"waiting": {"reason": "CreateContainerError", "message": "no command"}},
+    }))
+    .unwrap();
+    w.pods[0].status.as_mut().unwrap().container_statuses = Some(vec![waiting]);
+    for _ in 0..20 {
+        w.now = Timestamp::from_second(w.now.as_second() + 60).unwrap();
+        w.sync_deployment();
+        w.sync_replica_sets();
+    }
+    assert_eq!(w.pods.len(), 1);
+    assert_eq!(w.pods[0].metadata.uid, uid);
+    assert!(w.pods[0].metadata.deletion_timestamp.is_none());
+    assert_eq!(pods::phase(&w.pods[0]), "Pending");
+    // A Failed pod, by contrast, is replaced.
+    w.pods[0].status.as_mut().unwrap().phase = Some("Failed".into());
+    w.sync_replica_sets();
+    assert_eq!(w.pods.len(), 2);
+}
+
 #[test]
 fn progress_deadline_exceeded_when_pods_never_become_ready() {
     let mut d = deploy(1, None, None);

@@ -184,6 +184,32 @@ fn a_failed_pod_is_deleted_and_recreated_with_its_name() {
     assert_eq!(summary(&w.sync()), ["create-pod web-0"]);
 }
 
+/// A pod whose container the kubelet cannot create stays Pending (Waiting
+/// `CreateContainerError`, retried on a back-off): it is neither deleted nor replaced, whatever
+/// the time, and the next ordinal waits for it.
+#[test]
+fn a_pending_pod_whose_container_cannot_be_created_is_kept() {
+    let mut w = World::new(sts(2));
+    assert_eq!(summary(&w.sync()), ["create-revision", "create-pod web-0"]);
+    w.set_state("web-0", PodState::Pending);
+    let uid = w.pod("web-0").unwrap().metadata.uid.clone();
+    if let Some(status) = w.pod_mut("web-0").and_then(|p| p.status.as_mut()) {
+        status.container_statuses = Some(vec![
+            serde_json::from_value(serde_json::json!({
+                "name": "app", "image": "nginx", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "CreateContainerError", "message": "no command"}},
+            }))
+            .unwrap(),
+        ]);
+    }
+    for _ in 0..20 {
+        later(&mut w, 60);
+        assert_eq!(summary(&w.sync()), Vec::<String>::new());
+    }
+    assert_eq!(w.pod_names(), ["web-0"]);
+    assert_eq!(w.pod("web-0").unwrap().metadata.uid, uid);
+}
+
 #[test]
 fn a_terminating_pod_blocks_its_identity() {
     let mut w = World::new(parallel(sts(2)));

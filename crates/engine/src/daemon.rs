@@ -5,10 +5,15 @@
 //! - `GET /api/{resource}?namespace=&labelSelector=`: a `List` (every namespace without `namespace`);
 //! - `GET /api/{resource}/{namespace}/{name}`: one object;
 //! - `DELETE /api/{resource}/{namespace}/{name}?gracePeriodSeconds=&force=`;
-//! - `POST /apply?filename=`: manifests as YAML or JSON text; 422 with the located problems;
+//! - `POST /apply?filename=`: manifests as YAML or JSON text; `[{"object", "namespace", "result"}]`,
+//!   or 422 with the located problems;
 //! - `GET /watch/{resource}?namespace=&labelSelector=`: newline-delimited watch events, starting
 //!   with `ADDED` for every current object (what `kubectl get -w` shows first);
 //! - `GET /logs/{namespace}/{pod}/{container}?previous=&follow=&tail=&sinceTime=&timestamps=`: text;
+//! - `POST /down?volumes=`: `stead down` for a body of `[{"kind", "namespace", "name"}]`: the
+//!   engine's ordered stop ([`local::stop`]), then the objects deleted and, with `volumes`, the
+//!   claims of their StatefulSets (their data goes with them); answers `[{"object", "result"}]`
+//!   for the objects that were there. Served only with an engine ([`app`]).
 //! - `GET /events`, `POST /exec/...`: see [`inspect`].
 //! - `POST /scale/...`, `/rollout/.../{status,history,undo,restart}`: see `rollout.rs`.
 //!
@@ -73,6 +78,7 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/apply", post(apply))
         .route("/watch/{resource}", get(watch))
         .route("/logs/{namespace}/{pod}/{container}", get(logs))
+        .route("/down", post(down))
         .merge(inspect::routes())
         .merge(rollout::routes())
         .with_state(state)
@@ -104,8 +110,12 @@ pub fn app(local: &Local) -> axum::Router {
             kubelet.log_path(ns, pod, c, previous)
         })),
     };
-    router(state).layer(axum::Extension(exec))
+    router(state).layer(axum::Extension(exec)).layer(axum::Extension(Stopper(local.engine().clone())))
 }
+
+/// The engine whose ordered stop `POST /down` runs.
+#[derive(Clone)]
+pub struct Stopper(pub Arc<crate::Engine>);
 
 /// Serves `state` on `listener` until `shutdown` resolves; open streams get [`DRAIN`] to finish.
 pub async fn serve_on(
@@ -405,6 +415,7 @@ async fn apply(State(s): State<ApiState>, Query(q): Query<ApplyQuery>, body: Str
                     };
                     json!({
                         "object": format!("{}/{}", key.kind.name().to_ascii_lowercase(), key.name),
+                        "namespace": key.namespace,
                         "result": result,
                     })
                 })
@@ -414,6 +425,69 @@ async fn apply(State(s): State<ApiState>, Query(q): Query<ApplyQuery>, body: Str
         Err(LocalError::Store(e)) => ApiError::from(e).into_response(),
         Err(e) => ApiError::new(StatusCode::CONFLICT, "Conflict", e.to_string()).into_response(),
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct DownQuery {
+    volumes: Option<bool>,
+}
+
+/// One object `down` names.
+#[derive(Debug, Deserialize)]
+struct DownObject {
+    kind: String,
+    #[serde(default)]
+    namespace: String,
+    name: String,
+}
+
+async fn down(
+    State(s): State<ApiState>,
+    engine: Option<axum::Extension<Stopper>>,
+    Query(q): Query<DownQuery>,
+    body: String,
+) -> Result<Json<Value>, ApiError> {
+    let objects: Vec<DownObject> = serde_json::from_str(&body).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "BadRequest", format!("the objects to stop: {e}"))
+    })?;
+    let Some(axum::Extension(Stopper(engine))) = engine else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "this API serves no engine, so it cannot stop workloads",
+        ));
+    };
+    let mut keys = Vec::new();
+    for o in objects {
+        let kind = Kind::from_name(&o.kind).ok_or_else(|| {
+            ApiError::new(StatusCode::BAD_REQUEST, "BadRequest", format!("unknown kind {:?}", o.kind))
+        })?;
+        let namespace = if o.namespace.is_empty() { crate::kinds::DEFAULT_NAMESPACE } else { &o.namespace };
+        keys.push(ObjectKey::new(kind, namespace, o.name));
+    }
+    let present: Vec<ObjectKey> = keys.into_iter().filter(|k| s.store.get(k).is_some()).collect();
+    // In a task of its own: a client that goes away must not leave the workloads paused halfway.
+    let volumes = q.volumes.unwrap_or(false);
+    let stopping = present.clone();
+    let stopped =
+        tokio::spawn(async move { local::stop(&engine, &stopping, volumes, std::future::pending()).await })
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string()))?;
+    match stopped {
+        Ok(()) => {}
+        Err(LocalError::Store(e)) => return Err(e.into()),
+        Err(e) => return Err(ApiError::new(StatusCode::CONFLICT, "Conflict", e.to_string())),
+    }
+    let out: Vec<Value> = present
+        .iter()
+        .map(|key| {
+            json!({
+                "object": format!("{}/{}", key.kind.name().to_ascii_lowercase(), key.name),
+                "result": "deleted",
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(out)))
 }
 
 fn event_line(kind: &str, object: &Value) -> Bytes {

@@ -101,7 +101,7 @@ impl Local {
     pub async fn start(config: LocalConfig) -> Result<Local, LocalError> {
         let dir = &config.state_dir;
         let io = |source| LocalError::StateDir { path: dir.clone(), source };
-        std::fs::create_dir_all(dir).map_err(io)?;
+        private_dir(dir).map_err(io)?;
         let lock = File::options()
             .create(true)
             .truncate(false)
@@ -326,6 +326,24 @@ pub async fn stop(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     engine.pause(workloads.iter().filter_map(|w| meta_str(w, "uid").map(str::to_string)), false);
+    Ok(())
+}
+
+/// Makes `dir` private to its owner: created mode 0700 (with any missing parents), or, when it
+/// exists with access for others, tightened to 0700 with a log line. The state directory holds
+/// the store (every Secret), the pods' Secret volumes and the daemon's socket.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        tracing::warn!(
+            dir = %dir.display(),
+            was = format!("{mode:04o}"),
+            "the state directory was readable by others; its mode is now 0700"
+        );
+    }
     Ok(())
 }
 
@@ -679,6 +697,23 @@ mod tests {
 
     fn pod(container: Value, status: Value) -> Value {
         json!({"spec": {"containers": [container]}, "status": {"phase": "Running", "containerStatuses": [status]}})
+    }
+
+    #[test]
+    fn the_state_directory_is_made_private_or_tightened() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let base = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let fresh = base.path().join("a/b/state");
+        private_dir(&fresh).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+        let open = base.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        private_dir(&open).unwrap();
+        assert_eq!(mode(&open), 0o700, "an existing 0755 directory is tightened");
+        private_dir(&open).unwrap();
+        assert_eq!(mode(&open), 0o700);
     }
 
     #[test]

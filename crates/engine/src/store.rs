@@ -151,6 +151,29 @@ struct State {
     resource_version: u64,
 }
 
+/// Creates the store's file mode 0600 (redb then fills the empty file), or tightens an existing
+/// one that others could read, with a log line: it holds every object, Secrets included.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    let mode = file.metadata()?.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        tracing::warn!(
+            file = %path.display(),
+            was = format!("{mode:04o}"),
+            "the store file was readable by others; its mode is now 0600"
+        );
+    }
+    Ok(())
+}
+
 /// The store. Cheap to clone; all clones share one state.
 #[derive(Clone)]
 pub struct Store {
@@ -172,6 +195,7 @@ impl Store {
     /// Opens (or creates) the store's file and loads every object in it.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let file_error = |source: redb::Error| StoreError::File { path: path.to_path_buf(), source };
+        private_file(path).map_err(|e| file_error(redb::Error::Io(e)))?;
         let db = Database::create(path).map_err(|e| file_error(e.into()))?;
         {
             let txn = db.begin_write().map_err(|e| file_error(e.into()))?;

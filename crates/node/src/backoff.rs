@@ -167,6 +167,42 @@ impl Backoff {
     }
 }
 
+/// The retries of a container that could not be created (`CreateContainerError`,
+/// `CreateContainerConfigError`, `RunContainerError`): the kubelet keeps its pod Pending, the
+/// container Waiting with the reason, and tries again on the same back-off as a crash loop's:
+/// 10 s after the first failure, doubling to 5 min. A successful start ends it.
+#[derive(Clone, Debug, Default)]
+pub struct CreateBackoff {
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+impl CreateBackoff {
+    /// Records a failed attempt at `at`; returns the wait before the next one.
+    pub fn record_failure(&mut self, at: Instant) -> Duration {
+        let doublings = self.failures.min(16);
+        let delay = INITIAL_BACKOFF.saturating_mul(1 << doublings).min(MAX_BACKOFF);
+        self.failures = self.failures.saturating_add(1);
+        self.retry_at = Some(at + delay);
+        delay
+    }
+
+    /// How many attempts have failed.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// When the next attempt is due.
+    pub fn retry_at(&self) -> Option<Instant> {
+        self.retry_at
+    }
+
+    /// Whether an attempt at `now` must still wait.
+    pub fn in_backoff(&self, now: Instant) -> bool {
+        self.retry_at.is_some_and(|at| now < at)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,6 +270,38 @@ mod tests {
             b.record_exit(t0 + Duration::from_secs(10_000 + i));
         }
         assert_eq!(b.message("a", "p", "n", "u"), "back-off 1m20s restarting failed container=a pod=p_n(u)");
+    }
+
+    #[test]
+    fn a_container_that_cannot_be_created_is_retried_10s_doubling_to_5min() {
+        let t0 = Instant::now();
+        let mut b = CreateBackoff::default();
+        assert!(!b.in_backoff(t0), "the first attempt is not held back");
+        let mut t = t0;
+        let mut waits = vec![];
+        for _ in 0..8 {
+            let d = b.record_failure(t);
+            assert_eq!(b.retry_at(), Some(t + d));
+            assert!(b.in_backoff(t + d - Duration::from_millis(1)));
+            assert!(!b.in_backoff(t + d));
+            waits.push(d.as_secs());
+            t += d;
+        }
+        assert_eq!(waits, [10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(b.failures(), 8);
+        // Over the first hour: 16 attempts (at 0, 10, 30, 70, 150, 310 s, then every 5 min), not
+        // one every few milliseconds.
+        let mut b = CreateBackoff::default();
+        let mut t = t0;
+        let mut attempts = 0;
+        while t < t0 + Duration::from_secs(3600) {
+            attempts += 1;
+            t += b.record_failure(t);
+        }
+        assert_eq!(attempts, 16);
+        for _ in 0..100 {
+            assert_eq!(b.record_failure(t), MAX_BACKOFF, "no overflow however long it fails");
+        }
     }
 
     #[test]

@@ -5,10 +5,13 @@
 //!   loads the IPAM from the state directory and cleans up after a previous run that did not stop
 //!   its pods (their cgroups are killed, mounts and veths removed; no pod survives a restart of the
 //!   runtime, and their addresses are released).
-//! - [`Kubelet::sync_pod`] validates the pod synchronously (so a container without `command`, a bad
-//!   probe or volume is an error for the caller) and starts one worker task per pod
-//!   ([`worker`]): sandbox, init containers in order, app containers, probes, restarts with the
-//!   kubelet's backoff, status.
+//! - [`Kubelet::sync_pod`] validates the pod synchronously (so a bad probe, volume or restart
+//!   policy is an error for the caller) and starts one worker task per pod ([`worker`]): sandbox,
+//!   init containers in order, app containers, probes, restarts with the kubelet's backoff, status.
+//!   A container that cannot be created (no `command`, a missing ConfigMap or Secret key) keeps the
+//!   pod Pending, Waiting with the kubelet's reason (`CreateContainerError`,
+//!   `CreateContainerConfigError`) and message, a `Failed` event per attempt, retried 10 s
+//!   doubling to 5 min ([`crate::backoff::CreateBackoff`]), as the kubelet does.
 //! - Each container instance has a task of its own ([`container`]) that owns the process, and stops
 //!   it: preStop hook, SIGTERM to its process group, the grace period, SIGKILL, and finally a kill of
 //!   everything left in its cgroups, so no process of the pod outlives it.
@@ -239,8 +242,9 @@ impl Kubelet {
     }
 
     /// Starts the pod unless a pod with its uid already runs (then nothing happens). The pod is
-    /// validated first: a container without `command`, an invalid probe, volume or hostname is an
-    /// error here. ConfigMaps and Secrets for env and volumes come from `lookup`.
+    /// validated first: an invalid probe, volume or hostname is an error here; a container that
+    /// cannot be created (no `command`) waits and is retried, as the kubelet does. ConfigMaps and
+    /// Secrets for env and volumes come from `lookup`.
     ///
     /// A pod with the same name but another uid must have been killed first ([`Kubelet::kill_pod`]);
     /// the old pod's status and logs are then dropped.

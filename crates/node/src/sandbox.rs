@@ -44,8 +44,6 @@ pub struct SandboxConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error(transparent)]
-    HostProcess(#[from] crate::host_process::HostProcessError),
-    #[error(transparent)]
     PodFiles(#[from] PodFilesError),
     #[error(transparent)]
     Volume(#[from] VolumeError),
@@ -122,7 +120,6 @@ pub fn plan(cfg: &SandboxConfig, pod: &Pod, pod_ip: Ipv4Addr) -> Result<SandboxP
         pod.metadata.namespace.as_deref().unwrap_or("default"),
         pod.metadata.name.as_deref().unwrap_or("")
     );
-    crate::host_process::check_pod(pod)?;
     if pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
         return Err(SandboxError::HostNetwork { pod: pod_ref });
     }
@@ -249,9 +246,9 @@ async fn setup_inner<S: Syscall, N: Netlink>(
     nl.add_default_route(&ns, IpAddr::V4(plan.gateway)).await.map_err(nlerr("add default route"))?;
 
     for v in &plan.volumes {
-        if let Some(size) = v.tmpfs {
+        if let Some(tmpfs) = v.tmpfs {
             std::fs::create_dir_all(&v.path).map_err(io(&v.path))?;
-            sys.mount_tmpfs(&v.path, size).map_err(|source| SandboxError::Syscall {
+            sys.mount_tmpfs(&v.path, tmpfs).map_err(|source| SandboxError::Syscall {
                 pod: p.to_owned(),
                 step: "mount volume tmpfs",
                 source,

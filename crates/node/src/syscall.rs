@@ -16,6 +16,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::volumes::Tmpfs;
+
 /// A namespace kind, as far as the runtime uses them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Namespace {
@@ -67,8 +69,8 @@ pub trait Syscall: Send + Sync {
     fn setns(&self, path: &Path, namespace: Namespace) -> Result<(), SyscallError>;
     /// A bind mount of `source` on `target`, then read-only if asked.
     fn bind_mount(&self, source: &Path, target: &Path, readonly: bool) -> Result<(), SyscallError>;
-    /// A tmpfs on `target`, with an optional size limit in bytes.
-    fn mount_tmpfs(&self, target: &Path, size: Option<u64>) -> Result<(), SyscallError>;
+    /// A tmpfs on `target` with `tmpfs.mode` for its root, and an optional size limit in bytes.
+    fn mount_tmpfs(&self, target: &Path, tmpfs: Tmpfs) -> Result<(), SyscallError>;
     /// Makes every mount below `target` private (`mount --make-rprivate`).
     fn make_rprivate(&self, target: &Path) -> Result<(), SyscallError>;
     /// `umount2(2)`; `detach` is `MNT_DETACH`.
@@ -126,10 +128,13 @@ impl Syscall for LinuxSyscall {
         Ok(())
     }
 
-    fn mount_tmpfs(&self, target: &Path, size: Option<u64>) -> Result<(), SyscallError> {
-        let data = size.map(|s| format!("size={s}"));
-        nix::mount::mount(Some("tmpfs"), target, Some("tmpfs"), MsFlags::empty(), data.as_deref())
-            .map_err(err(format!("mount -t tmpfs {}", target.display())))
+    fn mount_tmpfs(&self, target: &Path, tmpfs: Tmpfs) -> Result<(), SyscallError> {
+        let mut data = format!("mode={:o}", tmpfs.mode);
+        if let Some(size) = tmpfs.size {
+            data.push_str(&format!(",size={size}"));
+        }
+        nix::mount::mount(Some("tmpfs"), target, Some("tmpfs"), MsFlags::empty(), Some(data.as_str()))
+            .map_err(err(format!("mount -t tmpfs -o {data} {}", target.display())))
     }
 
     fn make_rprivate(&self, target: &Path) -> Result<(), SyscallError> {
@@ -185,7 +190,7 @@ pub enum SysCall {
     Unshare(Vec<Namespace>),
     Setns(PathBuf, Namespace),
     BindMount { source: PathBuf, target: PathBuf, readonly: bool },
-    MountTmpfs { target: PathBuf, size: Option<u64> },
+    MountTmpfs { target: PathBuf, tmpfs: Tmpfs },
     MakeRprivate(PathBuf),
     Umount { target: PathBuf, detach: bool },
     Sethostname(String),
@@ -238,8 +243,8 @@ impl Syscall for RecordingSyscall {
     fn bind_mount(&self, source: &Path, target: &Path, readonly: bool) -> Result<(), SyscallError> {
         self.record(SysCall::BindMount { source: source.to_owned(), target: target.to_owned(), readonly })
     }
-    fn mount_tmpfs(&self, target: &Path, size: Option<u64>) -> Result<(), SyscallError> {
-        self.record(SysCall::MountTmpfs { target: target.to_owned(), size })
+    fn mount_tmpfs(&self, target: &Path, tmpfs: Tmpfs) -> Result<(), SyscallError> {
+        self.record(SysCall::MountTmpfs { target: target.to_owned(), tmpfs })
     }
     fn make_rprivate(&self, target: &Path) -> Result<(), SyscallError> {
         self.record(SysCall::MakeRprivate(target.to_owned()))

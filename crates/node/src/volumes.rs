@@ -15,7 +15,10 @@
 //!
 //! File modes: `items[].mode`, else `defaultMode`, else **0644 for both ConfigMaps and Secrets**. That is
 //! Kubernetes' real default (`SecretVolumeSourceDefaultMode = 0644`); the issue text said 0400 for
-//! secrets, but we keep Kubernetes semantics: set `defaultMode: 0400` to get that.
+//! secrets, but we keep Kubernetes semantics: set `defaultMode: 0400` to get that. Their directories
+//! are 0755 whatever the umask, and a Secret volume's tmpfs is mounted `mode=0755` by root (not
+//! tmpfs's world-writable 1777); what keeps other local users out is the state directory (0700)
+//! above them all.
 
 use crate::env::{EnvContext, ObjectLookup, field_value};
 use crate::fsutil::replace_file;
@@ -27,6 +30,23 @@ use std::path::{Component, Path, PathBuf};
 
 /// The default file mode of configMap, secret and downwardAPI volume files.
 pub const DEFAULT_MODE: u32 = 0o644;
+
+/// The mode of configMap, secret and downwardAPI volume directories (and of a Secret volume's
+/// tmpfs): readable by the container whatever its user, writable by root only.
+pub const DIR_MODE: u32 = 0o755;
+
+/// The mode of a memory-backed emptyDir's tmpfs: writable by every user of the pod, as
+/// Kubernetes' emptyDirs are, with the sticky bit tmpfs sets by default.
+pub const EMPTY_DIR_TMPFS_MODE: u32 = 0o1777;
+
+/// A tmpfs mounted on a volume's path before it is populated (root-owned: the runtime mounts it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tmpfs {
+    /// The size limit in bytes; `None`: tmpfs's default (half the memory).
+    pub size: Option<u64>,
+    /// The permission bits of its root directory (`mode=`).
+    pub mode: u32,
+}
 
 /// What a volume is, once planned.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,8 +66,8 @@ pub struct PlannedVolume {
     pub kind: VolumeKind,
     /// The host path that containers bind-mount.
     pub path: PathBuf,
-    /// A tmpfs must be mounted on `path` before use, with this size limit in bytes.
-    pub tmpfs: Option<Option<u64>>,
+    /// A tmpfs must be mounted on `path` before use.
+    pub tmpfs: Option<Tmpfs>,
     /// Mounted read-only whatever the volumeMount says (configMap, secret, downwardAPI, readOnly claims).
     pub force_readonly: bool,
 }
@@ -178,7 +198,7 @@ fn plan_one(
                 ),
                 None => None,
             };
-            Some(limit)
+            Some(Tmpfs { size: limit, mode: EMPTY_DIR_TMPFS_MODE })
         } else {
             None
         };
@@ -190,7 +210,8 @@ fn plan_one(
     }
     if let Some(s) = &v.secret {
         let kind = VolumeKind::Secret { name: s.secret_name.clone().unwrap_or_default() };
-        return Ok(planned(kind, base.join("secret").join(&name), Some(None), true));
+        let tmpfs = Tmpfs { size: None, mode: DIR_MODE };
+        return Ok(planned(kind, base.join("secret").join(&name), Some(tmpfs), true));
     }
     if v.downward_api.is_some() {
         return Ok(planned(VolumeKind::DownwardApi, base.join("downward-api").join(&name), None, true));
@@ -224,7 +245,7 @@ pub fn populate(
             VolumeKind::HostPath => check_host_path(pod, p, v)?,
             VolumeKind::ConfigMap { .. } | VolumeKind::Secret { .. } | VolumeKind::DownwardApi => {
                 let Some(files) = payload(pod, p, v, lookup, ctx)? else { continue };
-                fs::create_dir_all(&p.path).map_err(io(&p.path))?;
+                shared_dir(&p.path).map_err(io(&p.path))?;
                 write_payload(&p.path, &files).map_err(io(&p.path))?;
             }
         }
@@ -418,7 +439,16 @@ fn payload(
     Ok(Some(files))
 }
 
-/// Writes `files` into `dir` with the kubelet's `..data` symlink swap.
+/// Creates `dir` and any missing parents with [`DIR_MODE`] (whatever the umask), and sets an
+/// existing `dir` to it: never writable by others.
+fn shared_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))
+}
+
+/// Writes `files` into `dir` with the kubelet's `..data` symlink swap. Directories are
+/// [`DIR_MODE`]; each file has its own mode.
 pub fn write_payload(dir: &Path, files: &BTreeMap<String, FileContent>) -> std::io::Result<()> {
     let data_link = dir.join("..data");
     let old_target = fs::read_link(&data_link).ok();
@@ -436,9 +466,13 @@ pub fn write_payload(dir: &Path, files: &BTreeMap<String, FileContent>) -> std::
     }
     let ts_dir = dir.join(&ts_name);
     fs::create_dir(&ts_dir)?;
-    fs::set_permissions(&ts_dir, fs::Permissions::from_mode(0o755))?;
+    fs::set_permissions(&ts_dir, fs::Permissions::from_mode(DIR_MODE))?;
     for (path, content) in files {
-        replace_file(&ts_dir.join(path), &content.data, content.mode)?;
+        let file = ts_dir.join(path);
+        if let Some(parent) = file.parent().filter(|p| *p != ts_dir) {
+            shared_dir(parent)?;
+        }
+        replace_file(&file, &content.data, content.mode)?;
     }
     // User-visible names: one symlink per top-level component, into ..data.
     let tops: std::collections::BTreeSet<String> = files

@@ -520,10 +520,13 @@ fn invalid_pods_are_refused_synchronously() {
         return;
     }
     run(27, |n| async move {
-        let p = pod("nocmd", json!({"containers": [{"name": "app", "image": "nginx"}]}));
+        let p = pod(
+            "bad-restart",
+            json!({"restartPolicy": "Sometimes", "containers": [{"name": "app", "command": ["true"]}]}),
+        );
         let e = n.kubelet.sync_pod(p, lookup()).unwrap_err().to_string();
-        assert!(e.contains("container \"app\" has no command"), "{e}");
-        assert_eq!(n.kubelet.pod_status("e2e", "nocmd"), None);
+        assert!(e.contains("unknown restartPolicy \"Sometimes\""), "{e}");
+        assert_eq!(n.kubelet.pod_status("e2e", "bad-restart"), None);
         // A missing ConfigMap is not a sync error: the container waits, as the kubelet shows it.
         let p = pod(
             "needs-config",
@@ -546,6 +549,53 @@ fn invalid_pods_are_refused_synchronously() {
             Some("container \"app\": envFrom[0]: configmap \"e2e/settings\" not found")
         );
         assert_eq!(st.phase.as_deref(), Some("Pending"));
+        kill_and_check(&n, &p, None).await;
+    });
+}
+
+/// A container that cannot be created (an image without a command: stead runs host processes)
+/// keeps its pod Pending, Waiting `CreateContainerError` with the reason, one `Failed` event per
+/// attempt, retried on the back-off (10 s first; the schedule itself is `backoff`'s unit test).
+#[test]
+fn a_container_that_cannot_be_created_waits_pending_and_is_retried_on_backoff() {
+    if !is_root() {
+        return;
+    }
+    run(30, |n| async move {
+        let mut events = n.kubelet.subscribe_events();
+        let p = pod("nocmd", json!({"containers": [{"name": "app", "image": "nginx"}]}));
+        n.kubelet.sync_pod(p.clone(), lookup()).expect("a pod without a command is accepted");
+        let waiting_reason = |s: &PodStatus| {
+            container(s, "app")
+                .state
+                .as_ref()
+                .and_then(|st| st.waiting.as_ref())
+                .and_then(|w| w.reason.clone())
+        };
+        let st = wait_status(&n.kubelet, "nocmd", Duration::from_secs(20), |s| {
+            waiting_reason(s).as_deref() == Some("CreateContainerError")
+        })
+        .await;
+        assert_eq!(st.phase.as_deref(), Some("Pending"));
+        let w = container(&st, "app").state.clone().and_then(|s| s.waiting).expect("waiting");
+        let message = w.message.unwrap_or_default();
+        assert!(
+            message.contains("container \"app\" has no command")
+                && message.contains("image \"nginx\" is recorded only")
+                && message.contains("set `command`"),
+            "{message}"
+        );
+        assert_eq!(container(&st, "app").restart_count, 0);
+        let first =
+            tokio::time::timeout(Duration::from_secs(5), events.recv()).await.expect("event").expect("event");
+        assert_eq!((first.reason.as_str(), first.warning), ("Failed", true));
+        assert_eq!(first.message, format!("Error: {message}"));
+        // The next attempt is 10 s away: nothing more for now, and the pod is the same Pending pod.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(events.try_recv().is_err(), "retried before its back-off");
+        let st = n.kubelet.pod_status("e2e", "nocmd").expect("status");
+        assert_eq!(st.phase.as_deref(), Some("Pending"));
+        assert_eq!(waiting_reason(&st).as_deref(), Some("CreateContainerError"));
         kill_and_check(&n, &p, None).await;
     });
 }

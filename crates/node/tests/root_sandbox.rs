@@ -309,3 +309,82 @@ fn container_process_runs_inside_the_pod_sandbox() {
     assert_eq!(lines[4].trim(), "eth0 lo", "only the pod's interfaces are visible");
     assert!(!host_hosts.contains("web-0.web.e2e"), "the host's /etc/hosts is untouched");
 }
+
+/// A Secret volume on a real tmpfs: root's, mode 0755 (not tmpfs's world-writable 1777), the
+/// files at `defaultMode` or their item's `mode`; a ConfigMap volume's directory 0755 too.
+#[test]
+fn secret_volumes_are_root_owned_0755_tmpfs_with_files_at_their_modes() {
+    if !is_root() {
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let state = tempfile::tempdir().expect("tempdir");
+    let p: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "web-0", "namespace": "e2e", "uid": format!("e2e-{}-s", std::process::id())},
+        "spec": {
+            "containers": [{"name": "app", "command": ["true"]}],
+            "volumes": [
+                {"name": "creds", "secret": {"secretName": "db", "defaultMode": 0o400,
+                    "items": [{"key": "password", "path": "password"},
+                              {"key": "password", "path": "group/password", "mode": 0o440}]}},
+                {"name": "plain", "secret": {"secretName": "db"}},
+                {"name": "cfg", "configMap": {"name": "cfg"}}
+            ]
+        }
+    }))
+    .expect("pod");
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(
+        json!({"metadata": {"name": "db", "namespace": "e2e"}, "data": {"password": "aHVudGVyMg=="}}),
+    )
+    .expect("secret");
+    let cm: k8s_openapi::api::core::v1::ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "cfg", "namespace": "e2e"}, "data": {"k": "v"}}))
+            .expect("cm");
+    let lookup = MapLookup::default().with_secret(secret).with_config_map(cm);
+    let planned = stead_node::volumes::plan_volumes(state.path(), &p).expect("plan");
+    let meta = |path: &Path| std::fs::metadata(path).map(|m| (m.permissions().mode() & 0o7777, m.uid()));
+    let mut mounted = vec![];
+    let mut body = || -> Result<(), String> {
+        for v in &planned {
+            if let Some(tmpfs) = v.tmpfs {
+                std::fs::create_dir_all(&v.path).map_err(|e| e.to_string())?;
+                LinuxSyscall.mount_tmpfs(&v.path, tmpfs).map_err(|e| e.to_string())?;
+                mounted.push(v.path.clone());
+                // As mounted, before anything is written into it.
+                check(meta(&v.path).ok() == Some((0o755, 0)), format!("fresh tmpfs {:?}", meta(&v.path)))?;
+            }
+        }
+        stead_node::volumes::populate(&p, &planned, &lookup, &EnvContext::default())
+            .map_err(|e| e.to_string())
+    };
+    let result = body();
+    let creds = planned[0].path.clone();
+    let observed = [
+        ("creds", meta(&creds)),
+        ("creds/password", meta(&creds.join("password"))),
+        ("creds/group/password", meta(&creds.join("group/password"))),
+        ("plain/password", meta(&planned[1].path.join("password"))),
+        ("cfg", meta(&planned[2].path)),
+        ("cfg/k", meta(&planned[2].path.join("k"))),
+    ];
+    let mounts = mounts_under(state.path());
+    for m in &mounted {
+        let _ = LinuxSyscall.umount(m, true);
+    }
+    result.expect("volumes populated");
+    assert_eq!(mounts.len(), 2, "a tmpfs per Secret volume: {mounts:?}");
+    let observed: Vec<(&str, (u32, u32))> =
+        observed.into_iter().map(|(what, m)| (what, m.expect("metadata"))).collect();
+    assert_eq!(
+        observed,
+        [
+            ("creds", (0o755, 0)),
+            ("creds/password", (0o400, 0)),
+            ("creds/group/password", (0o440, 0)),
+            ("plain/password", (0o644, 0)),
+            ("cfg", (0o755, 0)),
+            ("cfg/k", (0o644, 0)),
+        ]
+    );
+    assert_eq!(mounts_under(state.path()), Vec::<String>::new());
+}

@@ -4,11 +4,13 @@
 //! followed as `rollout status` does until it is complete.
 
 use super::client::{Client, block_on};
-use super::kubectl::{ApplyArgs, DaemonAddr};
+use super::kubectl::{Applied, ApplyArgs, DaemonAddr};
 use super::rollout::{StatusArgs, Targets};
 use crate::{UpArgs, exit};
+use anyhow::Context as _;
 use hyper::Method;
 use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -34,55 +36,69 @@ pub fn run(args: &UpArgs) -> anyhow::Result<i32> {
         if !args.wait {
             return Ok(exit::OK);
         }
-        let workloads: Vec<String> = applied.iter().filter_map(|name| workload_target(name)).collect();
-        if workloads.is_empty() {
-            return Ok(exit::OK);
+        // Each workload is followed in its own namespace, one `rollout status` per namespace,
+        // all within the one timeout.
+        let deadline = Instant::now() + args.timeout.unwrap_or(Duration::from_secs(300));
+        for (namespace, targets) in workload_targets(&applied) {
+            let status = StatusArgs {
+                targets: Targets { targets, namespace, addr: addr.clone() },
+                watch: true,
+                timeout: Some(
+                    deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)),
+                ),
+            };
+            let code = super::rollout::status(&client, &status, &mut out).await?;
+            if code != exit::OK {
+                return Ok(code);
+            }
         }
-        let status = StatusArgs {
-            targets: Targets { targets: workloads, namespace: "default".into(), addr },
-            watch: true,
-            timeout: Some(args.timeout.unwrap_or(Duration::from_secs(300))),
-        };
-        super::rollout::status(&client, &status, &mut out).await
+        Ok(exit::OK)
     })
 }
 
+/// The applied workloads `--wait` follows, by namespace (in the order first applied).
+fn workload_targets(applied: &[Applied]) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for a in applied {
+        let Some(target) = workload_target(&a.object) else { continue };
+        let namespace = if a.namespace.is_empty() { "default" } else { a.namespace.as_str() };
+        match out.iter_mut().find(|(ns, _)| ns == namespace) {
+            Some((_, targets)) => targets.push(target),
+            None => out.push((namespace.to_string(), vec![target])),
+        }
+    }
+    out
+}
+
 /// `stead down` while a daemon runs on the state directory (it holds the directory's lock): the
-/// objects are deleted through it, in reverse order, as `delete` does (pods gracefully, their
-/// dependents by the garbage collector). Volumes are kept; `--volumes` is refused here.
+/// daemon does what `down` does without one (`POST /down`): the ordered stop, the objects deleted,
+/// and with `volumes` the claims of their StatefulSets, whose data goes with them.
 pub async fn down(
     client: &Client,
     manifests: &[stead_api::Manifest],
     volumes: bool,
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<i32> {
-    if volumes {
-        eprintln!(
-            "error: --volumes needs the engine itself: stop the daemon (it runs on this state directory) and run stead down --volumes again"
-        );
-        return Ok(exit::USAGE);
+    let objects: Vec<serde_json::Value> = super::up::keys_of(manifests)
+        .iter()
+        .map(|k| serde_json::json!({"kind": k.kind.name(), "namespace": k.namespace, "name": k.name}))
+        .collect();
+    let path = format!("/down?volumes={volumes}");
+    let (status, body) = client.call(Method::POST, &path, Some(serde_json::to_string(&objects)?)).await?;
+    if !status.is_success() {
+        eprintln!("{}", super::client::failure_line(status, &body));
+        return Ok(exit::INVALID);
     }
-    let keys = super::up::keys_of(manifests);
-    let mut code = exit::OK;
-    for key in keys.iter().rev() {
-        let path = format!(
-            "/api/{}/{}/{}",
-            key.kind.resource(),
-            super::client::encode(&key.namespace),
-            super::client::encode(&key.name)
-        );
-        let (status, body) = client.call(Method::DELETE, &path, None).await?;
-        if status == hyper::StatusCode::NOT_FOUND {
-            continue;
-        }
-        if !status.is_success() {
-            eprintln!("{}", super::client::failure_line(status, &body));
-            code = exit::INVALID;
-            continue;
-        }
-        writeln!(out, "{}/{} deleted", key.kind.name().to_ascii_lowercase(), key.name)?;
+    let deleted: serde_json::Value = serde_json::from_slice(&body).context("reading the daemon's reply")?;
+    for d in deleted.as_array().into_iter().flatten() {
+        writeln!(
+            out,
+            "{} {}",
+            d["object"].as_str().unwrap_or_default(),
+            d["result"].as_str().unwrap_or_default()
+        )?;
     }
-    Ok(code)
+    Ok(exit::OK)
 }
 
 /// Whether a daemon serves the socket.
@@ -94,8 +110,9 @@ pub async fn answers(client: &Client) -> bool {
 /// answers; on failure, says why with the end of its log.
 async fn start_daemon(args: &UpArgs, state: &Path, client: &Client) -> Result<(), i32> {
     let log_path = state.join("daemon.log");
-    let opened = std::fs::create_dir_all(state)
-        .and_then(|_| std::fs::OpenOptions::new().create(true).append(true).open(&log_path));
+    // The state directory is private (as the daemon makes it); so is its log.
+    let opened = stead_engine::local::private_dir(state)
+        .and_then(|_| std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&log_path));
     let log = match opened {
         Ok(log) => log,
         Err(e) => {
@@ -169,5 +186,27 @@ mod tests {
         assert_eq!(super::workload_target("service/web"), None);
         assert_eq!(super::workload_target("configmap/kv-member"), None);
         assert_eq!(super::workload_target("nonsense"), None);
+    }
+
+    #[test]
+    fn workloads_are_followed_in_the_namespace_they_were_applied_to() {
+        let applied = |object: &str, namespace: &str| super::Applied {
+            object: object.into(),
+            namespace: namespace.into(),
+        };
+        let targets = super::workload_targets(&[
+            applied("namespace/shop", ""),
+            applied("statefulservice.cloudstate.io/orders", "shop"),
+            applied("service/orders", "shop"),
+            applied("statefulset.apps/web", "default"),
+            applied("deployment.apps/carts", "shop"),
+        ]);
+        assert_eq!(
+            targets,
+            [
+                ("shop".to_string(), vec!["ssvc/orders".to_string(), "deploy/carts".to_string()]),
+                ("default".to_string(), vec!["sts/web".to_string()]),
+            ]
+        );
     }
 }

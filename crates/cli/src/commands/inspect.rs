@@ -12,8 +12,10 @@ use crate::exit;
 use anyhow::Context as _;
 use clap::Args;
 use hyper::{Method, StatusCode};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::io::Write;
 use stead_engine::Kind;
 
@@ -310,6 +312,11 @@ pub fn describe_text(
     let meta = &object["metadata"];
     d.field(0, "Name", s(&meta["name"]));
     d.field(0, "Namespace", s(&meta["namespace"]));
+    if kind == Kind::Secret {
+        // kubectl's secret describer: never the values, and no events.
+        describe_secret(&mut d, object);
+        return d.render();
+    }
     match kind {
         Kind::Pod => describe_pod(&mut d, object),
         Kind::StatefulSet | Kind::Deployment | Kind::ReplicaSet => {
@@ -336,6 +343,28 @@ pub fn describe_text(
     let mut out = d.render();
     out.push_str(&events_section(events, now));
     out
+}
+
+/// kubectl's `describe secret`: labels, annotations, the type, then each key with the size of its
+/// value (`password:  12 bytes`), keys in order. The values themselves are never printed.
+fn describe_secret(d: &mut Doc, object: &Value) {
+    let meta = &object["metadata"];
+    d.map(0, "Labels", &meta["labels"]);
+    d.map(0, "Annotations", &meta["annotations"]);
+    d.text(0, "");
+    d.field(0, "Type", object["type"].as_str().filter(|t| !t.is_empty()).unwrap_or("Opaque"));
+    d.text(0, "");
+    d.text(0, "Data");
+    d.text(0, "====");
+    let secret: Secret = serde_json::from_value(object.clone()).unwrap_or_default();
+    let mut sizes: BTreeMap<String, usize> =
+        secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0.len())).collect();
+    // A stored Secret may still carry `stringData` (the API server would have merged it into
+    // `data`; its entries win, as there).
+    sizes.extend(secret.string_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.len())));
+    for (key, size) in sizes {
+        d.field(0, &key, format!("{size} bytes"));
+    }
 }
 
 fn capitalize(word: &str) -> String {

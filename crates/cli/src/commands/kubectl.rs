@@ -179,11 +179,18 @@ fn apply_order(documents: &[stead_api::load::Document]) -> Vec<std::sync::Arc<st
 
 /// `apply`, returning what was applied (`statefulset.apps/web`, ...) or the exit code of a
 /// failure already reported.
+/// One object an apply created or changed: `statefulset.apps/web` and its namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub object: String,
+    pub namespace: String,
+}
+
 pub async fn apply_objects(
     client: &Client,
     args: &ApplyArgs,
     out: &mut impl Write,
-) -> anyhow::Result<Result<Vec<String>, i32>> {
+) -> anyhow::Result<Result<Vec<Applied>, i32>> {
     let loaded = inputs::load_and_validate(&args.files);
     if diagnostics::report(&loaded.problems) > 0 {
         return Ok(Err(exit::INVALID));
@@ -212,7 +219,8 @@ pub async fn apply_objects(
         for a in applied.as_array().into_iter().flatten() {
             let object = a["object"].as_str().unwrap_or_default();
             writeln!(out, "{} {}", object, a["result"].as_str().unwrap_or_default())?;
-            objects.push(object.to_string());
+            let namespace = a["namespace"].as_str().unwrap_or_default().to_string();
+            objects.push(Applied { object: object.to_string(), namespace });
         }
     }
     Ok(Ok(objects))

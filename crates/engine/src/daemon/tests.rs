@@ -79,9 +79,15 @@ async fn apply_then_get_and_list_with_selectors() {
         let r = start(None);
         let (code, applied) = call(&r.state, Method::POST, "/apply?filename=web.yaml", WEB).await;
         assert_eq!(code, StatusCode::OK, "{applied}");
-        assert_eq!(applied, json!([{ "object": "statefulset/web", "result": "created" }]));
+        assert_eq!(
+            applied,
+            json!([{ "object": "statefulset/web", "namespace": "default", "result": "created" }])
+        );
         let (_, again) = call(&r.state, Method::POST, "/apply?filename=web.yaml", WEB).await;
-        assert_eq!(again, json!([{ "object": "statefulset/web", "result": "unchanged" }]));
+        assert_eq!(
+            again,
+            json!([{ "object": "statefulset/web", "namespace": "default", "result": "unchanged" }])
+        );
         let changed = WEB.replace("replicas: 2", "replicas: 3");
         let (_, configured) = call(&r.state, Method::POST, "/apply", &changed).await;
         assert_eq!(configured[0]["result"], "configured");
@@ -109,6 +115,56 @@ async fn apply_then_get_and_list_with_selectors() {
         assert_eq!(other_ns["items"], json!([]));
         let (_, not_one) = call(&r.state, Method::GET, "/api/pods?labelSelector=!app", "").await;
         assert_eq!(not_one["items"], json!([]));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_stops_in_order_and_with_volumes_deletes_the_claims() {
+    with_timeout(async {
+        let fake = FakeRuntime::new(true);
+        let runtime: Arc<dyn Runtime> = Arc::new(fake.clone());
+        let engine = Engine::new(Store::in_memory(), runtime, EngineConfig::default());
+        let (_stop, rx) = signal::channel(false);
+        tokio::spawn(engine.clone().run(rx));
+        let state = ApiState { store: engine.store().clone(), log_paths: None };
+        let app = router(state.clone()).layer(axum::Extension(Stopper(engine.clone())));
+        let send = async |method: Method, uri: &str, body: &str| {
+            let request = Request::builder().method(method).uri(uri).body(Body::from(body.to_string())).unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            let status = response.status();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null))
+        };
+        let shop = WEB.replace("  name: web\n", "  name: web\n  namespace: shop\n")
+            + "  volumeClaimTemplates:\n    - metadata: {name: data}\n      spec:\n        accessModes: [ReadWriteOnce]\n        resources: {requests: {storage: 1Mi}}\n";
+        let (code, applied) = send(Method::POST, "/apply", &shop).await;
+        assert_eq!(code, StatusCode::OK, "{applied}");
+        assert_eq!(applied[0]["namespace"], "shop");
+        let claims = || state.store.list(Kind::PersistentVolumeClaim, Some("shop")).len();
+        let ready = || state.store.list(Kind::Pod, Some("shop")).iter().filter(|p| p["status"]["phase"] == "Running").count();
+        until("two pods and their claims", async || ready() == 2 && claims() == 2).await;
+
+        let objects = json!([
+            {"kind": "StatefulSet", "namespace": "shop", "name": "web"},
+            {"kind": "Service", "namespace": "shop", "name": "absent"},
+        ])
+        .to_string();
+        let (code, deleted) = send(Method::POST, "/down?volumes=true", &objects).await;
+        assert_eq!(code, StatusCode::OK, "{deleted}");
+        assert_eq!(deleted, json!([{"object": "statefulset/web", "result": "deleted"}]));
+        // The ordered stop: the highest ordinal first, nothing recreated meanwhile.
+        let kills: Vec<String> = fake.calls().into_iter().filter(|c| c.starts_with("kill")).collect();
+        assert_eq!(kills, ["kill shop/web-1", "kill shop/web-0"]);
+        assert!(state.store.list(Kind::StatefulSet, Some("shop")).is_empty());
+        assert!(state.store.list(Kind::Pod, Some("shop")).is_empty());
+        assert_eq!(claims(), 0, "with volumes, the claims go too (their data with them)");
+
+        // An API without an engine cannot stop anything.
+        let (code, status) = call(&state, Method::POST, "/down", "[]").await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{status}");
+        let (code, _) = send(Method::POST, "/down", "not json").await;
+        assert_eq!(code, StatusCode::BAD_REQUEST);
     })
     .await;
 }

@@ -178,6 +178,24 @@ fn the_file_survives_a_restart() {
 }
 
 #[test]
+fn the_file_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let fresh = dir.path().join("objects.redb");
+    drop(Store::open(&fresh).unwrap());
+    assert_eq!(mode(&fresh), 0o600, "created 0600");
+    // A file an earlier version left world-readable is tightened, and its objects still load.
+    std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o644)).unwrap();
+    {
+        let store = Store::open(&fresh).unwrap();
+        store.create(cm("kept")).unwrap();
+    }
+    assert_eq!(mode(&fresh), 0o600, "tightened at open");
+    assert!(Store::open(&fresh).unwrap().get(&key(Kind::ConfigMap, "kept")).is_some());
+}
+
+#[test]
 fn generate_name_gets_a_suffix() {
     let store = Store::in_memory();
     let object = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "web-"}});

@@ -3,6 +3,7 @@
 
 use super::container::{self, ContainerHandle, StopRequest};
 use super::{Inner, PodEvent, PodShared, PodStatusUpdate, lock};
+use crate::backoff::CreateBackoff;
 use crate::env::{EnvContext, ObjectLookup, resolve_env};
 use crate::lifecycle::{Event, PodLifecycle};
 use crate::logs::{LogConfig, LogWriter, wall_now};
@@ -18,9 +19,6 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
-
-/// How long a container whose start failed (bad env, missing ConfigMap, ...) waits before a retry.
-const START_RETRY: Duration = Duration::from_secs(10);
 
 /// The condition type that reports limits the machine cannot enforce.
 pub const LIMITS_CONDITION: &str = "stead.dev/ResourceLimits";
@@ -81,6 +79,14 @@ pub(super) fn prepare(
     Ok(Prepared { pod, lookup, lifecycle, shared })
 }
 
+/// A container that could not be created: the kubelet's Waiting reason and message, and the
+/// back-off of its retries.
+struct StartError {
+    reason: &'static str,
+    message: String,
+    backoff: CreateBackoff,
+}
+
 struct Running {
     instance: u64,
     handle: ContainerHandle,
@@ -107,7 +113,7 @@ struct Worker {
     pod_ip: Option<Ipv4Addr>,
     running: HashMap<String, Running>,
     starts: HashMap<String, u32>,
-    start_errors: BTreeMap<String, (String, String, Instant)>,
+    start_errors: BTreeMap<String, StartError>,
     limit_notes: BTreeMap<String, String>,
     sandbox_error: Option<String>,
     start_time: Timestamp,
@@ -210,7 +216,7 @@ impl Worker {
                 let now = Instant::now();
                 for name in self.lifecycle.due(now) {
                     if self.running.contains_key(&name)
-                        || self.start_errors.get(&name).is_some_and(|(_, _, at)| *at > now)
+                        || self.start_errors.get(&name).is_some_and(|e| e.backoff.in_backoff(now))
                     {
                         continue;
                     }
@@ -226,7 +232,7 @@ impl Worker {
                 .lifecycle
                 .next_wakeup()
                 .into_iter()
-                .chain(self.start_errors.values().map(|(_, _, at)| *at))
+                .chain(self.start_errors.values().filter_map(|e| e.backoff.retry_at()))
                 .filter(|_| !self.lifecycle.stopping())
                 .min()
                 .map_or(now + Duration::from_secs(3600), |w| w.max(now + Duration::from_millis(5)));
@@ -294,14 +300,31 @@ impl Worker {
         }
     }
 
+    /// Starts a container; one that cannot be created waits with the reason, and is tried again
+    /// on its back-off (the pod stays Pending, as the kubelet keeps it), each failure an event.
     fn start_container(&mut self, name: &str) {
         match self.try_start(name) {
             Ok(()) => {
                 self.start_errors.remove(name);
             }
             Err((reason, message)) => {
-                self.start_errors
-                    .insert(name.to_owned(), (reason.to_owned(), message, Instant::now() + START_RETRY));
+                let _ = self.k.container_events.send(crate::kubelet::ContainerEvent {
+                    namespace: self.ns.clone(),
+                    name: self.name.clone(),
+                    uid: self.uid.clone(),
+                    container: name.to_owned(),
+                    warning: true,
+                    reason: "Failed".into(),
+                    message: format!("Error: {message}"),
+                });
+                let entry = self.start_errors.entry(name.to_owned()).or_insert_with(|| StartError {
+                    reason,
+                    message: String::new(),
+                    backoff: CreateBackoff::default(),
+                });
+                entry.reason = reason;
+                entry.message = message;
+                entry.backoff.record_failure(Instant::now());
             }
         }
     }
@@ -314,8 +337,10 @@ impl Worker {
         let plan = self.plan.as_ref().ok_or_else(|| config_err("the pod has no sandbox".into()))?;
         let env = resolve_env(&self.pod, &c, &self.env_ctx(), &*self.lookup)
             .map_err(|e| config_err(e.to_string()))?;
-        let exec =
-            crate::host_process::exec_spec(&self.pod, &c, &env).map_err(|e| config_err(e.to_string()))?;
+        // A container without a command cannot be created in host-process mode (the kubelet's
+        // `CreateContainerError` for an image with no entrypoint).
+        let exec = crate::host_process::exec_spec(&self.pod, &c, &env)
+            .map_err(|e| ("CreateContainerError", e.to_string()))?;
         let mounts = sandbox::container_mounts(plan, &c, &env).map_err(|e| config_err(e.to_string()))?;
         let limit = memory_limit(&c).map_err(config_err)?;
         let cg = if self.k.cgroups.any() {
@@ -400,10 +425,10 @@ impl Worker {
                 o.started = false;
             }
         }
-        for (name, (reason, message, _)) in &self.start_errors {
+        for (name, error) in &self.start_errors {
             let prev = obs.containers.get(name);
             let o = Observed {
-                state: waiting_state(reason, Some(message.clone())),
+                state: waiting_state(error.reason, Some(error.message.clone())),
                 last_state: prev.and_then(|p| p.last_state.clone()),
                 restart_count: prev.map_or(0, |p| p.restart_count),
                 ready: false,

@@ -2,6 +2,7 @@ use super::*;
 use crate::env::MapLookup;
 use crate::netlink::{NlCall, RecordingNetlink};
 use crate::syscall::{RecordingSyscall, SysCall};
+use crate::volumes::Tmpfs;
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::json;
 
@@ -77,11 +78,13 @@ fn plan_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let c = cfg(dir.path());
     let ip = "10.244.0.11".parse().expect("ip");
+    // A container without a command is the kubelet's to report (CreateContainerError, retried),
+    // not the sandbox's.
     let mut no_cmd = pod();
     if let Some(s) = no_cmd.spec.as_mut() {
         s.containers[0].command = None;
     }
-    assert!(plan(&c, &no_cmd, ip).unwrap_err().to_string().contains("container \"app\" has no command"));
+    assert!(plan(&c, &no_cmd, ip).is_ok());
     let mut host_net = pod();
     if let Some(s) = host_net.spec.as_mut() {
         s.host_network = Some(true);
@@ -124,7 +127,7 @@ fn setup_then_teardown_exact_calls() {
                 target: pd.join("ns/uts"),
                 readonly: false
             },
-            SysCall::MountTmpfs { target: cache.clone(), size: None },
+            SysCall::MountTmpfs { target: cache.clone(), tmpfs: Tmpfs { size: None, mode: 0o1777 } },
         ]
     );
     let ns = NetnsRef::Path(pd.join("ns/net"));
@@ -173,6 +176,35 @@ fn setup_then_teardown_exact_calls() {
     assert_eq!(std::fs::read(claim.join("state")).expect("claim kept"), b"keep me");
     // Idempotent.
     rt().block_on(teardown(&sys2, &nl2, &plan)).expect("second teardown");
+}
+
+#[test]
+fn a_secret_volume_gets_a_root_only_writable_tmpfs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut p = pod();
+    if let Some(spec) = p.spec.as_mut() {
+        spec.volumes = Some(vec![
+            serde_json::from_value(
+                json!({"name": "creds", "secret": {"secretName": "db", "defaultMode": 0o400}}),
+            )
+            .expect("volume"),
+        ]);
+        spec.containers[0].volume_mounts = None;
+    }
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(
+        json!({"metadata": {"name": "db", "namespace": "shop"}, "data": {"password": "aHVudGVyMg=="}}),
+    )
+    .expect("secret");
+    let plan = plan(&cfg(dir.path()), &p, "10.244.0.11".parse().expect("ip")).expect("plan");
+    let (sys, nl) = (RecordingSyscall::default(), RecordingNetlink::default());
+    let lookup = MapLookup::default().with_secret(secret);
+    rt().block_on(setup(&sys, &nl, &plan, &p, &lookup, &EnvContext::default())).expect("setup");
+    let target = dir.path().join("pods/3f1c/volumes/secret/creds");
+    assert_eq!(
+        sys.calls().last(),
+        Some(&SysCall::MountTmpfs { target, tmpfs: Tmpfs { size: None, mode: 0o755 } }),
+        "mode=0755, not tmpfs's world-writable 1777"
+    );
 }
 
 #[test]

@@ -41,19 +41,22 @@ fn plan_paths() {
         {"name": "host", "hostPath": {"path": "/var/log"}}
     ]));
     let planned = plan_volumes(state, &p).expect("plan");
-    let got: Vec<(&str, &str, Option<Option<u64>>, bool)> = planned
+    let got: Vec<(&str, &str, Option<Tmpfs>, bool)> = planned
         .iter()
         .map(|v| (v.name.as_str(), v.path.to_str().unwrap_or(""), v.tmpfs, v.force_readonly))
         .collect();
+    // A Secret's tmpfs is root's, 0755, never tmpfs's world-writable default.
+    let secret = Tmpfs { size: None, mode: 0o755 };
+    let memory = Tmpfs { size: Some(64 * 1024 * 1024), mode: 0o1777 };
     assert_eq!(
         got,
         vec![
             ("data", "/state/volumes/shop/data-web-0", None, false),
             ("ro", "/state/volumes/shop/shared", None, true),
             ("scratch", "/state/pods/uid-0/volumes/empty-dir/scratch", None, false),
-            ("mem", "/state/pods/uid-0/volumes/empty-dir/mem", Some(Some(64 * 1024 * 1024)), false),
+            ("mem", "/state/pods/uid-0/volumes/empty-dir/mem", Some(memory), false),
             ("cfg", "/state/pods/uid-0/volumes/configmap/cfg", None, true),
-            ("creds", "/state/pods/uid-0/volumes/secret/creds", Some(None), true),
+            ("creds", "/state/pods/uid-0/volumes/secret/creds", Some(secret), true),
             ("info", "/state/pods/uid-0/volumes/downward-api/info", None, true),
             ("host", "/var/log", None, false),
         ]
@@ -122,6 +125,33 @@ fn configmap_items_modes_and_atomic_update() {
     // Unchanged content: no swap.
     populate(&p, &planned, &lookup(json!({"app.conf": "v2", "mode": "prod"})), &ctx).expect("noop");
     assert_eq!(fs::read_link(all.join("..data")).expect("data link"), after);
+}
+
+#[test]
+fn volume_directories_are_never_writable_by_others_and_files_keep_their_modes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = pod(json!([
+        {"name": "cfg", "configMap": {"name": "cfg", "items": [{"key": "app.conf", "path": "deep/er/app.conf"}]}},
+        {"name": "creds", "secret": {"secretName": "db", "defaultMode": 0o400,
+            "items": [{"key": "password", "path": "password"}, {"key": "password", "path": "shared", "mode": 0o440}]}}
+    ]));
+    let planned = plan_volumes(dir.path(), &p).expect("plan");
+    // Left world-writable (a umask of 0, or an earlier run): tightened.
+    for v in &planned {
+        fs::create_dir_all(&v.path).expect("mkdir");
+        fs::set_permissions(&v.path, fs::Permissions::from_mode(0o777)).expect("chmod");
+    }
+    populate(&p, &planned, &lookup(json!({"app.conf": "v1"})), &EnvContext::default()).expect("populate");
+    let cfg = &planned[0].path;
+    let data = cfg.join(fs::read_link(cfg.join("..data")).expect("data link"));
+    for d in [cfg.clone(), data.clone(), data.join("deep"), data.join("deep/er")] {
+        assert_eq!(mode(&d), 0o755, "{}", d.display());
+    }
+    assert_eq!(mode(&cfg.join("deep/er/app.conf")), 0o644);
+    let creds = &planned[1].path;
+    assert_eq!(mode(creds), 0o755);
+    assert_eq!(mode(&creds.join("password")), 0o400, "defaultMode");
+    assert_eq!(mode(&creds.join("shared")), 0o440, "items[].mode overrides defaultMode");
 }
 
 #[test]

@@ -65,6 +65,45 @@ fn a_pod_is_described_as_kubectl_does() {
 }
 
 #[test]
+fn a_secret_is_described_by_its_keys_and_sizes_never_its_values() {
+    // `password` is base64 of "s3cr3t-passw0rd" (15 bytes), `username` of "admin" (5 bytes).
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "db-user-pass", "namespace": "default", "uid": "u1",
+            "creationTimestamp": "2026-11-22T03:00:00Z"},
+        "type": "Opaque",
+        "data": {"username": "YWRtaW4=", "password": "czNjcjN0LXBhc3N3MHJk"},
+        "stringData": {"token": "plain-token"},
+    });
+    let events = vec![json!({"type": "Normal", "reason": "Anything", "message": "m", "count": 1})];
+    let out = describe_text(Kind::Secret, &secret, &[], &events, now());
+    assert_eq!(
+        out,
+        "Name:         db-user-pass\n\
+         Namespace:    default\n\
+         Labels:       <none>\n\
+         Annotations:  <none>\n\
+         \n\
+         Type:  Opaque\n\
+         \n\
+         Data\n\
+         ====\n\
+         password:  15 bytes\n\
+         token:     11 bytes\n\
+         username:  5 bytes\n"
+    );
+    for value in ["YWRtaW4=", "admin", "czNjcjN0LXBhc3N3MHJk", "s3cr3t", "plain-token"] {
+        assert!(!out.contains(value), "{value:?} printed in\n{out}");
+    }
+    let typed = json!({"kind": "Secret", "metadata": {"name": "tls", "namespace": "web",
+        "labels": {"app": "web"}}, "type": "kubernetes.io/tls", "data": {}});
+    assert_eq!(
+        describe_text(Kind::Secret, &typed, &[], &[], now()),
+        "Name:         tls\nNamespace:    web\nLabels:       app=web\nAnnotations:  <none>\n\nType:  kubernetes.io/tls\n\nData\n====\n"
+    );
+}
+
+#[test]
 fn events_rows_read_as_kubectl_events() {
     let e = json!({"metadata": {"namespace": "default"}, "type": "Normal", "reason": "Started", "message": "Started container app",
         "involvedObject": {"kind": "Pod", "name": "web-0"}, "lastTimestamp": "2026-11-22T03:58:00Z", "count": 1});
