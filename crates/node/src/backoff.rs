@@ -169,18 +169,33 @@ impl Backoff {
 
 /// The retries of a container that could not be created (`CreateContainerError`,
 /// `CreateContainerConfigError`, `RunContainerError`): the kubelet keeps its pod Pending, the
-/// container Waiting with the reason, and tries again on the same back-off as a crash loop's:
-/// 10 s after the first failure, doubling to 5 min. A successful start ends it.
+/// container Waiting with the reason, and tries again. A container that cannot be created is
+/// retried on the same back-off as a crash loop's (10 s after the first failure, doubling to
+/// 5 min); one whose configuration is missing (a ConfigMap or Secret not there yet) every 10 s, as
+/// the kubelet's pod worker retries a failed sync, so that it starts soon after the object is
+/// applied. A successful start ends it.
 #[derive(Clone, Debug, Default)]
 pub struct CreateBackoff {
     failures: u32,
     retry_at: Option<Instant>,
 }
 
+/// How a failed creation is retried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// 10 s, doubling to 5 min.
+    Doubling,
+    /// Every 10 s.
+    Steady,
+}
+
 impl CreateBackoff {
     /// Records a failed attempt at `at`; returns the wait before the next one.
-    pub fn record_failure(&mut self, at: Instant) -> Duration {
-        let doublings = self.failures.min(16);
+    pub fn record_failure(&mut self, at: Instant, retry: Retry) -> Duration {
+        let doublings = match retry {
+            Retry::Doubling => self.failures.min(16),
+            Retry::Steady => 0,
+        };
         let delay = INITIAL_BACKOFF.saturating_mul(1 << doublings).min(MAX_BACKOFF);
         self.failures = self.failures.saturating_add(1);
         self.retry_at = Some(at + delay);
@@ -280,7 +295,7 @@ mod tests {
         let mut t = t0;
         let mut waits = vec![];
         for _ in 0..8 {
-            let d = b.record_failure(t);
+            let d = b.record_failure(t, Retry::Doubling);
             assert_eq!(b.retry_at(), Some(t + d));
             assert!(b.in_backoff(t + d - Duration::from_millis(1)));
             assert!(!b.in_backoff(t + d));
@@ -296,12 +311,27 @@ mod tests {
         let mut attempts = 0;
         while t < t0 + Duration::from_secs(3600) {
             attempts += 1;
-            t += b.record_failure(t);
+            t += b.record_failure(t, Retry::Doubling);
         }
         assert_eq!(attempts, 16);
         for _ in 0..100 {
-            assert_eq!(b.record_failure(t), MAX_BACKOFF, "no overflow however long it fails");
+            assert_eq!(
+                b.record_failure(t, Retry::Doubling),
+                MAX_BACKOFF,
+                "no overflow however long it fails"
+            );
         }
+    }
+
+    #[test]
+    fn a_container_whose_configuration_is_missing_is_retried_every_10s() {
+        let t0 = Instant::now();
+        let mut b = CreateBackoff::default();
+        let waits: Vec<u64> = (0..8)
+            .map(|i| b.record_failure(t0 + Duration::from_secs(10 * i), Retry::Steady).as_secs())
+            .collect();
+        assert_eq!(waits, [10; 8]);
+        assert_eq!(b.failures(), 8);
     }
 
     #[test]

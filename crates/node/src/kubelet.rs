@@ -11,7 +11,8 @@
 //!   A container that cannot be created (no `command`, a missing ConfigMap or Secret key) keeps the
 //!   pod Pending, Waiting with the kubelet's reason (`CreateContainerError`,
 //!   `CreateContainerConfigError`) and message, a `Failed` event per attempt, retried 10 s
-//!   doubling to 5 min ([`crate::backoff::CreateBackoff`]), as the kubelet does.
+//!   doubling to 5 min, or every 10 s while its configuration is missing
+//!   ([`crate::backoff::CreateBackoff`]).
 //! - Each container instance has a task of its own ([`container`]) that owns the process, and stops
 //!   it: preStop hook, SIGTERM to its process group, the grace period, SIGKILL, and finally a kill of
 //!   everything left in its cgroups, so no process of the pod outlives it.

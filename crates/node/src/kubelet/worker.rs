@@ -3,7 +3,7 @@
 
 use super::container::{self, ContainerHandle, StopRequest};
 use super::{Inner, PodEvent, PodShared, PodStatusUpdate, lock};
-use crate::backoff::CreateBackoff;
+use crate::backoff::{CreateBackoff, Retry};
 use crate::env::{EnvContext, ObjectLookup, resolve_env};
 use crate::lifecycle::{Event, PodLifecycle};
 use crate::logs::{LogConfig, LogWriter, wall_now};
@@ -324,7 +324,11 @@ impl Worker {
                 });
                 entry.reason = reason;
                 entry.message = message;
-                entry.backoff.record_failure(Instant::now());
+                let retry = match reason {
+                    "CreateContainerConfigError" => Retry::Steady,
+                    _ => Retry::Doubling,
+                };
+                entry.backoff.record_failure(Instant::now(), retry);
             }
         }
     }
