@@ -16,3 +16,5 @@ pub mod auth;
 pub mod container;
 pub mod reference;
 pub mod registries;
+pub mod store;
+pub mod unpack;
