@@ -327,9 +327,10 @@ impl Unpacker<'_> {
         let header = entry.header();
         let kind = header.entry_type();
         let mode = header.mode().map_err(|e| self.read(&shown, e))? & 0o7777;
-        let uid = header.uid().map_err(|e| self.read(&shown, e))?;
-        let gid = header.gid().map_err(|e| self.read(&shown, e))?;
-        let mtime = header.mtime().map_err(|e| self.read(&shown, e))? as i64;
+        // as Go's archive/tar (which wrote most layers), an empty numeric field is 0
+        let uid = header.uid().unwrap_or(0);
+        let gid = header.gid().unwrap_or(0);
+        let mtime = header.mtime().unwrap_or(0) as i64;
         let major = header.device_major().ok().flatten().unwrap_or(0);
         let minor = header.device_minor().ok().flatten().unwrap_or(0);
 
