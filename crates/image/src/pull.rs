@@ -7,7 +7,9 @@
 //!    tried in turn, and with each the credentials the keyring has for that endpoint's host and
 //!    repository (most specific first; anonymous when it has none); an authentication failure
 //!    moves to the next credential, any other failure to the next endpoint. An insecure endpoint
-//!    is plain HTTP. The error lists every attempt.
+//!    is tried over TLS without checking its certificate, then, if the connection fails, over
+//!    plain HTTP (as containers/image does). Registry CAs come from the options and from
+//!    containers-certs.d(5) directories. The error lists every attempt.
 //! 3. The manifest (OCI or Docker v2 schema 2), through an image index or manifest list when the
 //!    reference names one (the host's platform: `linux` and the host's architecture, the variant
 //!    preferred when it matches), then the config, are fetched, verified against their digests
@@ -191,12 +193,33 @@ pub fn choose_platform<'a>(index: &'a ImageIndex, platform: &Platform) -> Option
         .copied()
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scheme {
+    Https,
+    /// An insecure endpoint: TLS without checking the certificate, as containers/image does.
+    HttpsUnverified,
+    /// An insecure endpoint that does not speak TLS.
+    Http,
+}
+
+impl Scheme {
+    fn name(self) -> &'static str {
+        match self {
+            Scheme::Https | Scheme::HttpsUnverified => "https",
+            Scheme::Http => "http",
+        }
+    }
+}
+
 /// Options of a [`Puller`].
 #[derive(Clone, Debug)]
 pub struct PullOptions {
-    /// PEM certificates trusted besides the system's (a registry's test CA; the caller may read
-    /// them from `/etc/containers/certs.d/<host>/*.crt`).
+    /// PEM certificates trusted for every registry, besides the system's.
     pub extra_roots: Vec<Vec<u8>>,
+    /// Directories of per-registry CA certificates, as containers-certs.d(5): the `*.crt` files
+    /// of `<dir>/<host[:port]>/` are trusted for that registry. Default
+    /// `/etc/containers/certs.d` and `/etc/docker/certs.d`.
+    pub certs_dirs: Vec<PathBuf>,
     /// Layers downloaded at once.
     pub concurrent_layers: usize,
     /// The platform chosen from image indexes.
@@ -211,6 +234,7 @@ impl Default for PullOptions {
     fn default() -> Self {
         Self {
             extra_roots: Vec::new(),
+            certs_dirs: vec![PathBuf::from("/etc/containers/certs.d"), PathBuf::from("/etc/docker/certs.d")],
             concurrent_layers: 3,
             platform: Platform::host(),
             unpack: UnpackOptions::default(),
@@ -250,6 +274,8 @@ pub struct Puller {
 enum Failure {
     /// Try the next credential.
     Auth(String),
+    /// The connection (TCP or TLS) failed: an insecure endpoint is tried over plain HTTP next.
+    Transport(String),
     /// Try the next endpoint.
     Other(String),
     /// Stop: the store failed.
@@ -289,6 +315,34 @@ fn is_auth(e: &OciDistributionError) -> bool {
             .any(|e| matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)),
         _ => false,
     }
+}
+
+fn is_transport(e: &OciDistributionError) -> bool {
+    matches!(e, OciDistributionError::RequestError(r) if r.is_connect())
+}
+
+/// The `*.crt` files of `<dir>/<host>/` for each directory (containers-certs.d(5)); unreadable
+/// ones are skipped with a warning.
+pub fn certs_d_roots(dirs: &[PathBuf], host: &str) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir.join(host)) else { continue };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+            .collect();
+        files.sort();
+        for file in files {
+            match std::fs::read(&file) {
+                Ok(pem) => out.push(pem),
+                Err(e) => {
+                    tracing::warn!(file = %file.display(), error = %e, "cannot read a registry CA certificate")
+                }
+            }
+        }
+    }
+    out
 }
 
 fn layer_media_type_ok(media_type: &str) -> bool {
@@ -389,36 +443,50 @@ impl Puller {
             if credentials.is_empty() {
                 credentials.push((RegistryAuth::Anonymous, "anonymously".to_string()));
             }
-            let scheme = if endpoint.insecure { "http" } else { "https" };
-            let where_ = format!("{scheme}://{}", endpoint.reference);
-            for (auth, how) in &credentials {
-                match self.pull_from(reference, endpoint, auth, progress.as_ref()).await {
-                    Ok(image) => return Ok(image),
-                    Err(Failure::Store(source)) => {
-                        return Err(PullError::Store { reference: reference.to_string(), source });
-                    }
-                    Err(Failure::Auth(msg)) => {
-                        attempts.push(format!("{where_} {how}: {msg}"));
-                    }
-                    Err(Failure::Other(msg)) => {
-                        attempts.push(format!("{where_} {how}: {msg}"));
-                        break;
+            let schemes: &[Scheme] =
+                if endpoint.insecure { &[Scheme::HttpsUnverified, Scheme::Http] } else { &[Scheme::Https] };
+            'schemes: for (i, scheme) in schemes.iter().enumerate() {
+                let where_ = format!("{}://{}", scheme.name(), endpoint.reference);
+                for (auth, how) in &credentials {
+                    match self.pull_from(reference, endpoint, *scheme, auth, progress.as_ref()).await {
+                        Ok(image) => return Ok(image),
+                        Err(Failure::Store(source)) => {
+                            return Err(PullError::Store { reference: reference.to_string(), source });
+                        }
+                        Err(Failure::Auth(msg)) => attempts.push(format!("{where_} {how}: {msg}")),
+                        Err(Failure::Transport(msg)) => {
+                            attempts.push(format!("{where_} {how}: {msg}"));
+                            if i + 1 < schemes.len() {
+                                continue 'schemes;
+                            }
+                            break 'schemes;
+                        }
+                        Err(Failure::Other(msg)) => {
+                            attempts.push(format!("{where_} {how}: {msg}"));
+                            break 'schemes;
+                        }
                     }
                 }
+                break;
             }
         }
         Err(PullError::Failed { reference: reference.to_string(), attempts })
     }
 
-    fn client(&self, endpoint: &Endpoint) -> Result<oci_client::Client, Failure> {
+    fn client(&self, endpoint: &Endpoint, scheme: Scheme) -> Result<oci_client::Client, Failure> {
+        let mut roots: Vec<Certificate> = self
+            .options
+            .extra_roots
+            .iter()
+            .map(|pem| Certificate { encoding: CertificateEncoding::Pem, data: pem.clone() })
+            .collect();
+        for pem in certs_d_roots(&self.options.certs_dirs, endpoint.reference.registry()) {
+            roots.push(Certificate { encoding: CertificateEncoding::Pem, data: pem });
+        }
         let config = ClientConfig {
-            protocol: if endpoint.insecure { ClientProtocol::Http } else { ClientProtocol::Https },
-            extra_root_certificates: self
-                .options
-                .extra_roots
-                .iter()
-                .map(|pem| Certificate { encoding: CertificateEncoding::Pem, data: pem.clone() })
-                .collect(),
+            protocol: if scheme == Scheme::Http { ClientProtocol::Http } else { ClientProtocol::Https },
+            accept_invalid_certificates: scheme == Scheme::HttpsUnverified,
+            extra_root_certificates: roots,
             platform_resolver: None,
             connect_timeout: Some(Duration::from_secs(30)),
             read_timeout: Some(Duration::from_secs(60)),
@@ -437,7 +505,13 @@ impl Puller {
     ) -> Result<(Vec<u8>, String), Failure> {
         let (bytes, _) = client.pull_manifest_raw(oref, auth, ACCEPTED).await.map_err(|e| {
             let msg = format!("manifest {oref}: {}", describe(&e));
-            if is_auth(&e) { Failure::Auth(msg) } else { Failure::Other(msg) }
+            if is_auth(&e) {
+                Failure::Auth(msg)
+            } else if is_transport(&e) {
+                Failure::Transport(msg)
+            } else {
+                Failure::Other(msg)
+            }
         })?;
         let digest = sha256_of(&bytes);
         if let Some(want) = want
@@ -452,10 +526,11 @@ impl Puller {
         &self,
         original: &ImageRef,
         endpoint: &Endpoint,
+        scheme: Scheme,
         auth: &RegistryAuth,
         progress: Option<&ProgressFn>,
     ) -> Result<Image, Failure> {
-        let client = self.client(endpoint)?;
+        let client = self.client(endpoint, scheme)?;
         let eref = &endpoint.reference;
         let oref = eref.to_oci();
         let (mut bytes, mut digest) = self.fetch_manifest(&client, &oref, auth, eref.digest()).await?;
@@ -584,7 +659,7 @@ impl Puller {
             config_digest,
             config,
             layers,
-            source: Some(format!("{}://{}", if endpoint.insecure { "http" } else { "https" }, eref)),
+            source: Some(format!("{}://{eref}", scheme.name())),
         })
     }
 

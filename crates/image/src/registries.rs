@@ -96,7 +96,7 @@ pub enum PullFromMirror {
 pub struct Mirror {
     /// `host[:port][/namespace…]`.
     pub location: String,
-    /// Plain HTTP (and no certificate check).
+    /// TLS without a certificate check, or plain HTTP.
     pub insecure: bool,
     /// When it is used.
     pub pull_from_mirror: PullFromMirror,
@@ -109,7 +109,7 @@ pub struct Registry {
     pub prefix: String,
     /// Where they are pulled from; empty only for wildcard prefixes (no rewrite).
     pub location: String,
-    /// Plain HTTP (and no certificate check).
+    /// TLS without a certificate check, or plain HTTP.
     pub insecure: bool,
     /// Pulls are refused.
     pub blocked: bool,
@@ -136,7 +136,7 @@ pub struct RegistriesConf {
 pub struct Endpoint {
     /// The reference as that endpoint names it (registry host and repository rewritten).
     pub reference: ImageRef,
-    /// Plain HTTP, no TLS.
+    /// TLS without a certificate check, or plain HTTP when the endpoint does not speak TLS.
     pub insecure: bool,
     /// A mirror (else the registry's own location).
     pub mirror: bool,

@@ -609,4 +609,65 @@ async fn basic_auth_over_tls_with_a_test_ca() {
     assert_eq!(pulled.manifest_digest, digest);
     assert_eq!(pulled.source.as_deref(), Some(format!("https://{reference}").as_str()));
     assert_eq!(std::fs::read(pulled.layers[0].join("secret")).unwrap(), b"s");
+
+    // the CA from a containers-certs.d directory instead
+    let certs = dir.path().join("certs.d");
+    std::fs::create_dir_all(certs.join(r.host())).unwrap();
+    std::fs::write(certs.join(r.host()).join("ca.crt"), &ca).unwrap();
+    let store = Arc::new(Store::open(dir.path().join("certs-d-store")).unwrap());
+    let registries = RegistriesConf::parse(&conf, "t").unwrap();
+    let p = Puller::new(store, registries, PullOptions { certs_dirs: vec![certs], ..PullOptions::default() });
+    let pulled = p.pull(&reference, PullPolicy::Always, &keyring, None).await.unwrap();
+    assert_eq!(pulled.manifest_digest, digest);
+
+    // insecure = true: TLS without checking the certificate (no CA given)
+    let insecure = format!("[[registry]]\nlocation = \"{}\"\ninsecure = true\n", r.host());
+    let p = puller(&dir.path().join("insecure-store"), &insecure, vec![]);
+    let pulled = p.pull(&reference, PullPolicy::Always, &keyring, None).await.unwrap();
+    assert_eq!(pulled.source.as_deref(), Some(format!("https://{reference}").as_str()));
+}
+
+#[tokio::test]
+async fn docker_schema_2_manifests_and_manifest_lists() {
+    let Some(r) = plain() else { return };
+    let docker_manifest = "application/vnd.docker.distribution.manifest.v2+json";
+    let docker_list = "application/vnd.docker.distribution.manifest.list.v2+json";
+    let (layer, diff_id) = tar_gz(&[("etc/", b""), ("etc/motd", b"docker format\n")]);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": host_arch(), "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": docker_manifest,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": sha256_of(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": sha256_of(&layer), "size": layer.len()}],
+    }))
+    .unwrap();
+    let manifest_digest =
+        r.push("stead/docker", "single", &[layer, config], &manifest, docker_manifest).await;
+    let list = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": docker_list,
+        "manifests": [{"mediaType": docker_manifest, "digest": manifest_digest, "size": manifest.len(), "platform": {"os": "linux", "architecture": host_arch()}}],
+    }))
+    .unwrap();
+    let list_digest = r.push("stead/docker", "list", &[], &list, docker_list).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = puller(dir.path(), &insecure_conf(r), vec![]);
+    let single = p
+        .pull(&image(&format!("{}/stead/docker:single", r.host())), PullPolicy::Always, &Keyring::new(), None)
+        .await
+        .unwrap();
+    assert_eq!(single.manifest_digest, manifest_digest);
+    assert_eq!(std::fs::read(single.layers[0].join("etc/motd")).unwrap(), b"docker format\n");
+    let listed = p
+        .pull(&image(&format!("{}/stead/docker:list", r.host())), PullPolicy::Always, &Keyring::new(), None)
+        .await
+        .unwrap();
+    assert_eq!(listed.index_digest.as_deref(), Some(list_digest.as_str()));
+    assert_eq!(listed.manifest_digest, manifest_digest);
+    assert_eq!(listed.layers, single.layers);
 }
