@@ -40,6 +40,8 @@ struct Registry {
     data: PathBuf,
     /// PEM of the CA that signed its certificate (TLS instances).
     ca: Option<Vec<u8>>,
+    /// Whether pushing needs USER:PASSWORD.
+    authenticated: bool,
     _dir: tempfile::TempDir,
     _child: Mutex<(Child, ChildStdin)>,
 }
@@ -64,7 +66,18 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn start_registry(tls_auth: bool) -> Option<Registry> {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Plain HTTP, anonymous.
+    Plain,
+    /// TLS with a test CA, htpasswd basic auth.
+    TlsBasic,
+    /// Plain HTTP, bearer tokens from the test's token server (basic auth there).
+    Token,
+}
+
+fn start_registry(mode: Mode) -> Option<Registry> {
+    let tls_auth = mode == Mode::TlsBasic;
     let binary = registry_binary()?;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -94,6 +107,15 @@ fn start_registry(tls_auth: bool) -> Option<Registry> {
             d = dir.path().display()
         );
     }
+    if mode == Mode::Token {
+        let server = token_server();
+        std::fs::write(dir.path().join("token-ca.pem"), &server.cert_pem).unwrap();
+        extra = format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}/token-ca.pem\n",
+            server.port,
+            dir.path().display()
+        );
+    }
     let config = format!(
         "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
         data.display()
@@ -119,7 +141,14 @@ fn start_registry(tls_auth: bool) -> Option<Registry> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Some(Registry { port, data, ca, _dir: dir, _child: Mutex::new((child, stdin)) })
+    Some(Registry {
+        port,
+        data,
+        ca,
+        authenticated: mode != Mode::Plain,
+        _dir: dir,
+        _child: Mutex::new((child, stdin)),
+    })
 }
 
 fn test_ca_and_server_cert() -> (String, String, String) {
@@ -137,12 +166,128 @@ fn test_ca_and_server_cert() -> (String, String, String) {
 
 fn plain() -> Option<&'static Registry> {
     static R: OnceLock<Option<Registry>> = OnceLock::new();
-    R.get_or_init(|| start_registry(false)).as_ref()
+    R.get_or_init(|| start_registry(Mode::Plain)).as_ref()
 }
 
 fn secured() -> Option<&'static Registry> {
     static R: OnceLock<Option<Registry>> = OnceLock::new();
-    R.get_or_init(|| start_registry(true)).as_ref()
+    R.get_or_init(|| start_registry(Mode::TlsBasic)).as_ref()
+}
+
+fn tokens() -> Option<&'static Registry> {
+    static R: OnceLock<Option<Registry>> = OnceLock::new();
+    R.get_or_init(|| start_registry(Mode::Token)).as_ref()
+}
+
+// === a bearer token server, as Docker Hub's auth service ===
+
+const TOKEN_SERVICE: &str = "stead-test-registry";
+const TOKEN_ISSUER: &str = "stead-test-issuer";
+
+struct TokenServer {
+    port: u16,
+    /// The signing certificate (self-signed; the registry's rootcertbundle).
+    cert_pem: String,
+    cert_der: Vec<u8>,
+    key: ring::signature::EcdsaKeyPair,
+}
+
+fn token_server() -> &'static TokenServer {
+    static S: OnceLock<TokenServer> = OnceLock::new();
+    S.get_or_init(|| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "stead test token signer");
+        let cert = params.self_signed(&key).unwrap();
+        let ring_key = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &key.serialize_der(),
+            &ring::rand::SystemRandom::new(),
+        )
+        .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = serve_token_request(stream);
+            }
+        });
+        TokenServer { port, cert_pem: cert.pem(), cert_der: cert.der().to_vec(), key: ring_key }
+    })
+}
+
+/// A registry JWT for `access` (`[(repository, actions)]`), signed ES256 with the `x5c` chain.
+fn make_token(subject: &str, access: &[(String, Vec<String>)]) -> String {
+    let server = token_server();
+    let b64url = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let header = serde_json::json!({
+        "typ": "JWT", "alg": "ES256",
+        "x5c": [base64::engine::general_purpose::STANDARD.encode(&server.cert_der)],
+    });
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let access: Vec<serde_json::Value> = access
+        .iter()
+        .map(|(name, actions)| serde_json::json!({"type": "repository", "name": name, "actions": actions}))
+        .collect();
+    let claims = serde_json::json!({
+        "iss": TOKEN_ISSUER, "sub": subject, "aud": TOKEN_SERVICE,
+        "exp": now + 600, "nbf": now - 60, "iat": now, "jti": format!("{now}-{subject}"),
+        "access": access,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        b64url(&serde_json::to_vec(&header).unwrap()),
+        b64url(&serde_json::to_vec(&claims).unwrap())
+    );
+    let signature = server.key.sign(&ring::rand::SystemRandom::new(), signing_input.as_bytes()).unwrap();
+    format!("{signing_input}.{}", b64url(signature.as_ref()))
+}
+
+/// One HTTP/1.1 request: `GET /token?scope=repository:NAME:ACTIONS&service=...` with basic auth
+/// for USER:PASSWORD; anything else is a 401.
+fn serve_token_request(mut stream: std::net::TcpStream) -> std::io::Result<()> {
+    use std::io::{BufRead, BufReader};
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut authorized = false;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.trim_end().split_once(':')
+            && name.eq_ignore_ascii_case("authorization")
+            && let Some(b64) = value.trim().strip_prefix("Basic ")
+        {
+            let decoded = base64::engine::general_purpose::STANDARD.decode(b64).unwrap_or_default();
+            authorized = decoded == format!("{USER}:{PASSWORD}").into_bytes();
+        }
+    }
+    let target = request_line.split_whitespace().nth(1).unwrap_or("");
+    let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let mut access = Vec::new();
+    for pair in query.split('&') {
+        if let Some(scope) = pair.strip_prefix("scope=") {
+            let scope = scope.replace("%3A", ":").replace("%2F", "/").replace("%2C", ",");
+            let mut parts = scope.splitn(3, ':');
+            if let (Some("repository"), Some(name), Some(actions)) =
+                (parts.next(), parts.next(), parts.next())
+            {
+                access.push((name.to_string(), actions.split(',').map(str::to_string).collect()));
+            }
+        }
+    }
+    let (status, body) = if authorized {
+        ("200 OK", serde_json::json!({"token": make_token(USER, &access), "expires_in": 600}).to_string())
+    } else {
+        ("401 Unauthorized", r#"{"details":"credentials required"}"#.to_string())
+    };
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 impl Registry {
@@ -165,7 +310,7 @@ impl Registry {
     }
 
     fn auth(&self) -> RegistryAuth {
-        if self.ca.is_some() {
+        if self.authenticated {
             RegistryAuth::Basic(USER.into(), PASSWORD.into())
         } else {
             RegistryAuth::Anonymous
@@ -670,4 +815,42 @@ async fn docker_schema_2_manifests_and_manifest_lists() {
     assert_eq!(listed.index_digest.as_deref(), Some(list_digest.as_str()));
     assert_eq!(listed.manifest_digest, manifest_digest);
     assert_eq!(listed.layers, single.layers);
+}
+
+#[tokio::test]
+async fn bearer_tokens_from_the_registrys_token_server() {
+    let Some(r) = tokens() else { return };
+    let img = build_image(&host_arch(), vec![tar_gz(&[("tokened", b"t")])], &["/tokened"], &[]);
+    let digest = r.push_image("stead/tokened", "v1", &img).await;
+    let conf = insecure_conf(r);
+    let reference = image(&format!("{}/stead/tokened:v1", r.host()));
+    let dir = tempfile::tempdir().unwrap();
+    let p = puller(dir.path(), &conf, vec![]);
+
+    // anonymous: the token server refuses
+    let err = p.pull(&reference, PullPolicy::Always, &Keyring::new(), None).await.unwrap_err().to_string();
+    assert!(err.contains(&format!("http://{reference} anonymously: manifest")), "{err}");
+
+    // user and password, exchanged for a token (the registry itself never sees them)
+    let mut keyring = Keyring::new();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    keyring
+        .add_json(format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, r.host()).as_bytes(), "auth.json")
+        .unwrap();
+    let pulled = p.pull(&reference, PullPolicy::Always, &keyring, None).await.unwrap();
+    assert_eq!(pulled.manifest_digest, digest);
+
+    // a registry token given directly (`registrytoken`) is used as the bearer token
+    let token = make_token("someone", &[("stead/tokened".to_string(), vec!["pull".to_string()])]);
+    let mut keyring = Keyring::new();
+    keyring
+        .add_json(
+            format!(r#"{{"auths":{{"{}":{{"registrytoken":"{token}"}}}}}}"#, r.host()).as_bytes(),
+            "auth.json",
+        )
+        .unwrap();
+    let p = puller(&dir.path().join("second"), &conf, vec![]);
+    let pulled = p.pull(&reference, PullPolicy::Always, &keyring, None).await.unwrap();
+    assert_eq!(pulled.manifest_digest, digest);
+    assert_eq!(std::fs::read(pulled.layers[0].join("tokened")).unwrap(), b"t");
 }
