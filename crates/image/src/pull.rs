@@ -38,7 +38,7 @@ use crate::auth::{Credential, Keyring};
 use crate::container::PullPolicy;
 use crate::reference::ImageRef;
 use crate::registries::{Endpoint, RegistriesConf, RegistriesError};
-use crate::store::{IndexEntry, Store, StoreError, sha256_of};
+use crate::store::{IndexEntry, PartialBlob, Store, StoreError, sha256_of};
 use crate::unpack::UnpackOptions;
 
 const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -710,13 +710,45 @@ impl Puller {
         progress: Option<&ProgressFn>,
     ) -> Result<(), Failure> {
         let digest = desc.digest().to_string();
+        // a resumed download whose bytes turn out wrong (a torn partial file after a crash) is
+        // downloaded once more from the start
+        for round in 0..2 {
+            let store = self.store.clone();
+            let d = digest.clone();
+            let partial = tokio::task::spawn_blocking(move || store.open_partial(&d))
+                .await
+                .map_err(|e| Failure::Other(format!("layer {digest}: {e}")))?
+                .map_err(Failure::Store)?;
+            let resumed = !partial.is_empty();
+            let partial = self.receive(client, oref, desc, partial, reference, progress).await?;
+            let store = self.store.clone();
+            let committed = tokio::task::spawn_blocking(move || store.commit_partial(partial))
+                .await
+                .map_err(|e| Failure::Other(format!("layer {digest}: {e}")))?;
+            match committed {
+                Ok(_) => return Ok(()),
+                Err(e @ StoreError::DigestMismatch { .. }) if resumed && round == 0 => {
+                    tracing::warn!(layer = %digest, error = %e, "a resumed download was wrong; downloading it again");
+                }
+                Err(e @ StoreError::DigestMismatch { .. }) => return Err(Failure::Other(e.to_string())),
+                Err(other) => return Err(Failure::Store(other)),
+            }
+        }
+        Err(Failure::Other(format!("layer {digest}: failed verification twice")))
+    }
+
+    /// Receives the rest of a blob into `partial`, resuming after interruptions.
+    async fn receive(
+        &self,
+        client: &oci_client::Client,
+        oref: &oci_client::Reference,
+        desc: &Descriptor,
+        mut partial: PartialBlob,
+        reference: &str,
+        progress: Option<&ProgressFn>,
+    ) -> Result<PartialBlob, Failure> {
+        let digest = desc.digest().to_string();
         let total = desc.size();
-        let store = self.store.clone();
-        let d = digest.clone();
-        let mut partial = tokio::task::spawn_blocking(move || store.open_partial(&d))
-            .await
-            .map_err(|e| Failure::Other(format!("layer {digest}: {e}")))?
-            .map_err(Failure::Store)?;
         if partial.len() > total {
             partial.reset().map_err(Failure::Store)?;
         }
@@ -776,15 +808,7 @@ impl Puller {
                 tracing::debug!(layer = %digest, at = partial.len(), error = %last_error, "blob download interrupted; resuming");
             }
         }
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.commit_partial(partial))
-            .await
-            .map_err(|e| Failure::Other(format!("layer {digest}: {e}")))?
-            .map_err(|e| match e {
-                StoreError::DigestMismatch { .. } => Failure::Other(e.to_string()),
-                other => Failure::Store(other),
-            })?;
-        Ok(())
+        Ok(partial)
     }
 }
 

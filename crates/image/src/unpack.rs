@@ -182,7 +182,14 @@ pub fn unpack_layer(
         op: "open the layer directory",
         source: e.into(),
     })?;
-    let mut unpacker = Unpacker { layer, root, as_root: options.as_root, cached: None, dirs: Vec::new() };
+    let mut unpacker = Unpacker {
+        layer,
+        root,
+        as_root: options.as_root,
+        cached: None,
+        dirs: Vec::new(),
+        buf: vec![0; 256 * 1024],
+    };
     let mut archive = tar::Archive::new(hashing);
     for entry in archive.entries().map_err(read_err)? {
         let entry = entry.map_err(read_err)?;
@@ -208,6 +215,22 @@ struct Unpacker<'a> {
     /// The last parent directory opened, by its components.
     cached: Option<(Vec<OsString>, OwnedFd)>,
     dirs: Vec<DirMeta>,
+    /// The copy buffer for file contents.
+    buf: Vec<u8>,
+}
+
+/// Copies with a large buffer (std's `io::copy` uses 8 KiB between a reader and a file).
+fn copy_content(from: &mut impl Read, to: &mut File, buf: &mut [u8]) -> io::Result<()> {
+    use std::io::Write;
+    loop {
+        let n = match from.read(buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+    }
 }
 
 fn clean_path(raw: &[u8]) -> Result<Vec<OsString>, String> {
@@ -404,7 +427,7 @@ impl Unpacker<'_> {
                 )
                 .map_err(self.io(&shown, "create"))?;
                 let mut file = File::from(fd);
-                io::copy(&mut entry, &mut file).map_err(|e| UnpackError::Io {
+                copy_content(&mut entry, &mut file, &mut self.buf).map_err(|e| UnpackError::Io {
                     layer: self.layer.to_string(),
                     entry: shown.clone(),
                     op: "write",

@@ -710,6 +710,21 @@ async fn a_partial_download_is_resumed() {
     assert!(firsts[0] > half as u64, "the first bytes counted continue from {half}: {firsts:?}");
     assert!(firsts[0] < layer_blob.len() as u64 || firsts.len() == 1);
     assert_eq!(*firsts.last().unwrap(), layer_blob.len() as u64);
+
+    // a partial file with wrong bytes (torn by a crash): verification fails, and the blob is
+    // downloaded once more from the start
+    let store_dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(store_dir.path()).unwrap();
+        let mut partial = store.open_partial(&layer).unwrap();
+        partial.write(&vec![0u8; half]).unwrap();
+    }
+    let p = puller(store_dir.path(), &insecure_conf(r), vec![]);
+    let pulled = p
+        .pull(&image(&format!("{}/stead/resume:v1", r.host())), PullPolicy::Always, &Keyring::new(), None)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(pulled.layers[0].join("noise")).unwrap(), noise);
 }
 
 #[tokio::test]
