@@ -408,7 +408,8 @@ impl Puller {
         }))
     }
 
-    /// Makes `reference` present per `policy` and returns it.
+    /// Makes `reference` present per `policy` and returns it. The future is `Send` (the engine
+    /// runs pulls on spawned tasks; `tests/registry.rs` spawns four at once).
     pub async fn pull(
         &self,
         reference: &ImageRef,
@@ -628,8 +629,14 @@ impl Puller {
                 }
             }
         }
-        futures::stream::iter(missing)
-            .map(|(i, desc)| self.fetch_layer(&client, &oref, desc, &diff_ids[i], &reference_text, progress))
+        // owned jobs: a closure over borrowed descriptors makes the future not `Send`
+        let jobs: Vec<(Descriptor, String)> =
+            missing.into_iter().map(|(i, desc)| (desc.clone(), diff_ids[i].clone())).collect();
+        let (client_ref, oref_ref, text_ref) = (&client, &oref, &reference_text);
+        futures::stream::iter(jobs)
+            .map(|(desc, diff_id)| async move {
+                self.fetch_layer(client_ref, oref_ref, &desc, &diff_id, text_ref, progress).await
+            })
             .buffer_unordered(self.options.concurrent_layers.max(1))
             .try_collect::<Vec<()>>()
             .await?;

@@ -869,3 +869,30 @@ async fn bearer_tokens_from_the_registrys_token_server() {
     assert_eq!(pulled.manifest_digest, digest);
     assert_eq!(std::fs::read(pulled.layers[0].join("tokened")).unwrap(), b"t");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_pulls_of_one_image_share_its_layers() {
+    let Some(r) = plain() else { return };
+    let img = layered_image(&host_arch());
+    let digest = r.push_image("stead/shared", "v1", &img).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = Arc::new(puller(dir.path(), &insecure_conf(r), vec![]));
+    let reference = image(&format!("{}/stead/shared:v1", r.host()));
+    let pulls: Vec<_> = (0..4)
+        .map(|_| {
+            let (p, reference) = (p.clone(), reference.clone());
+            tokio::spawn(async move { p.pull(&reference, PullPolicy::Always, &Keyring::new(), None).await })
+        })
+        .collect();
+    let mut layer_sets = Vec::new();
+    for pull in pulls {
+        let image = pull.await.unwrap().unwrap();
+        assert_eq!(image.manifest_digest, digest);
+        layer_sets.push(image.layers);
+    }
+    assert!(layer_sets.iter().all(|l| *l == layer_sets[0]));
+    let layers: Vec<_> =
+        std::fs::read_dir(dir.path().join("layers")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(layers.len(), 2, "each layer once, no temporary directory left: {layers:?}");
+    assert_eq!(std::fs::read_dir(dir.path().join("partial")).unwrap().count(), 0);
+}
