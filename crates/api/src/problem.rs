@@ -110,6 +110,9 @@ impl Diagnostic for Problem {
     }
 }
 
+/// Snippets read only the lines they show: the span's line is found in the file's line index,
+/// and miette's own reading runs from the first context line, so every problem of a file drawn
+/// costs its few lines, not a scan from the start of the file.
 impl SourceCode for SourceFile {
     fn read_span<'a>(
         &'a self,
@@ -117,22 +120,29 @@ impl SourceCode for SourceFile {
         context_lines_before: usize,
         context_lines_after: usize,
     ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
-        let contents = self.text().as_ref().read_span(span, context_lines_before, context_lines_after)?;
+        let text = self.text().as_ref();
+        let lines = self.lines();
+        let first = lines.line_of(span.offset().min(text.len())).saturating_sub(context_lines_before);
+        let start = lines.line_start(first).unwrap_or(0);
+        let within = miette::SourceSpan::new((span.offset() - start).into(), span.len());
+        let contents = text[start..].read_span(&within, context_lines_before, context_lines_after)?;
+        self.scanned(contents.data().len());
+        let shown = miette::SourceSpan::new((contents.span().offset() + start).into(), contents.span().len());
         Ok(Box::new(miette::MietteSpanContents::new_named(
             self.name().to_owned(),
             contents.data(),
-            *contents.span(),
-            contents.line(),
+            shown,
+            contents.line() + first,
             contents.column(),
-            contents.line_count(),
+            contents.line_count() + first,
         )))
     }
 }
 
-/// Problems in order of file, then position.
+/// Problems in order of file, then position (stable: problems at one place keep their order).
 pub fn sort(problems: &mut [Problem]) {
-    problems.sort_by(|a, b| {
-        let key = |p: &Problem| (p.source.as_ref().map(|s| s.name().to_owned()), p.loc.map(|l| l.offset));
-        key(a).cmp(&key(b))
-    });
+    fn key(p: &Problem) -> (Option<&str>, Option<usize>) {
+        (p.source.as_ref().map(|s| s.name()), p.loc.map(|l| l.offset))
+    }
+    problems.sort_by(|a, b| key(a).cmp(&key(b)));
 }

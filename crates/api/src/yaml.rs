@@ -4,7 +4,7 @@
 //! schema checks walk and what validation findings are located against.
 
 use crate::path::{FieldPath, Seg};
-use crate::source::Loc;
+use crate::source::{LineIndex, Loc};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 use std::fmt;
@@ -31,7 +31,39 @@ pub enum Value {
     Float(f64),
     Str(String),
     Seq(Vec<Node>),
-    Map(Vec<(Key, Node)>),
+    Map(Mapping),
+}
+
+/// A mapping's entries in source order, found by name in logarithmic time.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Mapping {
+    entries: Vec<(Key, Node)>,
+    /// Indices into `entries`, ordered by key name (equal names in source order).
+    by_name: Vec<usize>,
+}
+
+impl Mapping {
+    pub fn new(entries: Vec<(Key, Node)>) -> Self {
+        let mut by_name: Vec<usize> = (0..entries.len()).collect();
+        by_name.sort_by(|a, b| entries[*a].0.name.cmp(&entries[*b].0.name));
+        Self { entries, by_name }
+    }
+
+    /// The first entry named `name`.
+    pub fn get(&self, name: &str) -> Option<&(Key, Node)> {
+        let first = self.by_name.partition_point(|i| self.entries[*i].0.name.as_str() < name);
+        let i = *self.by_name.get(first)?;
+        let entry = &self.entries[i];
+        (entry.0.name == name).then_some(entry)
+    }
+}
+
+impl std::ops::Deref for Mapping {
+    type Target = [(Key, Node)];
+
+    fn deref(&self) -> &Self::Target {
+        &self.entries
+    }
 }
 
 impl Value {
@@ -58,12 +90,25 @@ pub struct SyntaxError {
 
 /// Parses every document of a YAML stream. Empty documents are dropped.
 pub fn parse_documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
-    let raw: Vec<Spanned<Raw>> = serde_saphyr::from_multiple(text).map_err(|e| syntax_error(text, &e))?;
-    Ok(raw.into_iter().map(|r| Node::from_raw(text, r)).filter(|n| n.value != Value::Null).collect())
+    parse_indexed(text, &LineIndex::new(text))
 }
 
-fn syntax_error(text: &str, e: &serde_saphyr::Error) -> SyntaxError {
-    let loc = e.location().filter(|l| l.line() > 0).map(|l| location(text, &l));
+/// [`parse_documents`] with the text's line index built already (a [`crate::SourceFile`]'s).
+pub fn parse_indexed(text: &str, lines: &LineIndex) -> Result<Vec<Node>, SyntaxError> {
+    let at = Locator { text, lines };
+    let raw: Vec<Spanned<Raw>> = serde_saphyr::from_multiple(text).map_err(|e| syntax_error(at, &e))?;
+    Ok(raw.into_iter().map(|r| Node::from_raw(at, r)).filter(|n| n.value != Value::Null).collect())
+}
+
+/// A text and its line index, to turn the parser's positions into [`Loc`]s.
+#[derive(Clone, Copy)]
+struct Locator<'a> {
+    text: &'a str,
+    lines: &'a LineIndex,
+}
+
+fn syntax_error(at: Locator<'_>, e: &serde_saphyr::Error) -> SyntaxError {
+    let loc = e.location().filter(|l| l.line() > 0).map(|l| location(at, &l));
     let full = e.without_snippet().to_string();
     // saphyr prefixes "error: line L column C: "; the location is reported separately.
     let message = full.strip_prefix("error: ").unwrap_or(&full);
@@ -86,53 +131,41 @@ fn is_num(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn location(text: &str, l: &serde_saphyr::Location) -> Loc {
+fn location(at: Locator<'_>, l: &serde_saphyr::Location) -> Loc {
     let span = l.span();
     match (span.byte_offset(), span.byte_len()) {
         (Some(off), Some(len)) => {
             let off = usize::try_from(off).unwrap_or(usize::MAX);
-            Loc::from_offset(text, off, usize::try_from(len).unwrap_or(0))
+            at.lines.loc(at.text, off, usize::try_from(len).unwrap_or(0))
         }
         _ => Loc {
             line: u32::try_from(l.line()).unwrap_or(u32::MAX),
             column: u32::try_from(l.column()).unwrap_or(u32::MAX),
-            offset: line_col_offset(text, l.line(), l.column()),
+            offset: at.lines.offset_of(at.text, l.line(), l.column()),
             len: 0,
         },
     }
 }
 
-fn line_col_offset(text: &str, line: u64, column: u64) -> usize {
-    let mut offset = 0;
-    for (i, l) in text.split_inclusive('\n').enumerate() {
-        if (i as u64) + 1 == line {
-            let col = usize::try_from(column.saturating_sub(1)).unwrap_or(0);
-            return offset + l.char_indices().nth(col).map_or(l.len(), |(b, _)| b);
-        }
-        offset += l.len();
-    }
-    text.len()
-}
-
 impl Node {
-    fn from_raw(text: &str, raw: Spanned<Raw>) -> Self {
-        let loc = location(text, &raw.referenced);
+    fn from_raw(at: Locator<'_>, raw: Spanned<Raw>) -> Self {
+        let loc = location(at, &raw.referenced);
         let value = match raw.value {
             Raw::Null => Value::Null,
             Raw::Bool(b) => Value::Bool(b),
             Raw::Int(i) => Value::Int(i),
             Raw::Float(f) => Value::Float(f),
             Raw::Str(s) => Value::Str(s),
-            Raw::Seq(items) => Value::Seq(items.into_iter().map(|i| Node::from_raw(text, i)).collect()),
-            Raw::Map(entries) => Value::Map(
+            Raw::Seq(items) => Value::Seq(items.into_iter().map(|i| Node::from_raw(at, i)).collect()),
+            Raw::Map(entries) => Value::Map(Mapping::new(
                 entries
                     .into_iter()
                     .map(|(k, v)| {
-                        let key = Node::from_raw(text, k);
-                        (Key { name: key.scalar_text(), loc: key.loc }, Node::from_raw(text, v))
+                        let key = Node::from_raw(at, k);
+                        (Key { name: key.scalar_text(), loc: key.loc }, Node::from_raw(at, v))
                     })
                     .collect(),
-            ),
+            )),
         };
         Node { value, loc }
     }
@@ -157,7 +190,7 @@ impl Node {
     /// The key and value for `key`, if this is a mapping that has it.
     pub fn entry(&self, key: &str) -> Option<(&Key, &Node)> {
         match &self.value {
-            Value::Map(entries) => entries.iter().find(|(k, _)| k.name == key).map(|(k, v)| (k, v)),
+            Value::Map(entries) => entries.get(key).map(|(k, v)| (k, v)),
             _ => None,
         }
     }
