@@ -255,8 +255,8 @@ fn collect_files(
             Err(ReadError::SymlinkLoop { name }) => {
                 problems.push(Problem::warning(format!("skipped {name}: a symlink loop")));
             }
-            Err(e @ ReadError::NotRegular { .. }) if is_manifest_file(&entry) => {
-                problems.push(Problem::warning(format!("skipped {e}")));
+            Err(ReadError::NotRegular { name, what }) if is_manifest_file(&entry) => {
+                problems.push(Problem::warning(format!("skipped {name}: not a regular file ({what})")));
             }
             Err(_) if !is_manifest_file(&entry) => {}
             Err(e) => problems.push(e.into()),
@@ -278,7 +278,7 @@ fn file_kind(kind: &std::fs::FileType) -> &'static str {
     } else if kind.is_socket() {
         "a socket"
     } else {
-        "not a file or directory"
+        "an unusual kind of file"
     }
 }
 

@@ -96,8 +96,29 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
 /// [`parse_documents`] with the text's line index built already (a [`crate::SourceFile`]'s).
 pub fn parse_indexed(text: &str, lines: &LineIndex) -> Result<Vec<Node>, SyntaxError> {
     let at = Locator { text, lines };
-    let raw: Vec<Spanned<Raw>> = serde_saphyr::from_multiple(text).map_err(|e| syntax_error(at, &e))?;
+    let raw: Vec<Spanned<Raw>> =
+        serde_saphyr::from_multiple_with_options(text, options()).map_err(|e| syntax_error(at, &e))?;
     Ok(raw.into_iter().map(|r| Node::from_raw(at, r)).filter(|n| n.value != Value::Null).collect())
+}
+
+/// The most documents and nodes one input may hold.
+pub const MAX_DOCUMENTS: usize = 100_000;
+pub const MAX_NODES: usize = 4_000_000;
+
+/// The parser's options: serde-saphyr's defaults (which bound alias expansion, nesting and
+/// scalar bytes), with room for a file of ten thousand services rather than its 1,024
+/// documents and 250,000 nodes (an input is at most [`crate::load::MAX_INPUT_BYTES`] anyway),
+/// and numbers with a leading zero read as octal, as Kubernetes' YAML 1.1 reader does
+/// (`defaultMode: 0644` is 420).
+fn options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        legacy_octal_numbers: true,
+        budget: serde_saphyr::budget! {
+            max_documents: MAX_DOCUMENTS,
+            max_nodes: MAX_NODES,
+            max_events: 4 * MAX_NODES,
+        },
+    }
 }
 
 /// A text and its line index, to turn the parser's positions into [`Loc`]s.
@@ -363,6 +384,12 @@ mod tests {
         let key = docs[0].locate_key(&FieldPath::parse("b"));
         assert_eq!((key.line, key.column), (2, 1));
         assert_eq!(docs[0].to_json(), serde_json::json!({"a": 1, "b": [{"x": "8080"}, 3.5]}));
+    }
+
+    #[test]
+    fn a_leading_zero_is_octal_as_in_kubernetes() {
+        let docs = parse_documents("defaultMode: 0644\nport: 8080\nzero: 0\n").unwrap();
+        assert_eq!(docs[0].to_json(), serde_json::json!({"defaultMode": 420, "port": 8080, "zero": 0}));
     }
 
     #[test]
