@@ -308,6 +308,13 @@ fn syntax_help(message: &str) -> Option<String> {
         Some("YAML indents with spaces, not tabs".to_owned())
     } else if message.contains("duplicate mapping key") {
         Some("remove one of the two entries".to_owned())
+    } else if message.contains("budget breached") || message.contains("recursion limit") {
+        Some(format!(
+            "stead reads at most {} documents, {} nodes and {} levels of nesting from one input",
+            yaml::MAX_DOCUMENTS,
+            yaml::MAX_NODES,
+            yaml::MAX_DEPTH
+        ))
     } else {
         None
     }

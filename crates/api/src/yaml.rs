@@ -104,6 +104,10 @@ pub fn parse_indexed(text: &str, lines: &LineIndex) -> Result<Vec<Node>, SyntaxE
 /// The most documents and nodes one input may hold.
 pub const MAX_DOCUMENTS: usize = 100_000;
 pub const MAX_NODES: usize = 4_000_000;
+/// The deepest nesting of mappings and lists: twice what Kubernetes objects need (a pod
+/// template's affinity terms are about 14 deep), and shallow enough that the parser's recursion
+/// stays well within a thread's stack (at 60 it overflowed a 2 MiB test thread in a debug build).
+pub const MAX_DEPTH: usize = 32;
 
 /// The parser's options: serde-saphyr's defaults (which bound alias expansion, nesting and
 /// scalar bytes), with room for a file of ten thousand services rather than its 1,024
@@ -117,6 +121,7 @@ fn options() -> serde_saphyr::Options {
             max_documents: MAX_DOCUMENTS,
             max_nodes: MAX_NODES,
             max_events: 4 * MAX_NODES,
+            max_depth: MAX_DEPTH,
         },
     }
 }
@@ -384,6 +389,21 @@ mod tests {
         let key = docs[0].locate_key(&FieldPath::parse("b"));
         assert_eq!((key.line, key.column), (2, 1));
         assert_eq!(docs[0].to_json(), serde_json::json!({"a": 1, "b": [{"x": "8080"}, 3.5]}));
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let ok = format!("a: {}{}\n", "[".repeat(MAX_DEPTH - 1), "]".repeat(MAX_DEPTH - 1));
+        assert!(parse_documents(&ok).is_ok());
+        for depth in [MAX_DEPTH + 1, 200, 5_000] {
+            let text = format!("a: {}{}\n", "[".repeat(depth), "]".repeat(depth));
+            let e = parse_documents(&text).unwrap_err();
+            assert!(
+                e.message.contains("budget breached") || e.message.contains("recursion limit"),
+                "{}",
+                e.message
+            );
+        }
     }
 
     #[test]
