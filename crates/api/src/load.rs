@@ -414,7 +414,9 @@ fn prune(json: &mut serde_json::Value, path: &FieldPath) -> bool {
         }
     }
     match (&segs[last_key], target.as_object_mut()) {
-        (Seg::Key(k), Some(obj)) => obj.remove(k.as_str()).is_some(),
+        // (`swap_remove`: constant time, where keeping the order costs a shift per field removed,
+        // quadratic in a mapping of thousands of rejected fields; order does not matter to parsing)
+        (Seg::Key(k), Some(obj)) => obj.swap_remove(k.as_str()).is_some(),
         _ => false,
     }
 }
