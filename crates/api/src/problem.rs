@@ -111,8 +111,8 @@ impl Diagnostic for Problem {
 }
 
 /// Snippets read only the lines they show: the span's line is found in the file's line index,
-/// and miette's own reading runs from the first context line, so every problem of a file drawn
-/// costs its few lines, not a scan from the start of the file.
+/// and miette's own reading runs from a line before the first context line (never from the start
+/// of the file), so drawing every problem of a file costs a few lines each.
 impl SourceCode for SourceFile {
     fn read_span<'a>(
         &'a self,
