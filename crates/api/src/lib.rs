@@ -7,8 +7,8 @@
 //! - [`quantity`]: resource quantities, exact (the node's `resourceFieldRef`, the operator's
 //!   comparison with the API server's canonical form).
 //!
-//! Architecture invariant: this crate does no IO beyond reading the files its caller names
-//! ([`load::load_paths`]); no network, no writes, no clocks.
+//! Architecture invariant: this crate does no IO beyond reading the files and the reader its
+//! caller names ([`load::load_paths`], [`load::load_reader`]); no network, no writes, no clocks.
 
 pub mod load;
 pub mod manifest;

@@ -117,6 +117,17 @@ impl Quantity {
     pub fn is_zero(&self) -> bool {
         self.mantissa == 0
     }
+
+    /// True for a quantity below zero (`-0` is zero).
+    pub fn is_negative(&self) -> bool {
+        self.negative && !self.is_zero()
+    }
+
+    /// How two quantities compare, to the nano unit Kubernetes keeps; `None` when one is too
+    /// large to compare that way.
+    pub fn compare(&self, other: &Quantity) -> Option<std::cmp::Ordering> {
+        Some(self.scaled_ceil(9)?.cmp(&other.scaled_ceil(9)?))
+    }
 }
 
 /// `ceil(a / b)` for integers, `None` when `b` is zero.
@@ -174,6 +185,18 @@ mod tests {
     fn huge_is_an_error_not_a_panic() {
         assert!(Quantity::parse("1e100").is_ok_and(|q| q.value().is_none()));
         assert!(Quantity::parse("999999999999999999999999999999999999999999999").is_err());
+    }
+
+    #[test]
+    fn signs_and_order() {
+        let q = |s| Quantity::parse(s).unwrap();
+        assert!(q("-1Gi").is_negative());
+        assert!(!q("-0").is_negative());
+        assert!(!q("1").is_negative());
+        assert_eq!(q("1Gi").compare(&q("1024Mi")), Some(std::cmp::Ordering::Equal));
+        assert_eq!(q("500m").compare(&q("1")), Some(std::cmp::Ordering::Less));
+        assert_eq!(q("2G").compare(&q("1Gi")), Some(std::cmp::Ordering::Greater));
+        assert_eq!(q("1e100").compare(&q("1")), None);
     }
 
     #[test]

@@ -5,11 +5,15 @@ pub fn did_you_mean<'a>(given: &str, candidates: impl IntoIterator<Item = &'a st
     closest(given, candidates).map(|c| format!("did you mean {c:?}?"))
 }
 
-/// The closest candidate, if any is plausibly what was meant.
+/// Candidates compared at most, so that thousands of misspellings among thousands of names cost
+/// time linear in the misspellings.
+const MAX_CANDIDATES: usize = 1_000;
+
+/// The closest candidate, if any is plausibly what was meant (among the first [`MAX_CANDIDATES`]).
 pub fn closest<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let folded = fold(given);
     let mut best: Option<(f64, &str)> = None;
-    for candidate in candidates {
+    for candidate in candidates.into_iter().take(MAX_CANDIDATES) {
         // Same letters, other case or separators (`container_port`, `ContainerPort`).
         if fold(candidate) == folded {
             return Some(candidate);

@@ -4,7 +4,7 @@
 //! schema checks walk and what validation findings are located against.
 
 use crate::path::{FieldPath, Seg};
-use crate::source::Loc;
+use crate::source::{LineIndex, Loc};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 use std::fmt;
@@ -31,7 +31,39 @@ pub enum Value {
     Float(f64),
     Str(String),
     Seq(Vec<Node>),
-    Map(Vec<(Key, Node)>),
+    Map(Mapping),
+}
+
+/// A mapping's entries in source order, found by name in logarithmic time.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Mapping {
+    entries: Vec<(Key, Node)>,
+    /// Indices into `entries`, ordered by key name (equal names in source order).
+    by_name: Vec<usize>,
+}
+
+impl Mapping {
+    pub fn new(entries: Vec<(Key, Node)>) -> Self {
+        let mut by_name: Vec<usize> = (0..entries.len()).collect();
+        by_name.sort_by(|a, b| entries[*a].0.name.cmp(&entries[*b].0.name));
+        Self { entries, by_name }
+    }
+
+    /// The first entry named `name`.
+    pub fn get(&self, name: &str) -> Option<&(Key, Node)> {
+        let first = self.by_name.partition_point(|i| self.entries[*i].0.name.as_str() < name);
+        let i = *self.by_name.get(first)?;
+        let entry = &self.entries[i];
+        (entry.0.name == name).then_some(entry)
+    }
+}
+
+impl std::ops::Deref for Mapping {
+    type Target = [(Key, Node)];
+
+    fn deref(&self) -> &Self::Target {
+        &self.entries
+    }
 }
 
 impl Value {
@@ -58,12 +90,51 @@ pub struct SyntaxError {
 
 /// Parses every document of a YAML stream. Empty documents are dropped.
 pub fn parse_documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
-    let raw: Vec<Spanned<Raw>> = serde_saphyr::from_multiple(text).map_err(|e| syntax_error(text, &e))?;
-    Ok(raw.into_iter().map(|r| Node::from_raw(text, r)).filter(|n| n.value != Value::Null).collect())
+    parse_indexed(text, &LineIndex::new(text))
 }
 
-fn syntax_error(text: &str, e: &serde_saphyr::Error) -> SyntaxError {
-    let loc = e.location().filter(|l| l.line() > 0).map(|l| location(text, &l));
+/// [`parse_documents`] with the text's line index built already (a [`crate::SourceFile`]'s).
+pub fn parse_indexed(text: &str, lines: &LineIndex) -> Result<Vec<Node>, SyntaxError> {
+    let at = Locator { text, lines };
+    let raw: Vec<Spanned<Raw>> =
+        serde_saphyr::from_multiple_with_options(text, options()).map_err(|e| syntax_error(at, &e))?;
+    Ok(raw.into_iter().map(|r| Node::from_raw(at, r)).filter(|n| n.value != Value::Null).collect())
+}
+
+/// The most documents and nodes one input may hold.
+pub const MAX_DOCUMENTS: usize = 100_000;
+pub const MAX_NODES: usize = 4_000_000;
+/// The deepest nesting of mappings and lists: twice what Kubernetes objects need (a pod
+/// template's affinity terms are about 14 deep), and shallow enough that the parser's recursion
+/// stays well within a thread's stack (at 60 it overflowed a 2 MiB test thread in a debug build).
+pub const MAX_DEPTH: usize = 32;
+
+/// The parser's options: serde-saphyr's defaults (which bound alias expansion, nesting and
+/// scalar bytes), with room for a file of ten thousand services rather than its 1,024
+/// documents and 250,000 nodes (an input is at most [`crate::load::MAX_INPUT_BYTES`] anyway),
+/// and numbers with a leading zero read as octal, as Kubernetes' YAML 1.1 reader does
+/// (`defaultMode: 0644` is 420).
+fn options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        legacy_octal_numbers: true,
+        budget: serde_saphyr::budget! {
+            max_documents: MAX_DOCUMENTS,
+            max_nodes: MAX_NODES,
+            max_events: 4 * MAX_NODES,
+            max_depth: MAX_DEPTH,
+        },
+    }
+}
+
+/// A text and its line index, to turn the parser's positions into [`Loc`]s.
+#[derive(Clone, Copy)]
+struct Locator<'a> {
+    text: &'a str,
+    lines: &'a LineIndex,
+}
+
+fn syntax_error(at: Locator<'_>, e: &serde_saphyr::Error) -> SyntaxError {
+    let loc = e.location().filter(|l| l.line() > 0).map(|l| location(at, &l));
     let full = e.without_snippet().to_string();
     // saphyr prefixes "error: line L column C: "; the location is reported separately.
     let message = full.strip_prefix("error: ").unwrap_or(&full);
@@ -86,53 +157,41 @@ fn is_num(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn location(text: &str, l: &serde_saphyr::Location) -> Loc {
+fn location(at: Locator<'_>, l: &serde_saphyr::Location) -> Loc {
     let span = l.span();
     match (span.byte_offset(), span.byte_len()) {
         (Some(off), Some(len)) => {
             let off = usize::try_from(off).unwrap_or(usize::MAX);
-            Loc::from_offset(text, off, usize::try_from(len).unwrap_or(0))
+            at.lines.loc(at.text, off, usize::try_from(len).unwrap_or(0))
         }
         _ => Loc {
             line: u32::try_from(l.line()).unwrap_or(u32::MAX),
             column: u32::try_from(l.column()).unwrap_or(u32::MAX),
-            offset: line_col_offset(text, l.line(), l.column()),
+            offset: at.lines.offset_of(at.text, l.line(), l.column()),
             len: 0,
         },
     }
 }
 
-fn line_col_offset(text: &str, line: u64, column: u64) -> usize {
-    let mut offset = 0;
-    for (i, l) in text.split_inclusive('\n').enumerate() {
-        if (i as u64) + 1 == line {
-            let col = usize::try_from(column.saturating_sub(1)).unwrap_or(0);
-            return offset + l.char_indices().nth(col).map_or(l.len(), |(b, _)| b);
-        }
-        offset += l.len();
-    }
-    text.len()
-}
-
 impl Node {
-    fn from_raw(text: &str, raw: Spanned<Raw>) -> Self {
-        let loc = location(text, &raw.referenced);
+    fn from_raw(at: Locator<'_>, raw: Spanned<Raw>) -> Self {
+        let loc = location(at, &raw.referenced);
         let value = match raw.value {
             Raw::Null => Value::Null,
             Raw::Bool(b) => Value::Bool(b),
             Raw::Int(i) => Value::Int(i),
             Raw::Float(f) => Value::Float(f),
             Raw::Str(s) => Value::Str(s),
-            Raw::Seq(items) => Value::Seq(items.into_iter().map(|i| Node::from_raw(text, i)).collect()),
-            Raw::Map(entries) => Value::Map(
+            Raw::Seq(items) => Value::Seq(items.into_iter().map(|i| Node::from_raw(at, i)).collect()),
+            Raw::Map(entries) => Value::Map(Mapping::new(
                 entries
                     .into_iter()
                     .map(|(k, v)| {
-                        let key = Node::from_raw(text, k);
-                        (Key { name: key.scalar_text(), loc: key.loc }, Node::from_raw(text, v))
+                        let key = Node::from_raw(at, k);
+                        (Key { name: key.scalar_text(), loc: key.loc }, Node::from_raw(at, v))
                     })
                     .collect(),
-            ),
+            )),
         };
         Node { value, loc }
     }
@@ -157,7 +216,7 @@ impl Node {
     /// The key and value for `key`, if this is a mapping that has it.
     pub fn entry(&self, key: &str) -> Option<(&Key, &Node)> {
         match &self.value {
-            Value::Map(entries) => entries.iter().find(|(k, _)| k.name == key).map(|(k, v)| (k, v)),
+            Value::Map(entries) => entries.get(key).map(|(k, v)| (k, v)),
             _ => None,
         }
     }
@@ -330,6 +389,27 @@ mod tests {
         let key = docs[0].locate_key(&FieldPath::parse("b"));
         assert_eq!((key.line, key.column), (2, 1));
         assert_eq!(docs[0].to_json(), serde_json::json!({"a": 1, "b": [{"x": "8080"}, 3.5]}));
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let ok = format!("a: {}{}\n", "[".repeat(MAX_DEPTH - 1), "]".repeat(MAX_DEPTH - 1));
+        assert!(parse_documents(&ok).is_ok());
+        for depth in [MAX_DEPTH + 1, 200, 5_000] {
+            let text = format!("a: {}{}\n", "[".repeat(depth), "]".repeat(depth));
+            let e = parse_documents(&text).unwrap_err();
+            assert!(
+                e.message.contains("budget breached") || e.message.contains("recursion limit"),
+                "{}",
+                e.message
+            );
+        }
+    }
+
+    #[test]
+    fn a_leading_zero_is_octal_as_in_kubernetes() {
+        let docs = parse_documents("defaultMode: 0644\nport: 8080\nzero: 0\n").unwrap();
+        assert_eq!(docs[0].to_json(), serde_json::json!({"defaultMode": 420, "port": 8080, "zero": 0}));
     }
 
     #[test]

@@ -117,20 +117,185 @@ const CASES: &[(&str, &str, &str, Option<&str>)] = &[
         "svc.yaml:7:2: invalid YAML: tabs disallowed within this context (block indentation)",
         Some("YAML indents with spaces, not tabs"),
     ),
+    (
+        "subPath climbing out of its volume",
+        "  containers:\n  - image: cart:1\n    volumeMounts:\n    - name: data\n      mountPath: /data\n      subPath: ../x\n  volumes:\n  - name: data\n    emptyDir: {}\n",
+        "svc.yaml:11:16: spec.containers[0].volumeMounts[0].subPath: invalid subPath \"../x\": must not contain '..'",
+        None,
+    ),
+    (
+        "absolute subPath",
+        "  containers:\n  - image: cart:1\n    volumeMounts:\n    - name: data\n      mountPath: /data\n      subPath: /etc\n  volumes:\n  - name: data\n    emptyDir: {}\n",
+        "svc.yaml:11:16: spec.containers[0].volumeMounts[0].subPath: invalid subPath \"/etc\": must be a relative path",
+        None,
+    ),
+    (
+        "configMap item path climbing out",
+        "  containers:\n  - image: cart:1\n  volumes:\n  - name: config\n    configMap:\n      name: cart\n      items:\n      - key: a\n        path: a/../../b\n",
+        "svc.yaml:14:15: spec.volumes[0].configMap.items[0].path: invalid path \"a/../../b\": must not contain '..'",
+        None,
+    ),
+    (
+        "secret item path absolute",
+        "  containers:\n  - image: cart:1\n  volumes:\n  - name: creds\n    secret:\n      secretName: cart\n      items:\n      - key: a\n        path: /etc/a\n",
+        "svc.yaml:14:15: spec.volumes[0].secret.items[0].path: invalid path \"/etc/a\": must be a relative path",
+        None,
+    ),
+    (
+        "projected file over the kubelet's own",
+        "  containers:\n  - image: cart:1\n  volumes:\n  - name: info\n    projected:\n      sources:\n      - downwardAPI:\n          items:\n          - path: ..data\n            fieldRef: {fieldPath: metadata.name}\n",
+        "svc.yaml:14:19: spec.volumes[0].projected.sources[0].downwardAPI.items[0].path: invalid path \"..data\": must not start with '..'",
+        None,
+    ),
+    (
+        "defaultMode out of range",
+        "  containers:\n  - image: cart:1\n  volumes:\n  - name: creds\n    secret:\n      secretName: cart\n      defaultMode: 99999\n",
+        "svc.yaml:12:20: spec.volumes[0].secret.defaultMode: invalid defaultMode 99999: must be a file mode between 0 and 0777 (octal; 511 in decimal)",
+        None,
+    ),
+    (
+        "octal defaultMode out of range, read as Kubernetes reads it",
+        "  containers:\n  - image: cart:1\n  volumes:\n  - name: creds\n    secret:\n      secretName: cart\n      defaultMode: 01000\n",
+        "svc.yaml:12:20: spec.volumes[0].secret.defaultMode: invalid defaultMode 512: must be a file mode between 0 and 0777 (octal; 511 in decimal)",
+        None,
+    ),
+    (
+        "item mode out of range",
+        "  containers:\n  - image: cart:1\n  volumes:\n  - name: config\n    configMap:\n      name: cart\n      items:\n      - {key: a, path: a, mode: 1024}\n",
+        "svc.yaml:13:33: spec.volumes[0].configMap.items[0].mode: invalid mode 1024: must be a file mode between 0 and 0777 (octal; 511 in decimal)",
+        None,
+    ),
+    (
+        "relative hostPath",
+        "  containers:\n  - image: cart:1\n  volumes:\n  - name: host\n    hostPath:\n      path: data\n",
+        "svc.yaml:11:13: spec.volumes[0].hostPath.path: invalid hostPath \"data\": must be an absolute path",
+        None,
+    ),
+    (
+        "hostPath climbing",
+        "  containers:\n  - image: cart:1\n  volumes:\n  - name: host\n    hostPath:\n      path: /srv/../etc\n",
+        "svc.yaml:11:13: spec.volumes[0].hostPath.path: invalid hostPath \"/srv/../etc\": must not contain '..'",
+        None,
+    ),
+    (
+        "malformed limit",
+        "  containers:\n  - image: cart:1\n    resources:\n      limits:\n        memory: 5Xi\n",
+        "svc.yaml:10:17: spec.containers[0].resources.limits.memory: invalid memory limit \"5Xi\": not a quantity",
+        Some("a number with an optional suffix such as m, Ki, Mi, Gi, k, M, G or e3"),
+    ),
+    (
+        "words for a request",
+        "  containers:\n  - image: cart:1\n    resources:\n      requests:\n        cpu: abc\n",
+        "svc.yaml:10:14: spec.containers[0].resources.requests.cpu: invalid cpu request \"abc\": not a quantity",
+        Some("a number with an optional suffix such as m, Ki, Mi, Gi, k, M, G or e3"),
+    ),
+    (
+        "negative request",
+        "  containers:\n  - image: cart:1\n    resources:\n      requests:\n        memory: -1Gi\n",
+        "svc.yaml:10:17: spec.containers[0].resources.requests.memory: invalid memory request \"-1Gi\": must not be negative",
+        None,
+    ),
+    (
+        "request above its limit",
+        "  containers:\n  - image: cart:1\n    resources:\n      requests: {memory: 2Gi}\n      limits: {memory: 1Gi}\n",
+        "svc.yaml:9:26: spec.containers[0].resources.requests.memory: memory request \"2Gi\" is more than its limit \"1Gi\"",
+        None,
+    ),
+    (
+        "negative sidecar limit",
+        "  sidecarResources:\n    limits: {cpu: -1}\n  containers:\n  - image: cart:1\n",
+        "svc.yaml:7:19: spec.sidecarResources.limits.cpu: invalid cpu limit \"-1\": must not be negative",
+        None,
+    ),
+    (
+        "negative storage",
+        "  containers:\n  - image: cart:1\n  volumeClaimTemplates:\n  - metadata: {name: data}\n    spec:\n      resources:\n        requests:\n          storage: -1Gi\n",
+        "svc.yaml:13:20: spec.volumeClaimTemplates[0].spec.resources.requests.storage: invalid storage request \"-1Gi\": must not be negative",
+        None,
+    ),
+    (
+        "no storage at all",
+        "  containers:\n  - image: cart:1\n  volumeClaimTemplates:\n  - metadata: {name: data}\n    spec:\n      resources:\n        requests:\n          storage: 0\n",
+        "svc.yaml:13:20: spec.volumeClaimTemplates[0].spec.resources.requests.storage: invalid storage request \"0\": must be greater than zero",
+        None,
+    ),
 ];
+
+/// (what, a whole document, the one problem expected, its help if any)
+const DOCUMENT_CASES: &[(&str, &str, &str, Option<&str>)] = &[
+    (
+        "ConfigMap key climbing out of its volume",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n  ../../etc/passwd: x\n",
+        "svc.yaml:5:21: data[\"../../etc/passwd\"]: invalid key \"../../etc/passwd\": must consist of alphanumerics, '-', '_' or '.'",
+        None,
+    ),
+    (
+        "ConfigMap key with a slash",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\nbinaryData:\n  a/b: eA==\n",
+        "svc.yaml:5:8: binaryData[\"a/b\"]: invalid key \"a/b\": must consist of alphanumerics, '-', '_' or '.'",
+        None,
+    ),
+    (
+        "Secret key '..'",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData:\n  \"..\": x\n",
+        "svc.yaml:5:9: stringData[\"..\"]: invalid key \"..\": must not be '..'",
+        None,
+    ),
+    (
+        "Secret key over the kubelet's own",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata:\n  ..data: eA==\n",
+        "svc.yaml:5:11: data[\"..data\"]: invalid key \"..data\": must not start with '..'",
+        None,
+    ),
+    (
+        "nodePort outside the range",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  type: NodePort\n  ports:\n  - {port: 80, nodePort: 22}\n",
+        "svc.yaml:7:26: spec.ports[0].nodePort: invalid nodePort 22: must be in the node port range 30000-32767",
+        None,
+    ),
+    (
+        "nodePort on a ClusterIP Service",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  ports:\n  - {port: 80, nodePort: 30080}\n",
+        "svc.yaml:6:26: spec.ports[0].nodePort: nodePort may only be set on a Service of type NodePort or LoadBalancer (this one is ClusterIP)",
+        None,
+    ),
+    (
+        "subPath in a Deployment's template",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers:\n      - name: web\n        image: nginx\n        volumeMounts: [{name: d, mountPath: /d, subPath: ../../x}]\n      volumes: [{name: d, emptyDir: {}}]\n",
+        "svc.yaml:12:58: spec.template.spec.containers[0].volumeMounts[0].subPath: invalid subPath \"../../x\": must not contain '..'",
+        None,
+    ),
+    (
+        "malformed storage of a PersistentVolumeClaim",
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec:\n  resources: {requests: {storage: lots}}\n",
+        "svc.yaml:5:35: spec.resources.requests.storage: invalid storage request \"lots\": not a quantity",
+        Some("a number with an optional suffix such as m, Ki, Mi, Gi, k, M, G or e3"),
+    ),
+    (
+        "StatefulSet claim template with no storage",
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  serviceName: db\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    spec:\n      containers: [{name: db, image: pg}]\n  volumeClaimTemplates:\n  - metadata: {name: data}\n    spec: {resources: {requests: {storage: 0Gi}}}\n",
+        "svc.yaml:13:44: spec.volumeClaimTemplates[0].spec.resources.requests.storage: invalid storage request \"0Gi\": must be greater than zero",
+        None,
+    ),
+];
+
+fn check(found: &[Problem], what: &str, expected: &str, help: Option<&str>, failures: &mut Vec<String>) {
+    let errors: Vec<&Problem> = found.iter().filter(|p| p.severity == Severity::Error).collect();
+    let ok = errors.len() == 1 && errors[0].to_string() == expected && errors[0].help.as_deref() == help;
+    if !ok {
+        let got: Vec<String> = errors.iter().map(|p| format!("{p} [help: {:?}]", p.help)).collect();
+        failures.push(format!("{what}:\n  expected {expected} [help: {help:?}]\n  got      {got:#?}"));
+    }
+}
 
 #[test]
 fn each_broken_input_is_reported_at_its_field() {
     let mut failures = Vec::new();
     for (what, body, expected, help) in CASES {
-        let found = problems(&format!("{HEADER}{body}"));
-        let errors: Vec<&Problem> = found.iter().filter(|p| p.severity == Severity::Error).collect();
-        let ok =
-            errors.len() == 1 && errors[0].to_string() == *expected && errors[0].help.as_deref() == *help;
-        if !ok {
-            let got: Vec<String> = errors.iter().map(|p| format!("{p} [help: {:?}]", p.help)).collect();
-            failures.push(format!("{what}:\n  expected {expected} [help: {help:?}]\n  got      {got:#?}"));
-        }
+        check(&problems(&format!("{HEADER}{body}")), what, expected, *help, &mut failures);
+    }
+    for (what, document, expected, help) in DOCUMENT_CASES {
+        check(&problems(document), what, expected, *help, &mut failures);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

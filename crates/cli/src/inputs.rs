@@ -1,18 +1,13 @@
 //! Reading `-f` arguments: files, directories, and `-` for standard input.
 
-use std::io::Read;
 use std::path::PathBuf;
-use stead_api::{Loaded, Problem};
+use stead_api::Loaded;
 
 pub fn load(paths: &[PathBuf]) -> Loaded {
     let mut loaded = Loaded::default();
     let (stdin, files): (Vec<&PathBuf>, Vec<&PathBuf>) = paths.iter().partition(|p| p.as_os_str() == "-");
     if !stdin.is_empty() {
-        let mut text = String::new();
-        match std::io::stdin().read_to_string(&mut text) {
-            Ok(_) => loaded.extend(stead_api::load_str("<stdin>", &text)),
-            Err(e) => loaded.problems.push(Problem::error(format!("cannot read standard input: {e}"))),
-        }
+        loaded.extend(stead_api::load::load_reader("<stdin>", std::io::stdin().lock()));
     }
     let files: Vec<PathBuf> = files.into_iter().cloned().collect();
     if !files.is_empty() {

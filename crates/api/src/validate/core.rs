@@ -1,11 +1,13 @@
 //! Rules for the core kinds (apps/v1 workloads, Services, claims).
 
 use super::pod::{enumeration, pod_spec};
+use super::resources::requirements;
 use super::service::max_unavailable;
+use super::volume::keys;
 use super::{Findings, names};
 use crate::path::FieldPath;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PodTemplateSpec, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, PodTemplateSpec, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 pub fn stateful_set(set: &StatefulSet, f: &mut Findings) {
@@ -110,6 +112,26 @@ pub fn service(s: &Service, f: &mut Findings) {
             None => {}
         }
     }
+    let service_type = spec.type_.as_deref().unwrap_or("ClusterIP");
+    let mut node_ports = std::collections::BTreeSet::new();
+    for (i, port) in ports.iter().enumerate() {
+        let Some(node_port) = port.node_port.filter(|n| *n != 0) else { continue };
+        let p = path.key("ports").index(i).key("nodePort");
+        if !matches!(service_type, "NodePort" | "LoadBalancer") {
+            f.error(p, format!("nodePort may only be set on a Service of type NodePort or LoadBalancer (this one is {service_type})"));
+        } else if !NODE_PORTS.contains(&node_port) {
+            f.error(
+                p,
+                format!(
+                    "invalid nodePort {node_port}: must be in the node port range {}-{}",
+                    NODE_PORTS.start(),
+                    NODE_PORTS.end()
+                ),
+            );
+        } else if !node_ports.insert((node_port, port.protocol.as_deref().unwrap_or("TCP"))) {
+            f.error(p, format!("duplicate nodePort {node_port}"));
+        }
+    }
     if let Some(t) = spec.type_.as_deref() {
         enumeration(
             f,
@@ -121,6 +143,27 @@ pub fn service(s: &Service, f: &mut Findings) {
     }
 }
 
+/// Kubernetes' default node port range (the API server's `--service-node-port-range`).
+const NODE_PORTS: std::ops::RangeInclusive<i32> = 30000..=32767;
+
+pub fn config_map(c: &ConfigMap, f: &mut Findings) {
+    keys(f, "data", c.data.iter().flatten().map(|(k, _)| k));
+    keys(f, "binaryData", c.binary_data.iter().flatten().map(|(k, _)| k));
+    for key in c.binary_data.iter().flatten().map(|(k, _)| k) {
+        if c.data.as_ref().is_some_and(|d| d.contains_key(key)) {
+            f.error(
+                FieldPath::root().key("binaryData").key(key.clone()),
+                format!("key {key:?} is also in data"),
+            );
+        }
+    }
+}
+
+pub fn secret(s: &Secret, f: &mut Findings) {
+    keys(f, "data", s.data.iter().flatten().map(|(k, _)| k));
+    keys(f, "stringData", s.string_data.iter().flatten().map(|(k, _)| k));
+}
+
 pub fn claim(c: &PersistentVolumeClaim, path: &FieldPath, f: &mut Findings) {
     let spec_path = path.key("spec");
     let Some(spec) = &c.spec else {
@@ -128,9 +171,20 @@ pub fn claim(c: &PersistentVolumeClaim, path: &FieldPath, f: &mut Findings) {
         return;
     };
     let storage = spec.resources.as_ref().and_then(|r| r.requests.as_ref()).and_then(|r| r.get("storage"));
-    if storage.is_none() {
-        f.error(spec_path.key("resources").key("requests").key("storage"), "a claim must request storage")
-            .with_help("for example: resources: {requests: {storage: 1Gi}}");
+    let storage_path = spec_path.key("resources").key("requests").key("storage");
+    match storage {
+        None => {
+            f.error(storage_path, "a claim must request storage")
+                .with_help("for example: resources: {requests: {storage: 1Gi}}");
+        }
+        // Malformed and negative quantities are reported with the other requests, below.
+        Some(q) if crate::quantity::Quantity::parse(&q.0).is_ok_and(|q| q.is_zero()) => {
+            f.error(storage_path, format!("invalid storage request {:?}: must be greater than zero", q.0));
+        }
+        Some(_) => {}
+    }
+    if let Some(r) = &spec.resources {
+        requirements(f, &spec_path.key("resources"), r.requests.as_ref(), r.limits.as_ref());
     }
     for (i, mode) in spec.access_modes.iter().flatten().enumerate() {
         enumeration(

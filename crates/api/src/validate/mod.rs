@@ -7,14 +7,18 @@
 mod core;
 pub mod names;
 mod pod;
+mod resources;
 mod service;
 mod store;
+mod volume;
 
 use crate::load::Document;
 use crate::manifest::Manifest;
-use crate::path::FieldPath;
+use crate::path::{FieldPath, Seg};
 use crate::problem::{self, Problem, Severity};
+use crate::types::StatefulStore;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Something a check found, about one field.
 #[derive(Clone, Debug, PartialEq)]
@@ -69,14 +73,49 @@ impl Finding {
     }
 }
 
+/// The loaded set, indexed once for the checks that look from one object to another.
+#[derive(Debug, Default)]
+pub struct Set<'a> {
+    /// StatefulStores by namespace, then name (the first declared, if declared twice).
+    stores: HashMap<&'a str, BTreeMap<&'a str, &'a StatefulStore>>,
+}
+
+impl<'a> Set<'a> {
+    pub fn new(documents: &'a [Document]) -> Self {
+        let mut set = Set::default();
+        for doc in documents {
+            if let Manifest::StatefulStore(store) = &doc.manifest {
+                let m = &doc.manifest;
+                set.stores.entry(m.namespace()).or_default().entry(m.name()).or_insert(store.as_ref());
+            }
+        }
+        set
+    }
+
+    /// The StatefulStore `name` in `namespace`.
+    pub fn store(&self, namespace: &str, name: &str) -> Option<&'a StatefulStore> {
+        self.stores.get(namespace)?.get(name).copied()
+    }
+
+    /// The names of the StatefulStores in `namespace`, in order.
+    pub fn store_names(&self, namespace: &str) -> impl Iterator<Item = &'a str> + '_ {
+        self.stores.get(namespace).into_iter().flat_map(|s| s.keys().copied())
+    }
+}
+
 /// Validates every document, and the references between them.
 pub fn validate(documents: &[Document]) -> Vec<Problem> {
+    let set = Set::new(documents);
     let mut problems = Vec::new();
     for doc in documents {
         // A field the schema check rejected was reported already; what parsing made of it is not
         // worth a second message.
-        let already = |f: &Finding| doc.rejected.iter().any(|r| f.path.starts_with(r));
-        for finding in validate_manifest(&doc.manifest, documents).into_iter().filter(|f| !already(f)) {
+        let rejected: HashSet<&[Seg]> = doc.rejected.iter().map(FieldPath::segments).collect();
+        let already = |f: &Finding| {
+            let segments = f.path.segments();
+            !rejected.is_empty() && (0..=segments.len()).any(|n| rejected.contains(&segments[..n]))
+        };
+        for finding in validate_manifest(&doc.manifest, &set).into_iter().filter(|f| !already(f)) {
             let problem = match finding.severity {
                 Severity::Error => Problem::error(finding.message),
                 Severity::Warning => Problem::warning(finding.message),
@@ -90,7 +129,7 @@ pub fn validate(documents: &[Document]) -> Vec<Problem> {
 }
 
 /// Checks one manifest; `all` is the set it was loaded with, for references.
-pub fn validate_manifest(manifest: &Manifest, all: &[Document]) -> Vec<Finding> {
+pub fn validate_manifest(manifest: &Manifest, all: &Set<'_>) -> Vec<Finding> {
     let mut f = Findings::default();
     let is_namespace = matches!(manifest, Manifest::Namespace(_));
     let service_like = matches!(manifest, Manifest::StatefulService(_) | Manifest::Service(_));
@@ -107,11 +146,9 @@ pub fn validate_manifest(manifest: &Manifest, all: &[Document]) -> Vec<Finding> 
             }
         }
         Manifest::PersistentVolumeClaim(c) => core::claim(c, &FieldPath::root(), &mut f),
-        Manifest::ConfigMap(_)
-        | Manifest::Secret(_)
-        | Manifest::Namespace(_)
-        | Manifest::NetworkPolicy(_)
-        | Manifest::HorizontalPodAutoscaler(_) => {}
+        Manifest::ConfigMap(c) => core::config_map(c, &mut f),
+        Manifest::Secret(s) => core::secret(s, &mut f),
+        Manifest::Namespace(_) | Manifest::NetworkPolicy(_) | Manifest::HorizontalPodAutoscaler(_) => {}
     }
     f.into_vec()
 }

@@ -77,6 +77,26 @@ pub fn label_value(s: &str) -> Result<(), String> {
     if s.is_empty() { Ok(()) } else { qualified_name_part(s) }
 }
 
+/// A ConfigMap or Secret key (a file name when the data is mounted): at most 253 characters of
+/// alphanumerics, `-`, `_` and `.`, and not `.`, `..` or starting with `..`.
+pub fn config_key(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if s.len() > 253 {
+        return Err(format!("must be no more than 253 characters (is {})", s.len()));
+    }
+    if !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        return Err("must consist of alphanumerics, '-', '_' or '.'".into());
+    }
+    match s {
+        "." => Err("must not be '.'".into()),
+        ".." => Err("must not be '..'".into()),
+        _ if s.starts_with("..") => Err("must not start with '..'".into()),
+        _ => Ok(()),
+    }
+}
+
 fn qualified_name_part(s: &str) -> Result<(), String> {
     if s.is_empty() {
         return Err("name part must not be empty".into());
@@ -156,6 +176,27 @@ mod tests {
         assert!(label_value("-x").is_err());
     }
 
+    #[test]
+    fn config_keys() {
+        for good in ["app.properties", "tls.crt", "KEY_1", "-a", ".hidden", "a..b"] {
+            assert_eq!(config_key(good), Ok(()), "{good}");
+        }
+        let bad = [
+            ("", "must not be empty"),
+            ("a/b", "must consist of alphanumerics, '-', '_' or '.'"),
+            ("../../etc/passwd", "must consist of alphanumerics, '-', '_' or '.'"),
+            ("a b", "must consist of alphanumerics, '-', '_' or '.'"),
+            (".", "must not be '.'"),
+            ("..", "must not be '..'"),
+            ("..data", "must not start with '..'"),
+        ];
+        for (key, why) in bad {
+            assert_eq!(config_key(key), Err(why.to_owned()), "{key}");
+        }
+        assert!(config_key(&"a".repeat(253)).is_ok());
+        assert!(config_key(&"a".repeat(254)).is_err());
+    }
+
     proptest! {
         #[test]
         fn valid_labels_are_accepted(s in "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?") {
@@ -165,6 +206,7 @@ mod tests {
         #[test]
         fn never_panics(s in "\\PC{0,80}") {
             let _ = (dns1123_label(&s), dns1123_subdomain(&s), port_name(&s), label_key(&s), label_value(&s));
+            let _ = config_key(&s);
         }
     }
 }

@@ -66,6 +66,7 @@ pub fn volumes(volumes: &[Volume], path: &FieldPath, f: &mut Findings) -> BTreeS
         if !seen.insert(v.name.clone()) {
             f.error(p, format!("duplicate volume name {:?}", v.name));
         }
+        super::volume::volume(v, &path.index(i), f);
     }
     seen
 }
@@ -99,6 +100,10 @@ pub fn containers(lists: &[ContainerList<'_>], volume_names: &BTreeSet<String>, 
                 Some(_) => {}
             }
             ports(c, &path, list.init, &mut ports_seen, f);
+            if let Some(r) = &c.resources {
+                let p = path.key("resources");
+                super::resources::requirements(f, &p, r.requests.as_ref(), r.limits.as_ref());
+            }
             env(c, &path, f);
             mounts(c, &path, volume_names, f);
             for (field, probe) in [
@@ -201,6 +206,7 @@ fn mounts(c: &Container, path: &FieldPath, volume_names: &BTreeSet<String>, f: &
     let mut paths = BTreeSet::new();
     for (j, mount) in c.volume_mounts.iter().flatten().enumerate() {
         let p = path.key("volumeMounts").index(j);
+        super::volume::mount(mount, &p, f);
         if !volume_names.contains(&mount.name) {
             let help = crate::suggest::did_you_mean(&mount.name, volume_names.iter().map(String::as_str));
             let finding = f.error(p.key("name"), format!("volume {:?} is not declared", mount.name));

@@ -1,9 +1,7 @@
 //! Rules for StatefulServices.
 
 use super::pod::{ContainerList, containers, enumeration, volumes};
-use super::{Findings, names};
-use crate::load::Document;
-use crate::manifest::Manifest;
+use super::{Findings, Set, names};
 use crate::path::FieldPath;
 use crate::types::{ProxyMode, ServiceRef, StatefulService};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -14,7 +12,7 @@ pub const SIDECAR_PORTS: [(i32, &str); 3] = [(8013, "proxy"), (9090, "metrics"),
 /// Label keys render sets; users may not set them.
 pub const RESERVED_LABELS: [&str; 1] = ["cloudstate.io/stateful-service"];
 
-pub fn stateful_service(svc: &StatefulService, all: &[Document], f: &mut Findings) {
+pub fn stateful_service(svc: &StatefulService, all: &Set<'_>, f: &mut Findings) {
     let spec = &svc.spec;
     let path = FieldPath::root().key("spec");
     let name = svc.metadata.name.as_deref().unwrap_or("");
@@ -95,6 +93,10 @@ pub fn stateful_service(svc: &StatefulService, all: &[Document], f: &mut Finding
         && (image.is_empty() || image.chars().any(char::is_whitespace))
     {
         f.error(path.key("proxy").key("image"), format!("invalid image {image:?}"));
+    }
+    if let Some(r) = &spec.sidecar_resources {
+        let p = path.key("sidecarResources");
+        super::resources::requirements(f, &p, r.requests.as_ref(), r.limits.as_ref());
     }
     if spec.sidecar_jvm_memory.is_some() {
         f.warn(path.key("sidecarJvmMemory"), "has no effect: stead's proxy is not a JVM")
@@ -186,22 +188,16 @@ pub fn stateful_service(svc: &StatefulService, all: &[Document], f: &mut Finding
     store_reference(svc, all, f);
 }
 
-fn embedded_store(svc: &StatefulService, all: &[Document]) -> bool {
+fn embedded_store(svc: &StatefulService, all: &Set<'_>) -> bool {
     find_store(svc, all).is_some_and(|s| s.spec.embedded.is_some())
 }
 
-fn find_store<'a>(svc: &StatefulService, all: &'a [Document]) -> Option<&'a crate::types::StatefulStore> {
+fn find_store<'a>(svc: &StatefulService, all: &Set<'a>) -> Option<&'a crate::types::StatefulStore> {
     let name = svc.spec.store_name()?;
-    let namespace = svc.metadata.namespace.as_deref().unwrap_or("default");
-    all.iter().find_map(|d| match &d.manifest {
-        Manifest::StatefulStore(s) if d.manifest.name() == name && d.manifest.namespace() == namespace => {
-            Some(s.as_ref())
-        }
-        _ => None,
-    })
+    all.store(svc.metadata.namespace.as_deref().unwrap_or("default"), name)
 }
 
-fn store_reference(svc: &StatefulService, all: &[Document], f: &mut Findings) {
+fn store_reference(svc: &StatefulService, all: &Set<'_>, f: &mut Findings) {
     let spec = &svc.spec;
     let path = FieldPath::root().key("spec");
     let from_datastore = spec.datastore.as_ref().map(|d| d.name.as_str());
@@ -223,15 +219,8 @@ fn store_reference(svc: &StatefulService, all: &[Document], f: &mut Findings) {
     match find_store(svc, all) {
         None => {
             let namespace = svc.metadata.namespace.as_deref().unwrap_or("default");
-            let known: Vec<&str> = all
-                .iter()
-                .filter(|d| {
-                    matches!(d.manifest, Manifest::StatefulStore(_)) && d.manifest.namespace() == namespace
-                })
-                .map(|d| d.manifest.name())
-                .collect();
             let finding = f.warn(field, format!("StatefulStore {name:?} is not among the loaded manifests"));
-            finding.help = crate::suggest::did_you_mean(name, known.iter().copied()).or_else(|| {
+            finding.help = crate::suggest::did_you_mean(name, all.store_names(namespace)).or_else(|| {
                 Some(format!("it must exist in namespace {namespace:?} before the service can keep state"))
             });
         }
