@@ -32,6 +32,7 @@ pub use workload::{PROXY_CONTAINER, USER_CONTAINER, wants_stateful_set};
 use k8s_openapi::Resource;
 use serde::Serialize;
 use serde_json::Value as J;
+use std::collections::BTreeMap;
 use stead_api::Manifest;
 use stead_api::types::{StatefulService, StatefulStore};
 
@@ -103,11 +104,19 @@ pub fn render_service(
 /// Renders a loaded set as `kubectl apply -f -` would take it: each StatefulService becomes its
 /// children (StatefulStores are looked up by name and namespace); core objects pass through.
 pub fn render_all(manifests: &[Manifest], opts: &RenderOptions) -> Rendered {
+    // The stores by (namespace, name), the first of a name winning, looked up once per service.
+    let mut stores: BTreeMap<(&str, &str), &StatefulStore> = BTreeMap::new();
+    for m in manifests {
+        if let Manifest::StatefulStore(s) = m {
+            stores.entry((m.namespace(), m.name())).or_insert(s.as_ref());
+        }
+    }
     let mut rendered = Rendered::default();
     for m in manifests {
         match m {
             Manifest::StatefulService(svc) => {
-                let store = svc.spec.store_name().and_then(|name| find_store(manifests, name, m.namespace()));
+                let store =
+                    svc.spec.store_name().and_then(|name| stores.get(&(m.namespace(), name)).copied());
                 let r = render_service(svc, store, opts);
                 rendered.objects.extend(r.objects);
                 rendered.warnings.extend(r.warnings);
@@ -117,13 +126,6 @@ pub fn render_all(manifests: &[Manifest], opts: &RenderOptions) -> Rendered {
         }
     }
     rendered
-}
-
-fn find_store<'a>(manifests: &'a [Manifest], name: &str, namespace: &str) -> Option<&'a StatefulStore> {
-    manifests.iter().find_map(|m| match m {
-        Manifest::StatefulStore(s) if m.name() == name && m.namespace() == namespace => Some(s.as_ref()),
-        _ => None,
-    })
 }
 
 /// A typed object as JSON with its `apiVersion` and `kind` first.
