@@ -472,7 +472,7 @@ fn load_oci(store: &Store, contents: &Contents, options: &UnpackOptions) -> Resu
                 file: path.clone(),
                 reason: format!("the image index has no {}/{} image", platform.os, platform.architecture),
             })?;
-            store.write_blob(&top.digest().to_string(), &bytes)?;
+            store.write_blob(top.digest().as_ref(), &bytes)?;
             index_digest = Some(top.digest().to_string());
             desc = chosen.clone();
             let (inner_member, _) = contents.blob(&desc)?;
