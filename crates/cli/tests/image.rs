@@ -329,3 +329,61 @@ fn pull_through_a_docker_io_mirror_on_loopback() {
     cmd.env("CONTAINERS_REGISTRIES_CONF", &conf).env("HOME", dir.path()).args(["pull", "alpine:9.99"]);
     cmd.assert().code(1).stderr(predicate::str::contains("pulling docker.io/library/alpine:9.99"));
 }
+
+#[test]
+fn a_docker_25_archive_with_both_layouts_loads_once_by_its_manifest_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let img = build_image(vec![base_tar(), top_tar(b"v25\n")], &["/bin/hello"], &[]);
+    // docker 25+: blobs named by digest (uncompressed layer tars), an OCI index naming the
+    // image with containerd's annotation, and manifest.json pointing into blobs/
+    let blob = |bytes: &[u8]| (format!("blobs/sha256/{}", hex(&sha256_of(bytes))), bytes.to_vec());
+    let layer_descs: Vec<serde_json::Value> = img
+        .tars
+        .iter()
+        .map(|t| serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256_of(t), "size": t.len()}))
+        .collect();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256_of(&img.config), "size": img.config.len()},
+        "layers": layer_descs,
+    }))
+    .unwrap();
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256_of(&manifest), "size": manifest.len(),
+        "annotations": {"io.containerd.image.name": "docker.io/library/app:25", "org.opencontainers.image.ref.name": "25"},
+    }]});
+    let docker_manifest = serde_json::json!([{
+        "Config": blob(&img.config).0, "RepoTags": ["app:25"],
+        "Layers": img.tars.iter().map(|t| blob(t).0).collect::<Vec<_>>(),
+    }]);
+    let mut files = vec![blob(&img.config), blob(&manifest)];
+    files.extend(img.tars.iter().map(|t| blob(t)));
+    files.push(("index.json".to_string(), serde_json::to_vec(&index).unwrap()));
+    files.push(("oci-layout".to_string(), br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()));
+    files.push(("manifest.json".to_string(), serde_json::to_vec(&docker_manifest).unwrap()));
+    let out = stdout(stead(&state).arg("load").write_stdin(archive(&files, &[], true)));
+    assert_eq!(out, "Loaded image: docker.io/library/app:25\n");
+    let json = stdout(stead(&state).args(["inspect", "app:25"]));
+    let details: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(details[0]["Id"], sha256_of(&img.config));
+    assert_eq!(details[0]["Layers"][1]["DiffId"], img.diff_ids[1]);
+    assert_eq!(details[0]["Layers"][1]["MediaType"], "application/vnd.oci.image.layer.v1.tar");
+}
+
+#[test]
+fn rm_and_prune_refuse_while_an_engine_holds_the_state_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let lock = std::fs::File::create(state.join("engine.lock")).unwrap();
+    lock.try_lock().unwrap();
+    for args in [&["prune"][..], &["rm", "alpine:3.20"]] {
+        stead(&state).args(args).assert().code(1).stderr(predicate::str::contains(format!(
+            "error: an engine (stead up or stead daemon) runs on {}: stop it before removing images",
+            state.display()
+        )));
+    }
+    drop(lock);
+    stead(&state).arg("prune").assert().success().stdout("Total reclaimed space: 0B\n");
+}
