@@ -63,6 +63,8 @@ pub enum Command {
     Rollout(commands::rollout::RolloutArgs),
     /// Wait until objects meet a condition (--for=condition=Ready, --for=delete)
     Wait(commands::rollout::WaitArgs),
+    /// Pull, list, inspect, remove, prune and load container images (<state-dir>/images)
+    Image(commands::image::ImageArgs),
     /// Act as a container's init (used by the pod runtime; not for people)
     #[command(hide = true, name = "container-init")]
     ContainerInit {

@@ -16,6 +16,12 @@
 //!   resumable partial downloads, unpacked layers by diff id, an index of pulled references.
 //! - [`unpack`]: one layer (tar, gzip, zstd) into its own directory in overlayfs' form
 //!   (whiteouts as 0/0 character devices, opaque directories as `trusted.overlay.opaque=y`).
+//! - [`manage`]: what `stead image ls|inspect|rm|prune` show and do: listing with sizes,
+//!   image details, removing references and the content only they used, pruning.
+//! - [`archive`]: `docker save` archives and OCI image layouts (tar, gzip, zstd) loaded into the
+//!   store, every file verified (`stead image load`).
+//! - `test_util` (feature `test-util`): a loopback registry and images built from bytes, for
+//!   other crates' tests.
 //! - [`pull`]: `Puller::pull(reference, policy, keyring, progress) -> Image`, with oci-client:
 //!   endpoints from registries.conf, credentials tried in turn, image indexes resolved to the
 //!   host's platform, concurrent resumable layer downloads, progress events.
@@ -32,10 +38,14 @@
 //!   unpacked layers and a config. Stacking them (overlayfs), the OCI runtime bundle and the
 //!   kubelet's waiting reasons belong to the node.
 
+pub mod archive;
 pub mod auth;
 pub mod container;
+pub mod manage;
 pub mod pull;
 pub mod reference;
 pub mod registries;
 pub mod store;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 pub mod unpack;

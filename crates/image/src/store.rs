@@ -5,6 +5,7 @@
 //! partial/<hex>           a blob being downloaded: its bytes so far, resumed from its length
 //! layers/<hex>/           one unpacked layer per diff id (sha256 of the uncompressed tar)
 //! layers/.tmp-<hex>-<n>/  a layer being unpacked
+//! partial/.scratch-<n>/   an archive being loaded (`stead image load`), removed on open
 //! index.json              pulled references -> manifest digest, config digest, diff ids
 //! ```
 //!
@@ -201,6 +202,13 @@ impl Store {
                 remove_tree(&entry.path())?;
             }
         }
+        let partial = root.join("partial");
+        for entry in std::fs::read_dir(&partial).map_err(io_err("list", &partial))? {
+            let entry = entry.map_err(io_err("list", &partial))?;
+            if entry.file_name().to_string_lossy().starts_with(".scratch-") {
+                remove_tree(&entry.path())?;
+            }
+        }
         Ok(Self {
             root,
             index: parking_lot_free::Mutex::new(()),
@@ -366,6 +374,105 @@ impl Store {
         Ok(unpacked)
     }
 
+    /// A new empty directory for the caller's temporary files (an archive being loaded); it is
+    /// removed by the caller, or by the next [`Store::open`].
+    pub fn scratch_dir(&self) -> Result<PathBuf, StoreError> {
+        let dir = self.root.join("partial").join(format!(".scratch-{}", self.next_tmp()));
+        std::fs::create_dir(&dir).map_err(io_err("create", &dir))?;
+        Ok(dir)
+    }
+
+    /// Removes a scratch directory made by [`Store::scratch_dir`].
+    pub fn remove_scratch(&self, dir: &Path) -> Result<(), StoreError> {
+        remove_tree(dir)
+    }
+
+    /// The digests of every verified blob.
+    pub fn blobs(&self) -> Result<Vec<String>, StoreError> {
+        self.names_in("blobs/sha256")
+    }
+
+    /// The diff ids of every unpacked layer.
+    pub fn layers(&self) -> Result<Vec<String>, StoreError> {
+        self.names_in("layers")
+    }
+
+    /// The `sha256:<hex>` names of a directory's entries (others, such as `.tmp-` ones, skipped).
+    fn names_in(&self, dir: &str) -> Result<Vec<String>, StoreError> {
+        let path = self.root.join(dir);
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&path).map_err(io_err("list", &path))? {
+            let entry = entry.map_err(io_err("list", &path))?;
+            let digest = format!("sha256:{}", entry.file_name().to_string_lossy());
+            if digest_hex(&digest).is_ok() {
+                out.push(digest);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Removes a blob; returns the bytes freed (0 when it was not there).
+    pub fn remove_blob(&self, digest: &str) -> Result<u64, StoreError> {
+        let path = self.blob_path(digest)?;
+        let size = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_err("stat", &path)(e)),
+        };
+        std::fs::remove_file(&path).map_err(io_err("remove", &path))?;
+        Ok(size)
+    }
+
+    /// Removes an unpacked layer; returns the bytes freed (0 when it was not there). The
+    /// directory is first renamed to a `.tmp-` name, so that a removal cut short leaves no
+    /// half-empty layer behind (the next open finishes it).
+    pub fn remove_layer(&self, diff_id: &str) -> Result<u64, StoreError> {
+        let path = self.layer_path(diff_id)?;
+        if !path.is_dir() {
+            return Ok(0);
+        }
+        let size = disk_usage(&path);
+        let doomed =
+            self.root.join("layers").join(format!(".tmp-{}-{}", digest_hex(diff_id)?, self.next_tmp()));
+        std::fs::rename(&path, &doomed).map_err(io_err("rename", &path))?;
+        remove_tree(&doomed)?;
+        Ok(size)
+    }
+
+    /// The bytes of the unpacked layer `diff_id` (its regular files), 0 when absent.
+    pub fn layer_size(&self, diff_id: &str) -> u64 {
+        self.layer_path(diff_id).map(|p| disk_usage(&p)).unwrap_or(0)
+    }
+
+    /// Partial downloads (`partial/<hex>`): digest and bytes so far.
+    pub fn partials(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let path = self.root.join("partial");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&path).map_err(io_err("list", &path))? {
+            let entry = entry.map_err(io_err("list", &path))?;
+            let digest = format!("sha256:{}", entry.file_name().to_string_lossy());
+            if digest_hex(&digest).is_ok() {
+                out.push((digest, entry.metadata().map(|m| m.len()).unwrap_or(0)));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Removes a partial download; returns the bytes freed.
+    pub fn remove_partial(&self, digest: &str) -> Result<u64, StoreError> {
+        let path = self.root.join("partial").join(digest_hex(digest)?);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) => {
+                std::fs::remove_file(&path).map_err(io_err("remove", &path))?;
+                Ok(m.len())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io_err("stat", &path)(e)),
+        }
+    }
+
     fn next_tmp(&self) -> String {
         format!("{}-{}", std::process::id(), self.tmp_counter.fetch_add(1, Ordering::Relaxed))
     }
@@ -433,6 +540,24 @@ impl Store {
             && self.has_blob(&entry.config)
             && entry.diff_ids.iter().all(|d| self.has_layer(d))
     }
+}
+
+/// The bytes of the regular files under `dir` (symlinks not followed; unreadable parts count 0).
+pub fn disk_usage(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.path().symlink_metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() {
+                total += meta.len();
+            }
+        }
+    }
+    total
 }
 
 /// Removes a directory tree without following symlinks (std's `remove_dir_all` does not follow

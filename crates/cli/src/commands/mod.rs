@@ -4,6 +4,7 @@ pub mod client;
 mod crd;
 pub mod daemon;
 mod detach;
+pub mod image;
 pub mod inspect;
 pub mod kubectl;
 pub mod logs;
@@ -40,6 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Scale(args) => rollout::run_scale(&args),
         Command::Rollout(args) => rollout::run_rollout(&args),
         Command::Wait(args) => rollout::run_wait(&args),
+        Command::Image(args) => image::run(&args),
         // main() runs the init before anything else; reaching this means it was not first.
         Command::ContainerInit { .. } => Ok(stead_node::init::init_main()),
         Command::Version => {
