@@ -6,7 +6,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{Daemon, is_root};
+use common::Daemon;
 
 fn web(replicas: u32, command: &str) -> String {
     format!(
@@ -33,8 +33,7 @@ spec:
 
 #[test]
 fn describe_shows_events_and_exec_runs_in_the_pod() {
-    if !is_root() {
-        eprintln!("skipped: stead daemon needs root for network namespaces and a bridge (run .ci/run)");
+    if !stead_testkit::require_root("stead daemon makes network namespaces and a bridge") {
         return;
     }
     let d = Daemon::start("10.244.215.0/24", "stup15");
@@ -103,8 +102,7 @@ spec:
 
 #[test]
 fn port_forward_reaches_a_pod() {
-    if !is_root() {
-        eprintln!("skipped: stead daemon needs root for network namespaces and a bridge (run .ci/run)");
+    if !stead_testkit::require_root("stead daemon makes network namespaces and a bridge") {
         return;
     }
     let d = Daemon::start("10.244.216.0/24", "stup16");
@@ -146,8 +144,7 @@ fn port_forward_reaches_a_pod() {
 
 #[test]
 fn logs_since_a_time_and_of_several_pods_merged() {
-    if !is_root() {
-        eprintln!("skipped: stead daemon needs root for network namespaces and a bridge (run .ci/run)");
+    if !stead_testkit::require_root("stead daemon makes network namespaces and a bridge") {
         return;
     }
     let d = Daemon::start("10.244.217.0/24", "stup17");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{Daemon, is_root};
+use common::Daemon;
 
 /// A StatefulSet whose pods log each start to `<shared>/starts` and to their claim. With `slow`,
 /// a pod turns Ready a second after it starts (a readiness probe), so a rollout takes a while.
@@ -126,8 +126,7 @@ impl Scene {
 
 #[test]
 fn a_rolling_update_visits_ordinals_in_descending_order_and_honours_the_partition() {
-    if !is_root() {
-        eprintln!("skipped: stead daemon needs root for network namespaces and a bridge (run .ci/run)");
+    if !stead_testkit::require_root("stead daemon makes network namespaces and a bridge") {
         return;
     }
     let scene = Scene::new();
@@ -172,8 +171,7 @@ fn a_rolling_update_visits_ordinals_in_descending_order_and_honours_the_partitio
 
 #[test]
 fn rollout_undo_rolls_back_and_scale_restart_and_wait_act_as_kubectls() {
-    if !is_root() {
-        eprintln!("skipped: stead daemon needs root for network namespaces and a bridge (run .ci/run)");
+    if !stead_testkit::require_root("stead daemon makes network namespaces and a bridge") {
         return;
     }
     let scene = Scene::new();
@@ -323,8 +321,7 @@ fn live_identities(marker: &str) -> Vec<String> {
 
 #[test]
 fn a_daemon_killed_mid_rollout_restarts_and_converges_without_two_pods_per_identity() {
-    if !is_root() {
-        eprintln!("skipped: stead daemon needs root for network namespaces and a bridge (run .ci/run)");
+    if !stead_testkit::require_root("stead daemon makes network namespaces and a bridge") {
         return;
     }
     let scene = Scene::new();

@@ -9,7 +9,7 @@
 //!
 //! Needs root (pods in network namespaces), `STEAD_CLOUDSTATE_PYTHON` (a Python with the library,
 //! made by `.ci/run`) and, for PostgreSQL, `STEAD_TEST_POSTGRES_URL`; skips with a message
-//! otherwise. The example's command names `/opt/cloudstate-python/bin/python` (its README); the
+//! otherwise, or fails under CI (see `stead-testkit`). The example's command names `/opt/cloudstate-python/bin/python` (its README); the
 //! tests run a copy of the manifests with that path replaced by `STEAD_CLOUDSTATE_PYTHON`.
 //!
 //! Pods cannot reach the host's loopback (their own is private), so the PostgreSQL test forwards
@@ -36,24 +36,16 @@ fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/shopping-cart-python")
 }
 
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
-}
-
-/// The cloudstate Python, or `None` after saying why the test skips.
+/// The cloudstate Python, or `None` after saying why the test skips (it fails under CI instead).
 fn python() -> Option<String> {
-    if !is_root() {
-        eprintln!("skipped: stead up needs root for network namespaces and a bridge (run .ci/run)");
+    if !stead_testkit::require_root("stead up makes network namespaces and a bridge") {
         return None;
     }
-    let python = std::env::var(PYTHON_ENV).ok().filter(|p| !p.is_empty());
-    if python.is_none() {
-        eprintln!(
-            "skipped: {PYTHON_ENV} is not set, so there is no Python with cloudstate==0.1.1 (run .ci/run, \
-             or make the venv as examples/shopping-cart-python/README.md says and set {PYTHON_ENV})"
-        );
-    }
-    python
+    stead_testkit::require_env(
+        PYTHON_ENV,
+        "a Python with cloudstate==0.1.1 (run .ci/run, or make the venv as \
+         examples/shopping-cart-python/README.md says)",
+    )
 }
 
 /// The shopping cart's messages (`examples/shopping-cart-python/proto/shoppingcart.proto`).
@@ -656,8 +648,7 @@ fn forward(listen: SocketAddr, target: SocketAddr) {
 #[test]
 fn python_cart_under_stead_up_survives_restarts_with_the_postgres_store() {
     let Some(python) = python() else { return };
-    let Some(url) = std::env::var(POSTGRES_ENV).ok().filter(|u| !u.is_empty()) else {
-        eprintln!("skipped: {POSTGRES_ENV} is not set, so there is no PostgreSQL to use (run .ci/run)");
+    let Some(url) = stead_testkit::require_env(POSTGRES_ENV, "the PostgreSQL to use (run .ci/run)") else {
         return;
     };
     let (user, password, server, database) = postgres_url(&url)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{Daemon, is_root};
+use common::Daemon;
 
 fn example(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name).display().to_string()
@@ -15,8 +15,7 @@ fn example(name: &str) -> String {
 
 #[test]
 fn up_runs_a_stateful_set_in_order_with_dns_and_logs_then_stops() {
-    if !is_root() {
-        eprintln!("skipped: stead up needs root for network namespaces and a bridge (run .ci/run)");
+    if !stead_testkit::require_root("stead up makes network namespaces and a bridge") {
         return;
     }
     let state = tempfile::tempdir().unwrap();
@@ -55,8 +54,7 @@ fn up_runs_a_stateful_set_in_order_with_dns_and_logs_then_stops() {
 
 #[test]
 fn up_reports_a_pod_that_cannot_start_and_exits_non_zero() {
-    if !is_root() {
-        eprintln!("skipped: stead up needs root for network namespaces and a bridge (run .ci/run)");
+    if !stead_testkit::require_root("stead up makes network namespaces and a bridge") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -113,8 +111,7 @@ fn processes_with(marker: &str) -> usize {
 
 #[test]
 fn a_killed_engine_restarts_to_the_declared_state_without_duplicate_pods() {
-    if !is_root() {
-        eprintln!("skipped: stead up needs root for network namespaces and a bridge (run .ci/run)");
+    if !stead_testkit::require_root("stead up makes network namespaces and a bridge") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -189,8 +186,7 @@ spec:
 
 #[test]
 fn up_runs_a_stateful_service_with_its_sidecar_and_sticky_volumes() {
-    if !is_root() {
-        eprintln!("skipped: stead up needs root for network namespaces and a bridge (run .ci/run)");
+    if !stead_testkit::require_root("stead up makes network namespaces and a bridge") {
         return;
     }
     let state = tempfile::tempdir().unwrap();
@@ -222,8 +218,7 @@ fn up_runs_a_stateful_service_with_its_sidecar_and_sticky_volumes() {
 
 #[test]
 fn the_daemon_runs_what_apply_sends_and_get_and_logs_read_it() {
-    if !is_root() {
-        eprintln!("skipped: stead daemon needs root for network namespaces and a bridge (run .ci/run)");
+    if !stead_testkit::require_root("stead daemon makes network namespaces and a bridge") {
         return;
     }
     let mut daemon = Daemon::start("10.244.204.0/24", "stup4");
@@ -247,8 +242,7 @@ fn the_daemon_runs_what_apply_sends_and_get_and_logs_read_it() {
 
 #[test]
 fn the_clustered_store_example_finds_its_members_by_name_and_keeps_data_across_a_crash() {
-    if !is_root() {
-        eprintln!("skipped: stead up needs root for network namespaces and a bridge (run .ci/run)");
+    if !stead_testkit::require_root("stead up makes network namespaces and a bridge") {
         return;
     }
     let state = tempfile::tempdir().unwrap();
@@ -383,8 +377,7 @@ impl Drop for Interrupted {
 
 #[test]
 fn up_detached_hands_the_manifests_to_a_daemon_it_starts_and_down_goes_through_it() {
-    if !is_root() {
-        eprintln!("skipped: stead daemon needs root for network namespaces and a bridge (run .ci/run)");
+    if !stead_testkit::require_root("stead daemon makes network namespaces and a bridge") {
         return;
     }
     let state = tempfile::tempdir().unwrap();
@@ -549,8 +542,7 @@ spec:
 
 #[test]
 fn up_detached_waits_in_each_workloads_namespace_and_down_volumes_goes_through_the_daemon() {
-    if !is_root() {
-        eprintln!("skipped: stead daemon needs root for network namespaces and a bridge (run .ci/run)");
+    if !stead_testkit::require_root("stead daemon makes network namespaces and a bridge") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -612,8 +604,7 @@ fn up_detached_waits_in_each_workloads_namespace_and_down_volumes_goes_through_t
 /// a Pending pod (a Failed one it would, in a loop).
 #[test]
 fn a_container_that_cannot_be_created_leaves_one_pending_pod_not_a_loop_of_new_ones() {
-    if !is_root() {
-        eprintln!("skipped: stead daemon needs root for network namespaces and a bridge (run .ci/run)");
+    if !stead_testkit::require_root("stead daemon makes network namespaces and a bridge") {
         return;
     }
     let d = Daemon::start("10.244.208.0/24", "stup8");

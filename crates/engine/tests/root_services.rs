@@ -17,15 +17,6 @@ use stead_node::netlink::{Netlink, NetnsRef, RtNetlink};
 
 const BRIDGE: &str = "stup20";
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 fn main() {
     if std::env::args().nth(1).as_deref() == Some("container-init") {
         std::process::exit(stead_node::init::init_main());
@@ -47,8 +38,10 @@ fn main() {
     {
         return;
     }
-    if !is_root() {
-        eprintln!("skipped: needs root for network namespaces, a bridge and its addresses (run .ci/run)");
+    // Skips on a developer machine without them, fails under CI (see `stead-testkit`).
+    if !stead_testkit::require_root("network namespaces, a bridge and its addresses")
+        || stead_testkit::require_program("/usr/bin/busybox", "apt-get install busybox").is_none()
+    {
         return;
     }
     let rt =

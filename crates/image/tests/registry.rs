@@ -4,7 +4,7 @@
 //! them with oci-client.
 //!
 //! Without the registry binary (`STEAD_TEST_DOCKER_REGISTRY`, else `/usr/bin/docker-registry`)
-//! the tests skip with a message, and fail under CI (env `CI`): `.ci/run` installs
+//! the tests skip with a message, and fail under CI (see `stead-testkit`): `.ci/run` installs
 //! `docker-registry` and `apache2-utils` (for `htpasswd`).
 //!
 //! The registries are started once per test process (nextest runs each test in its own
@@ -50,16 +50,10 @@ fn registry_binary() -> Option<PathBuf> {
     let path = std::env::var_os("STEAD_TEST_DOCKER_REGISTRY")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/docker-registry"));
-    if path.is_file() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{} is missing; CI must install Debian's docker-registry package (see .ci/run)",
-        path.display()
-    );
-    eprintln!("skipping: {} is missing (apt-get install docker-registry)", path.display());
-    None
+    stead_testkit::require_program(
+        &path.to_string_lossy(),
+        "apt-get install docker-registry, as .ci/run does",
+    )
 }
 
 fn free_port() -> u16 {
@@ -89,18 +83,11 @@ fn start_registry(mode: Mode) -> Option<Registry> {
         std::fs::write(dir.path().join("cert.pem"), cert_pem).unwrap();
         std::fs::write(dir.path().join("key.pem"), key_pem).unwrap();
         ca = Some(ca_pem.into_bytes());
-        let htpasswd = Command::new("htpasswd").args(["-Bbn", USER, PASSWORD]).output();
-        let line = match htpasswd {
-            Ok(out) if out.status.success() => out.stdout,
-            other => {
-                assert!(
-                    std::env::var_os("CI").is_none(),
-                    "htpasswd (apache2-utils) is needed under CI: {other:?}"
-                );
-                eprintln!("skipping: htpasswd (apache2-utils) is missing");
-                return None;
-            }
-        };
+        let htpasswd =
+            stead_testkit::require_program("htpasswd", "apt-get install apache2-utils, as .ci/run does")?;
+        let out = Command::new(htpasswd).args(["-Bbn", USER, PASSWORD]).output().unwrap();
+        assert!(out.status.success(), "htpasswd fails: {out:?}");
+        let line = out.stdout;
         std::fs::write(dir.path().join("htpasswd"), line).unwrap();
         extra = format!(
             "  tls:\n    certificate: {d}/cert.pem\n    key: {d}/key.pem\nauth:\n  htpasswd:\n    realm: stead-test\n    path: {d}/htpasswd\n",

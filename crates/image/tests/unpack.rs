@@ -1,7 +1,7 @@
 //! Unpacking layers into overlay form, and the content store around it.
 //!
 //! Whiteouts, device nodes, owners and `trusted.*` attributes need root: those tests skip with a
-//! message when not root, and fail under CI (env `CI`), which runs as root.
+//! message when not root, and fail under CI, which runs as root (see `stead-testkit`).
 
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -11,18 +11,9 @@ use sha2::Digest;
 use stead_image::store::{IndexEntry, Store, StoreError, sha256_of};
 use stead_image::unpack::{Compression, OPAQUE_XATTR, UnpackOptions, unpack_layer};
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
 /// Whether a root-only test may run here; under CI not being root is a failure.
-fn need_root(test: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    assert!(std::env::var_os("CI").is_none(), "{test} needs root, and CI runs as root");
-    eprintln!("skipping {test}: needs root");
-    false
+fn need_root() -> bool {
+    stead_testkit::require_root("whiteouts, device nodes, owners and trusted.* attributes")
 }
 
 /// A tar entry, written with raw names so that tests can build hostile archives.
@@ -228,7 +219,7 @@ fn nothing_escapes_the_layer() {
 
 #[test]
 fn whiteouts_and_opaque_directories_in_overlay_form() {
-    if !need_root("whiteouts_and_opaque_directories_in_overlay_form") {
+    if !need_root() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -270,7 +261,7 @@ fn xattr_of(path: &Path, name: &str) -> Option<Vec<u8>> {
 
 #[test]
 fn owners_devices_and_attributes_as_root() {
-    if !need_root("owners_devices_and_attributes_as_root") {
+    if !need_root() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

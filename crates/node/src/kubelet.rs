@@ -457,7 +457,7 @@ mod tests {
     #[test]
     fn start_without_root_says_how_to_run() {
         if nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: runs as root, so the refusal cannot be observed");
+            stead_testkit::not_applicable("runs as root, so the refusal cannot be observed");
             return;
         }
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");

@@ -1,5 +1,6 @@
 //! End-to-end tests of the pod loop ([`Kubelet`]) with real namespaces, processes, probes and cgroups.
-//! They need root: without it each test prints why it is skipped and returns.
+//! They need root: without it each test prints why it is skipped and returns, or fails under CI
+//! (see `stead-testkit`).
 //!
 //! Each test has its own state directory, bridge (`skt<N>`) and /24 inside 10.244.0.0/16, so they can
 //! run in parallel; each checks that its pods leave nothing behind. Traffic goes only between the
@@ -17,14 +18,9 @@ use stead_node::kubelet::{Kubelet, KubeletConfig};
 
 const INIT: &str = env!("CARGO_BIN_EXE_stead-container-init");
 
-fn is_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    eprintln!(
-        "skipped: needs root (network, UTS and mount namespaces, cgroups); run .ci/run or cargo test as root"
-    );
-    false
+/// Whether the test may run: it needs root (skips on a developer machine, fails under CI).
+fn needs_root() -> bool {
+    stead_testkit::require_root("network, UTS and mount namespaces, cgroups")
 }
 
 struct Node {
@@ -185,7 +181,7 @@ fn run<F: Future<Output = ()>>(subnet: u8, body: impl FnOnce(Arc<Node>) -> F) {
 
 #[test]
 fn init_then_two_apps_ready_through_http_readiness() {
-    if !is_root() {
+    if !needs_root() {
         return;
     }
     run(21, |n| async move {
@@ -262,7 +258,7 @@ fn init_then_two_apps_ready_through_http_readiness() {
 
 #[test]
 fn liveness_failure_restarts_the_container() {
-    if !is_root() {
+    if !needs_root() {
         return;
     }
     run(22, |n| async move {
@@ -295,7 +291,7 @@ fn liveness_failure_restarts_the_container() {
 
 #[test]
 fn crash_loop_shows_backoff_and_reasons() {
-    if !is_root() {
+    if !needs_root() {
         return;
     }
     run(23, |n| async move {
@@ -342,7 +338,7 @@ fn crash_loop_shows_backoff_and_reasons() {
 
 #[test]
 fn kill_escalates_to_sigkill_and_leaves_no_orphan() {
-    if !is_root() {
+    if !needs_root() {
         return;
     }
     run(24, |n| async move {
@@ -417,7 +413,7 @@ fn kill_escalates_to_sigkill_and_leaves_no_orphan() {
 
 #[test]
 fn failed_post_start_hook_kills_the_container() {
-    if !is_root() {
+    if !needs_root() {
         return;
     }
     run(29, |n| async move {
@@ -453,7 +449,7 @@ fn failed_post_start_hook_kills_the_container() {
 
 #[test]
 fn two_pods_reach_each_other_by_pod_ip() {
-    if !is_root() {
+    if !needs_root() {
         return;
     }
     run(25, |n| async move {
@@ -490,11 +486,11 @@ fn two_pods_reach_each_other_by_pod_ip() {
 
 #[test]
 fn memory_limit_kills_with_oomkilled() {
-    if !is_root() {
+    if !needs_root() {
         return;
     }
     if !Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists() {
-        eprintln!("skipped: no cgroup v1 memory hierarchy on this machine");
+        stead_testkit::not_applicable("no cgroup v1 memory hierarchy on this machine");
         return;
     }
     run(26, |n| async move {
@@ -516,7 +512,7 @@ fn memory_limit_kills_with_oomkilled() {
 
 #[test]
 fn invalid_pods_are_refused_synchronously() {
-    if !is_root() {
+    if !needs_root() {
         return;
     }
     run(27, |n| async move {
@@ -558,7 +554,7 @@ fn invalid_pods_are_refused_synchronously() {
 /// attempt, retried on the back-off (10 s first; the schedule itself is `backoff`'s unit test).
 #[test]
 fn a_container_that_cannot_be_created_waits_pending_and_is_retried_on_backoff() {
-    if !is_root() {
+    if !needs_root() {
         return;
     }
     run(30, |n| async move {
@@ -602,7 +598,7 @@ fn a_container_that_cannot_be_created_waits_pending_and_is_retried_on_backoff() 
 
 #[test]
 fn a_restarted_runtime_cleans_up_after_a_crashed_one() {
-    if !is_root() {
+    if !needs_root() {
         return;
     }
     let state = tempfile::tempdir().expect("tempdir");

@@ -1,5 +1,5 @@
 //! End-to-end sandbox tests with real namespaces, veths and a bridge. They need root: without it
-//! each test prints why it is skipped and returns.
+//! each test prints why it is skipped and returns, or fails under CI (see `stead-testkit`).
 //!
 //! Everything they create is test-specific (bridge `stt<pid>`, a /24 inside 10.244.0.0/16, a temporary
 //! state directory) and removed at the end; the tests check that nothing is left. Traffic only goes
@@ -20,14 +20,9 @@ use stead_node::syscall::{LinuxSyscall, Namespace, Syscall};
 /// The tests of this binary run one at a time: the first counts this process's open sockets.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn is_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    eprintln!(
-        "skipping: this test needs root (real network, UTS and mount namespaces); run `cargo test` as root"
-    );
-    false
+/// Whether the test may run: it needs root (skips on a developer machine, fails under CI).
+fn needs_root() -> bool {
+    stead_testkit::require_root("real network, UTS and mount namespaces")
 }
 
 fn subnet() -> (String, u8) {
@@ -143,7 +138,7 @@ fn mounts_under(dir: &Path) -> Vec<String> {
 
 #[test]
 fn two_pods_talk_over_the_bridge_and_nothing_is_left() {
-    if !is_root() {
+    if !needs_root() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -223,7 +218,7 @@ fn two_pods_talk_over_the_bridge_and_nothing_is_left() {
 
 #[test]
 fn container_process_runs_inside_the_pod_sandbox() {
-    if !is_root() {
+    if !needs_root() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -314,7 +309,7 @@ fn container_process_runs_inside_the_pod_sandbox() {
 /// files at `defaultMode` or their item's `mode`; a ConfigMap volume's directory 0755 too.
 #[test]
 fn secret_volumes_are_root_owned_0755_tmpfs_with_files_at_their_modes() {
-    if !is_root() {
+    if !needs_root() {
         return;
     }
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};

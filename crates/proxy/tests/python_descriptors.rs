@@ -44,15 +44,18 @@ const RENAMED_EXTENSIONS: &[(&str, &str)] = &[("cloudstate.entity_key", "cloudst
 
 #[test]
 fn our_protocol_files_match_the_python_library_descriptors() {
-    let Some(dir) = std::env::var_os(ENV) else {
-        eprintln!(
-            "skipping: {ENV} is not set, so there are no Python descriptors to compare with.\n\
+    // Skips on a developer machine without them, fails under CI (see `stead-testkit`).
+    let Some(dir) = stead_testkit::require_env(
+        ENV,
+        &format!(
+            "no Python descriptors to compare with.\n\
              To run this check: python3 -m venv /tmp/cs-venv && \
              /tmp/cs-venv/bin/pip install --no-deps cloudstate==0.1.1 protobuf==4.25.3 && \
              PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python /tmp/cs-venv/bin/python \
              crates/proxy/tests/pydescriptors.py /tmp/cs-descriptors && \
              {ENV}=/tmp/cs-descriptors cargo test -p stead-proxy --test python_descriptors"
-        );
+        ),
+    ) else {
         return;
     };
     let theirs = read_dump(Path::new(&dir));

@@ -6,7 +6,7 @@
 //! give the cart back; the in-memory store starts empty.
 //!
 //! Needs `STEAD_CLOUDSTATE_PYTHON`: a Python with `cloudstate==0.1.1`, `protobuf==4.25.3` and
-//! `grpcio==1.59.3` (`.ci/run` makes `.venv-cloudstate`); skips without it.
+//! `grpcio==1.59.3` (`.ci/run` makes `.venv-cloudstate`); skips without it, or fails under CI.
 
 mod common;
 
@@ -20,17 +20,17 @@ use stead_proxy::store::{EmbeddedStore, PostgresStore, Store as _};
 
 const ENV: &str = "STEAD_CLOUDSTATE_PYTHON";
 
+/// The cloudstate Python; `None` (with a message) without it, which fails the test under CI.
 fn python() -> Option<String> {
-    let python = std::env::var(ENV).ok().filter(|p| !p.is_empty());
-    if python.is_none() {
-        eprintln!(
-            "skipping: {ENV} is not set, so there is no Python with the cloudstate library to run.\n\
+    stead_testkit::require_env(
+        ENV,
+        &format!(
+            "a Python with the cloudstate library to run.\n\
              To run: python3 -m venv /tmp/cs && /tmp/cs/bin/pip install --no-deps cloudstate==0.1.1 \
              protobuf==4.25.3 grpcio==1.59.3 && {ENV}=/tmp/cs/bin/python cargo nextest run -p stead-proxy \
              --test python_shopping_cart"
-        );
-    }
-    python
+        ),
+    )
 }
 
 /// The example's ConfigMap, which holds the program.

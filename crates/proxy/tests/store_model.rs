@@ -1,7 +1,7 @@
 //! Property test: random sequences of store operations give the same results on every store as
 //! on a small reference model of the rules (contiguous journals, conflicts, newest snapshot,
 //! value revisions), and leave the same state behind. PostgreSQL takes part when
-//! `STEAD_TEST_POSTGRES_URL` is set.
+//! `STEAD_TEST_POSTGRES_URL` is set, which CI must do (see `stead-testkit`).
 
 use std::collections::BTreeMap;
 

@@ -581,7 +581,7 @@ mod tests {
         let path = dir.path().join("store.wal");
         let mut writing = Log::open(&path, 1 << 16, 1, 3).expect("log opens");
         if !writing.direct {
-            eprintln!("skipped: the temp directory's file system refuses O_DIRECT at open");
+            stead_testkit::not_applicable("the temp directory's file system refuses O_DIRECT at open");
             return;
         }
         let bodies = assorted_bodies();
