@@ -649,6 +649,17 @@ impl Drop for Tmpfs {
 
 #[tokio::test]
 async fn a_full_disk_fails_the_writes_at_once_and_stops_the_store() {
+    fills_the_disk(false).await;
+}
+
+/// Reads publish what the log holds, so no batch is pending when the checkpoint that finds the
+/// disk full fails: the store must still stop (redb writes nothing after a failed commit).
+#[tokio::test]
+async fn a_full_disk_stops_the_store_even_with_every_write_published() {
+    fills_the_disk(true).await;
+}
+
+async fn fills_the_disk(read_between: bool) {
     let Some(disk) = Tmpfs::mount("1m") else { return };
     let path = disk.0.path().join("store.redb");
     let store =
@@ -672,6 +683,9 @@ async fn a_full_disk_fails_the_writes_at_once_and_stops_the_store() {
         match result {
             Ok(seq) => acknowledged = seq,
             Err(error) => break error,
+        }
+        if read_between {
+            store.read_events("p", acknowledged).await.expect("a read before the disk is full");
         }
         assert!(acknowledged < 1000, "a 1 MiB disk fills");
     };

@@ -439,24 +439,29 @@ impl Writer {
                 self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
-            Err(error) if self.pending == 0 => Err(error),
+            // A durable commit that failed leaves redb unable to write again (it latches an I/O
+            // failure), so the store stops whether or not batches were pending: a store that can
+            // no longer write must say so (and fail `/alive`), not answer each command with an error.
             Err(error) => Err(self.stop(format!(
-                "a checkpoint of batches that are durable in the write-ahead log failed ({error}); \
-                 the store must be opened again"
+                "a checkpoint failed ({error}); the store can no longer write and must be opened again"
             ))),
         }
     }
 
-    /// A storage failure while `txn` was being written: the batch fails; if the transaction
-    /// also held acknowledged batches, so does the store.
+    /// A failure while `txn` was being written: the batch fails, and unless the batch itself was
+    /// at fault, so does the store.
     fn lose(&mut self, txn: WriteTransaction, error: redb::Error) -> BatchError {
         let _ = txn.abort();
-        if self.pending == 0 {
+        // Only a value too large for redb is this batch's own fault; any other failure is the
+        // storage's (I/O, corruption), after which redb writes nothing more: the store stops.
+        if self.pending == 0 && matches!(error, redb::Error::ValueTooLarge(_)) {
             return BatchError::Database(error);
         }
-        self.stop(format!(
-            "{error}; acknowledged writes are only in the write-ahead log, the store must be opened again"
-        ))
+        let held = match self.pending {
+            0 => "",
+            _ => "; acknowledged writes are only in the write-ahead log",
+        };
+        self.stop(format!("{error}{held}; the store can no longer write and must be opened again"))
     }
 
     /// Stops the store for good (see [`Shared::broken`]).
