@@ -142,6 +142,10 @@ pub struct ConnectionConfig {
     pub max_connections: Option<usize>,
 }
 
+/// The most client connections `STEAD_MAX_CONNECTIONS` may ask for (far beyond any open-file
+/// limit, and within what the connection semaphore can count).
+pub const MAX_CONNECTIONS: usize = 1_000_000;
+
 impl Default for ConnectionConfig {
     fn default() -> Self {
         Self {
@@ -297,14 +301,14 @@ fn connections_from_env(get: &impl Fn(&str) -> Option<String>) -> Result<Connect
         Some(0) => None,
         Some(ms) => Some(Duration::from_millis(ms)),
     };
-    let max_connections = match number("STEAD_MAX_CONNECTIONS", "a positive number of connections")? {
-        None => None,
-        Some(n) => Some(usize::try_from(n).ok().filter(|n| *n > 0).ok_or(ConfigError::Invalid {
-            name: "STEAD_MAX_CONNECTIONS",
-            value: n.to_string(),
-            expected: "a positive number of connections",
-        })?),
-    };
+    let expected = "a number of connections from 1 to 1000000";
+    let max_connections =
+        match number("STEAD_MAX_CONNECTIONS", expected)? {
+            None => None,
+            Some(n) => Some(usize::try_from(n).ok().filter(|n| (1..=MAX_CONNECTIONS).contains(n)).ok_or(
+                ConfigError::Invalid { name: "STEAD_MAX_CONNECTIONS", value: n.to_string(), expected },
+            )?),
+        };
     Ok(ConnectionConfig { header_read_timeout, idle_timeout, max_connections })
 }
 
@@ -488,6 +492,7 @@ mod tests {
             ("STEAD_HEADER_READ_TIMEOUT_MS", "0"),
             ("STEAD_IDLE_TIMEOUT_MS", "soon"),
             ("STEAD_MAX_CONNECTIONS", "0"),
+            ("STEAD_MAX_CONNECTIONS", "4611686018427387904"),
         ] {
             let error = ProxyConfig::from_env(env(&[(name, value)])).expect_err("invalid");
             assert!(
