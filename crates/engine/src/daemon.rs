@@ -43,6 +43,9 @@ use tokio::sync::broadcast::error::RecvError;
 /// The socket's file name in the state directory.
 pub const SOCKET: &str = "stead.sock";
 
+/// How long `POST /down` lets pods stop gracefully before it kills those still running.
+const DOWN_FORCE_AFTER: Duration = Duration::from_secs(600);
+
 /// How long a graceful stop waits for open requests (watches, followed logs) before dropping them.
 const DRAIN: Duration = Duration::from_secs(2);
 
@@ -469,10 +472,12 @@ async fn down(
     // In a task of its own: a client that goes away must not leave the workloads paused halfway.
     let volumes = q.volumes.unwrap_or(false);
     let stopping = present.clone();
-    let stopped =
-        tokio::spawn(async move { local::stop(&engine, &stopping, volumes, std::future::pending()).await })
-            .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string()))?;
+    // As `stead down` without a daemon after a second Ctrl-C: pods still running once every
+    // grace period surely ended are killed, so that the stop always ends.
+    let force = tokio::time::sleep(DOWN_FORCE_AFTER);
+    let stopped = tokio::spawn(async move { local::stop(&engine, &stopping, volumes, force).await })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string()))?;
     match stopped {
         Ok(()) => {}
         Err(LocalError::Store(e)) => return Err(e.into()),

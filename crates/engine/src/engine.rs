@@ -36,8 +36,9 @@ pub struct Engine {
     pods: PodWorker,
     /// The planners' typed view of the store, kept across passes.
     observed: controllers::workloads::Observed,
-    /// Workloads (uids) whose controllers do nothing while they are stopped in order.
-    paused: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Workloads (uids) whose controllers do nothing while they are stopped in order, with how
+    /// many stops hold each (two overlapping stops must not resume each other's workloads).
+    paused: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
     /// What each workload waits on, from the last pass.
     waiting: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
     /// Wakes the loop (a timer a planner asked for, or a caller).
@@ -77,14 +78,18 @@ impl Engine {
         self.waiting.lock().map(|w| w.clone()).unwrap_or_default()
     }
 
-    /// Stops (or resumes) the controllers of these workloads (by uid).
+    /// Stops (or resumes) the controllers of these workloads (by uid); each pause is undone by
+    /// one resume.
     pub fn pause(&self, uids: impl IntoIterator<Item = String>, paused: bool) {
-        if let Ok(mut set) = self.paused.lock() {
+        if let Ok(mut holds) = self.paused.lock() {
             for uid in uids {
                 if paused {
-                    set.insert(uid);
-                } else {
-                    set.remove(&uid);
+                    *holds.entry(uid).or_default() += 1;
+                } else if let Some(count) = holds.get_mut(&uid) {
+                    *count -= 1;
+                    if *count == 0 {
+                        holds.remove(&uid);
+                    }
                 }
             }
         }
@@ -108,7 +113,7 @@ impl Engine {
             &self.store,
             &self.observed,
             k8s_openapi::jiff::Timestamp::now(),
-            &self.paused.lock().map(|p| p.clone()).unwrap_or_default(),
+            &self.paused.lock().map(|p| p.keys().cloned().collect()).unwrap_or_default(),
         );
         writes += pass.writes;
         let pass_writes = pass.writes;
@@ -217,5 +222,31 @@ fn drain<T: Clone>(rx: &mut broadcast::Receiver<T>) {
             Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
             Err(_) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::FakeRuntime;
+
+    fn paused(engine: &Engine) -> Vec<String> {
+        engine.paused.lock().map(|p| p.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn a_workload_paused_by_two_stops_resumes_when_both_end() {
+        let engine =
+            Engine::new(Store::in_memory(), Arc::new(FakeRuntime::new(true)), EngineConfig::default());
+        let uid = || ["web-uid".to_string()].into_iter();
+        engine.pause(uid(), true);
+        engine.pause(uid(), true);
+        engine.pause(uid(), false);
+        assert_eq!(paused(&engine), ["web-uid"], "one stop still holds it");
+        engine.pause(uid(), false);
+        assert!(paused(&engine).is_empty());
+        engine.pause(uid(), false);
+        engine.pause(uid(), true);
+        assert_eq!(paused(&engine), ["web-uid"], "a resume of nothing is not saved up for later");
     }
 }

@@ -251,7 +251,8 @@ pub async fn stop(
         .filter_map(|uid| find_by_uid(store, uid))
         .filter(|o| matches!(Kind::of(o), Some(Kind::StatefulSet | Kind::Deployment | Kind::ReplicaSet)))
         .collect();
-    engine.pause(workloads.iter().filter_map(|w| meta_str(w, "uid").map(str::to_string)), true);
+    let _paused =
+        Paused::new(engine, workloads.iter().filter_map(|w| meta_str(w, "uid").map(str::to_string)));
     // The stopping order: each OrderedReady StatefulSet's pods one at a time from the highest
     // ordinal; everything else at once.
     let mut waves: Vec<Vec<ObjectKey>> = Vec::new();
@@ -325,8 +326,28 @@ pub async fn stop(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    engine.pause(workloads.iter().filter_map(|w| meta_str(w, "uid").map(str::to_string)), false);
     Ok(())
+}
+
+/// The workloads whose controllers [`stop`] holds; resumed however the stop ends (done, failed,
+/// or its future dropped), so that no workload stays paused.
+struct Paused<'a> {
+    engine: &'a Engine,
+    uids: Vec<String>,
+}
+
+impl<'a> Paused<'a> {
+    fn new(engine: &'a Engine, uids: impl Iterator<Item = String>) -> Self {
+        let uids: Vec<String> = uids.collect();
+        engine.pause(uids.iter().cloned(), true);
+        Paused { engine, uids }
+    }
+}
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        self.engine.pause(std::mem::take(&mut self.uids).into_iter(), false);
+    }
 }
 
 /// Makes `dir` private to its owner: created mode 0700 (with any missing parents), or, when it
