@@ -178,6 +178,8 @@ impl Backoff {
 pub struct CreateBackoff {
     failures: u32,
     retry_at: Option<Instant>,
+    /// The kind of the last failure: a change of kind starts the doubling afresh.
+    last: Option<Retry>,
 }
 
 /// How a failed creation is retried.
@@ -192,6 +194,9 @@ pub enum Retry {
 impl CreateBackoff {
     /// Records a failed attempt at `at`; returns the wait before the next one.
     pub fn record_failure(&mut self, at: Instant, retry: Retry) -> Duration {
+        if self.last.replace(retry).is_some_and(|last| last != retry) {
+            self.failures = 0;
+        }
         let doublings = match retry {
             Retry::Doubling => self.failures.min(16),
             Retry::Steady => 0,
@@ -332,6 +337,10 @@ mod tests {
             .collect();
         assert_eq!(waits, [10; 8]);
         assert_eq!(b.failures(), 8);
+        // Once the configuration is there, a container that cannot be created starts at 10 s,
+        // not at the delay its steady retries would have earned.
+        assert_eq!(b.record_failure(t0 + Duration::from_secs(90), Retry::Doubling).as_secs(), 10);
+        assert_eq!(b.record_failure(t0 + Duration::from_secs(100), Retry::Doubling).as_secs(), 20);
     }
 
     #[test]
