@@ -148,6 +148,18 @@ const CASES: &[(&str, &str, &str, Option<&str>)] = &[
         None,
     ),
     (
+        "secret volume without a secretName",
+        "  containers:\n  - image: cart:1\n  volumes:\n  - name: creds\n    secret:\n      defaultMode: 0400\n",
+        "svc.yaml:11:7: spec.volumes[0].secret.secretName: missing required field \"secretName\"",
+        None,
+    ),
+    (
+        "configMap volume without a name",
+        "  containers:\n  - image: cart:1\n  volumes:\n  - name: conf\n    configMap: {}\n",
+        "svc.yaml:10:16: spec.volumes[0].configMap.name: missing required field \"name\"",
+        None,
+    ),
+    (
         "defaultMode out of range",
         "  containers:\n  - image: cart:1\n  volumes:\n  - name: creds\n    secret:\n      secretName: cart\n      defaultMode: 99999\n",
         "svc.yaml:12:20: spec.volumes[0].secret.defaultMode: invalid defaultMode 99999: must be a file mode between 0 and 0777 (octal; 511 in decimal)",

@@ -21,11 +21,17 @@ const HOST_PATH_TYPES: [&str; 8] =
 pub fn volume(v: &Volume, path: &FieldPath, f: &mut Findings) {
     if let Some(s) = &v.config_map {
         let p = path.key("configMap");
+        if s.name.is_empty() {
+            f.error(p.key("name"), "missing required field \"name\"");
+        }
         mode(f, p.key("defaultMode"), "defaultMode", s.default_mode);
         key_paths(f, &p.key("items"), s.items.as_deref());
     }
     if let Some(s) = &v.secret {
         let p = path.key("secret");
+        if s.secret_name.as_deref().unwrap_or_default().is_empty() {
+            f.error(p.key("secretName"), "missing required field \"secretName\"");
+        }
         mode(f, p.key("defaultMode"), "defaultMode", s.default_mode);
         key_paths(f, &p.key("items"), s.items.as_deref());
     }
