@@ -346,7 +346,7 @@ impl<'a> Paused<'a> {
 
 impl Drop for Paused<'_> {
     fn drop(&mut self) {
-        self.engine.pause(std::mem::take(&mut self.uids).into_iter(), false);
+        self.engine.pause(std::mem::take(&mut self.uids), false);
     }
 }
 
