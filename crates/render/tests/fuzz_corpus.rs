@@ -3,29 +3,10 @@
 //! and print a valid set. Any panic fails the test, so every input that ever crashed a target
 //! stays a regression test once it is added to a corpus.
 
-use miette::{GraphicalReportHandler, GraphicalTheme};
-use stead_render::{Format, RenderOptions, render_all, to_string};
+#[path = "../../../fuzz/render_pipeline.rs"]
+mod pipeline;
 
-fn replay(text: &str) {
-    let loaded = stead_api::load_str("fuzz.yaml", text);
-    let mut problems = loaded.problems;
-    problems.extend(stead_api::validate(&loaded.documents));
-    let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor()).with_context_lines(2);
-    for problem in &problems {
-        let mut out = format!("{problem}\n");
-        handler.render_report(&mut out, problem).expect("a problem draws");
-    }
-    if problems.iter().any(stead_api::Problem::is_error) {
-        return;
-    }
-    let manifests: Vec<_> = loaded.documents.into_iter().map(|d| d.manifest).collect();
-    let rendered = render_all(&manifests, &RenderOptions::default());
-    let objects: Vec<_> =
-        rendered.objects.iter().map(|m| m.to_json().expect("a rendered object serializes")).collect();
-    for format in [Format::Yaml, Format::Json] {
-        to_string(&objects, format).expect("rendered objects print");
-    }
-}
+use pipeline::load_draw_render as replay;
 
 #[test]
 fn both_fuzz_corpora_load_draw_and_render_without_panics() {
