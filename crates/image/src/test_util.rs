@@ -2,7 +2,7 @@
 //! loopback (Debian's `docker-registry`), images built from bytes, and pushing them.
 //!
 //! Without the registry binary (`STEAD_TEST_DOCKER_REGISTRY`, else `/usr/bin/docker-registry`)
-//! [`Registry::start`] returns `None` after printing why, and panics under CI (env `CI`):
+//! [`Registry::start`] returns `None` after printing why, and panics under CI (`stead_testkit`):
 //! `.ci/run` installs `docker-registry`. The registry runs under `sh`, which kills it when the
 //! [`Registry`] is dropped (its stdin pipe closes) or the test process exits.
 //!
@@ -35,16 +35,10 @@ pub fn registry_binary() -> Option<PathBuf> {
     let path = std::env::var_os("STEAD_TEST_DOCKER_REGISTRY")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/docker-registry"));
-    if path.is_file() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{} is missing; CI must install Debian's docker-registry package (see .ci/run)",
-        path.display()
-    );
-    eprintln!("skipping: {} is missing (apt-get install docker-registry)", path.display());
-    None
+    stead_testkit::require_program(
+        &path.to_string_lossy(),
+        "apt-get install docker-registry, as .ci/run does",
+    )
 }
 
 impl Registry {
