@@ -265,6 +265,19 @@ impl Unpacker<'_> {
         move |e| UnpackError::Io { layer, entry, op, source: e.into() }
     }
 
+    /// Gives the entry `name` in `parent` its owner (as root), never following a symlink.
+    fn chown(
+        &self,
+        parent: &OwnedFd,
+        name: &OsStr,
+        owner: Option<(rustix::fs::Uid, rustix::fs::Gid)>,
+        entry: &str,
+    ) -> Result<(), UnpackError> {
+        let Some((uid, gid)) = owner else { return Ok(()) };
+        rustix::fs::chownat(parent, name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(self.io(entry, "chown"))
+    }
+
     /// Opens `dir` (components from the root) without following symlinks, creating missing
     /// directories when `create`.
     fn open_dir(&mut self, dir: &[OsString], entry: &str, create: bool) -> Result<OwnedFd, UnpackError> {
@@ -467,16 +480,7 @@ impl Unpacker<'_> {
                 self.replace_whiteout_or_clear(&parent, name, &shown)?;
                 rustix::fs::symlinkat(OsStr::from_bytes(&target), &parent, name.as_os_str())
                     .map_err(self.io(&shown, "create a symlink"))?;
-                if let Some((u, g)) = owner {
-                    rustix::fs::chownat(
-                        &parent,
-                        name.as_os_str(),
-                        Some(u),
-                        Some(g),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(self.io(&shown, "chown"))?;
-                }
+                self.chown(&parent, name, owner, &shown)?;
                 rustix::fs::utimensat(&parent, name.as_os_str(), &times, AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(self.io(&shown, "set times"))?;
             }
@@ -536,16 +540,7 @@ impl Unpacker<'_> {
                     rustix::fs::makedev(major, minor),
                 )
                 .map_err(self.io(&shown, "create a device node"))?;
-                if let Some((u, g)) = owner {
-                    rustix::fs::chownat(
-                        &parent,
-                        name.as_os_str(),
-                        Some(u),
-                        Some(g),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(self.io(&shown, "chown"))?;
-                }
+                self.chown(&parent, name, owner, &shown)?;
                 rustix::fs::chmodat(&parent, name.as_os_str(), Mode::from_raw_mode(mode), AtFlags::empty())
                     .map_err(self.io(&shown, "chmod"))?;
             }
