@@ -1,9 +1,9 @@
 //! Rules for the core kinds (apps/v1 workloads, Services, claims).
 
-use super::pod::{enumeration, pod_spec};
+use super::pod::pod_spec;
 use super::resources::requirements;
-use super::service::max_unavailable;
 use super::volume::keys;
+use super::workload::max_unavailable;
 use super::{Findings, names};
 use crate::path::FieldPath;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -40,8 +40,7 @@ pub fn stateful_set(set: &StatefulSet, f: &mut Findings) {
         f.check_name(path.key("serviceName"), "serviceName", name, names::dns1123_label);
     }
     if let Some(policy) = spec.pod_management_policy.as_deref() {
-        enumeration(
-            f,
+        f.enumeration(
             path.key("podManagementPolicy"),
             "podManagementPolicy",
             policy,
@@ -49,8 +48,7 @@ pub fn stateful_set(set: &StatefulSet, f: &mut Findings) {
         );
     }
     if let Some(strategy) = &spec.update_strategy {
-        enumeration(
-            f,
+        f.enumeration(
             path.key("updateStrategy").key("type"),
             "updateStrategy type",
             strategy.type_.as_deref().unwrap_or("RollingUpdate"),
@@ -79,8 +77,7 @@ pub fn deployment(d: &Deployment, f: &mut Findings) {
     selector_matches(&spec.selector, &spec.template, &path, f);
     template(&spec.template, &path.key("template"), f, &[]);
     if let Some(strategy) = spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) {
-        enumeration(
-            f,
+        f.enumeration(
             path.key("strategy").key("type"),
             "strategy type",
             strategy,
@@ -133,8 +130,7 @@ pub fn service(s: &Service, f: &mut Findings) {
         }
     }
     if let Some(t) = spec.type_.as_deref() {
-        enumeration(
-            f,
+        f.enumeration(
             path.key("type"),
             "Service type",
             t,
@@ -187,8 +183,7 @@ pub fn claim(c: &PersistentVolumeClaim, path: &FieldPath, f: &mut Findings) {
         requirements(f, &spec_path.key("resources"), r.requests.as_ref(), r.limits.as_ref());
     }
     for (i, mode) in spec.access_modes.iter().flatten().enumerate() {
-        enumeration(
-            f,
+        f.enumeration(
             spec_path.key("accessModes").index(i),
             "access mode",
             mode,

@@ -11,6 +11,7 @@ mod resources;
 mod service;
 mod store;
 mod volume;
+mod workload;
 
 use crate::load::Document;
 use crate::manifest::Manifest;
@@ -34,6 +35,15 @@ pub struct Finding {
 pub struct Findings(Vec<Finding>);
 
 impl Findings {
+    /// Records a value outside a set, with a suggestion.
+    pub fn enumeration(&mut self, path: FieldPath, what: &str, value: &str, allowed: &[&str]) {
+        if !allowed.contains(&value) {
+            let finding = self
+                .error(path, format!("unsupported {what} {value:?}: expected one of {}", allowed.join(", ")));
+            finding.help = crate::suggest::did_you_mean(value, allowed.iter().copied());
+        }
+    }
+
     pub fn error(&mut self, path: FieldPath, message: impl Into<String>) -> &mut Finding {
         self.push(Severity::Error, path, message)
     }

@@ -48,7 +48,7 @@ pub fn pod_spec(spec: &PodSpec, path: &FieldPath, f: &mut Findings) {
     }
     containers(&lists, &volume_names, f);
     if let Some(policy) = spec.restart_policy.as_deref() {
-        enumeration(f, path.key("restartPolicy"), "restartPolicy", policy, &["Always", "OnFailure", "Never"]);
+        f.enumeration(path.key("restartPolicy"), "restartPolicy", policy, &["Always", "OnFailure", "Never"]);
     }
     if let Some(grace) = spec.termination_grace_period_seconds
         && grace < 0
@@ -119,8 +119,7 @@ pub fn containers(lists: &[ContainerList<'_>], volume_names: &BTreeSet<String>, 
                 }
             }
             if let Some(policy) = c.image_pull_policy.as_deref() {
-                enumeration(
-                    f,
+                f.enumeration(
                     path.key("imagePullPolicy"),
                     "imagePullPolicy",
                     policy,
@@ -153,7 +152,7 @@ fn ports(
             f.error(p.key("hostPort"), format!("invalid port {host_port}: must be between 1 and 65535"));
         }
         let protocol = port.protocol.clone().unwrap_or_else(|| "TCP".into());
-        enumeration(f, p.key("protocol"), "protocol", &protocol, &["TCP", "UDP", "SCTP"]);
+        f.enumeration(p.key("protocol"), "protocol", &protocol, &["TCP", "UDP", "SCTP"]);
         if let Some(name) = port.name.as_deref() {
             f.check_name(p.key("name"), "port name", name, names::port_name);
             if !port_names.insert(name.to_owned()) {
@@ -241,14 +240,5 @@ fn probe(probe: &Probe, path: &FieldPath, f: &mut Findings) {
         {
             f.error(path.key(field), format!("{field} must be at least {min} (is {v})"));
         }
-    }
-}
-
-/// Records a value outside a set, with a suggestion.
-pub fn enumeration(f: &mut Findings, path: FieldPath, what: &str, value: &str, allowed: &[&str]) {
-    if !allowed.contains(&value) {
-        let finding =
-            f.error(path, format!("unsupported {what} {value:?}: expected one of {}", allowed.join(", ")));
-        finding.help = crate::suggest::did_you_mean(value, allowed.iter().copied());
     }
 }

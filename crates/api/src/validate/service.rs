@@ -1,6 +1,7 @@
 //! Rules for StatefulServices.
 
-use super::pod::{ContainerList, containers, enumeration, volumes};
+use super::pod::{ContainerList, containers, volumes};
+use super::workload::max_unavailable;
 use super::{Findings, Set, names};
 use crate::path::FieldPath;
 use crate::types::{ProxyMode, ServiceRef, StatefulService};
@@ -125,7 +126,7 @@ pub fn stateful_service(svc: &StatefulService, all: &Set<'_>, f: &mut Findings) 
     if let Some(strategy) = &spec.update_strategy {
         let p = path.key("updateStrategy");
         let kind = strategy.type_.as_deref().unwrap_or("RollingUpdate");
-        enumeration(f, p.key("type"), "updateStrategy type", kind, &["RollingUpdate", "OnDelete"]);
+        f.enumeration(p.key("type"), "updateStrategy type", kind, &["RollingUpdate", "OnDelete"]);
         if let Some(rolling) = &strategy.rolling_update {
             if kind == "OnDelete" {
                 f.error(p.key("rollingUpdate"), "rollingUpdate is only allowed with type RollingUpdate");
@@ -140,7 +141,7 @@ pub fn stateful_service(svc: &StatefulService, all: &Set<'_>, f: &mut Findings) 
         let p = path.key("persistentVolumeClaimRetentionPolicy");
         for (field, value) in [("whenDeleted", &policy.when_deleted), ("whenScaled", &policy.when_scaled)] {
             if let Some(v) = value {
-                enumeration(f, p.key(field), field, v, &["Retain", "Delete"]);
+                f.enumeration(p.key(field), field, v, &["Retain", "Delete"]);
             }
         }
     }
@@ -257,23 +258,5 @@ fn non_negative(f: &mut Findings, path: FieldPath, value: Option<i32>) {
         && v < 0
     {
         f.error(path, format!("must not be negative (is {v})"));
-    }
-}
-
-pub(super) fn max_unavailable(f: &mut Findings, path: FieldPath, value: &IntOrString) {
-    match value {
-        IntOrString::Int(n) if *n < 1 => {
-            f.error(path, format!("maxUnavailable must be at least 1 (is {n})"));
-        }
-        IntOrString::String(s) => {
-            let pct = s.strip_suffix('%').and_then(|n| n.parse::<u32>().ok());
-            match pct {
-                Some(p) if (1..=100).contains(&p) => {}
-                _ => {
-                    f.error(path, format!("invalid maxUnavailable {s:?}: must be a number or a percentage between 1% and 100%"));
-                }
-            }
-        }
-        IntOrString::Int(_) => {}
     }
 }

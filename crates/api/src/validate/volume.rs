@@ -72,7 +72,7 @@ pub fn volume(v: &Volume, path: &FieldPath, f: &mut Findings) {
             f.error(p.key("path"), format!("invalid hostPath {:?}: {why}", h.path));
         }
         if let Some(t) = h.type_.as_deref() {
-            super::pod::enumeration(f, p.key("type"), "hostPath type", t, &HOST_PATH_TYPES);
+            f.enumeration(p.key("type"), "hostPath type", t, &HOST_PATH_TYPES);
         }
     }
     if let Some(limit) = v.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref()) {
