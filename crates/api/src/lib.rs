@@ -4,8 +4,6 @@
 //! - [`manifest`]: the kinds stead reads, as one enum.
 //! - [`load`]: YAML/JSON into manifests, with every structural problem located.
 //! - [`validate`]: Kubernetes' rules and ours, across the loaded set.
-//! - [`quantity`]: resource quantities, exact (the node's `resourceFieldRef`, the operator's
-//!   comparison with the API server's canonical form).
 //!
 //! Architecture invariant: this crate does no IO beyond reading the files and the reader its
 //! caller names ([`load::load_paths`], [`load::load_reader`]); no network, no writes, no clocks.
@@ -14,7 +12,6 @@ pub mod load;
 pub mod manifest;
 pub mod path;
 pub mod problem;
-pub mod quantity;
 pub mod schema;
 pub mod source;
 pub mod suggest;

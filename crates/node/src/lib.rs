@@ -51,7 +51,7 @@ pub mod preflight;
 pub mod probe;
 pub mod prober;
 pub mod process;
-pub use stead_api::quantity;
+pub use stead_quantity as quantity;
 pub mod sandbox;
 pub mod status;
 pub mod syscall;

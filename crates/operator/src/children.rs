@@ -94,7 +94,7 @@ fn contains_at(live: Option<&J>, desired: &J, quantities: bool) -> bool {
 }
 
 fn same_quantity(a: &str, b: &str) -> bool {
-    use stead_api::quantity::Quantity;
+    use stead_quantity::Quantity;
     match (Quantity::parse(a), Quantity::parse(b)) {
         (Ok(a), Ok(b)) => a.same_amount(&b),
         _ => false,

@@ -174,7 +174,7 @@ pub fn claim(c: &PersistentVolumeClaim, path: &FieldPath, f: &mut Findings) {
                 .with_help("for example: resources: {requests: {storage: 1Gi}}");
         }
         // Malformed and negative quantities are reported with the other requests, below.
-        Some(q) if crate::quantity::Quantity::parse(&q.0).is_ok_and(|q| q.is_zero()) => {
+        Some(q) if stead_quantity::Quantity::parse(&q.0).is_ok_and(|q| q.is_zero()) => {
             f.error(storage_path, format!("invalid storage request {:?}: must be greater than zero", q.0));
         }
         Some(_) => {}

@@ -4,16 +4,16 @@
 
 use super::Findings;
 use crate::path::FieldPath;
-use crate::quantity::Quantity;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as Text;
 use std::collections::BTreeMap;
+use stead_quantity::Quantity;
 
 /// Checks one quantity, which must not be negative; returns it when it parses.
 pub fn quantity(f: &mut Findings, path: FieldPath, what: &str, text: &str) -> Option<Quantity> {
     let parsed = if text.trim() == text { Quantity::parse(text) } else { Quantity::parse("") };
     let q = match parsed {
         Ok(q) => q,
-        Err(crate::quantity::QuantityError::TooLarge(_)) => {
+        Err(stead_quantity::QuantityError::TooLarge(_)) => {
             f.error(path, format!("invalid {what} {text:?}: too large"));
             return None;
         }

@@ -5,7 +5,6 @@ use super::workload::max_unavailable;
 use super::{Findings, Set, names};
 use crate::path::FieldPath;
 use crate::types::{ProxyMode, ServiceRef, StatefulService};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 /// Ports the sidecar listens on, shared with every container of the pod.
 pub const SIDECAR_PORTS: [(i32, &str); 3] = [(8013, "proxy"), (9090, "metrics"), (8558, "health")];
