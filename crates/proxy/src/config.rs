@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
+use stead_sidecar_env as vars;
 
 /// A setting that cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -224,21 +225,21 @@ impl ProxyConfig {
                 }),
             }
         };
-        let mode = match get("STEAD_PROXY_MODE").as_deref() {
+        let mode = match get(vars::PROXY_MODE).as_deref() {
             None | Some("entity") => ProxyMode::Entity,
             Some("passthrough") => ProxyMode::Passthrough,
             Some(other) => {
                 return Err(ConfigError::Invalid {
-                    name: "STEAD_PROXY_MODE",
+                    name: vars::PROXY_MODE,
                     value: other.to_string(),
                     expected: "entity or passthrough",
                 });
             }
         };
-        let user_host = match get("USER_FUNCTION_HOST") {
+        let user_host = match get(vars::USER_FUNCTION_HOST) {
             None => IpAddr::V4(Ipv4Addr::LOCALHOST),
             Some(v) => v.parse().map_err(|_| ConfigError::Invalid {
-                name: "USER_FUNCTION_HOST",
+                name: vars::USER_FUNCTION_HOST,
                 value: v,
                 expected: "an IP address",
             })?,
@@ -250,22 +251,22 @@ impl ProxyConfig {
         };
         Ok(Self {
             mode,
-            listen: SocketAddr::new(all, port("HTTP_PORT", 8013)?),
-            user_function: SocketAddr::new(user_host, port("USER_FUNCTION_PORT", 8080)?),
-            health: SocketAddr::new(all, port("MANAGEMENT_PORT", 8558)?),
-            metrics: SocketAddr::new(all, port("METRICS_PORT", 9090)?),
+            listen: SocketAddr::new(all, port(vars::HTTP_PORT, 8013)?),
+            user_function: SocketAddr::new(user_host, port(vars::USER_FUNCTION_PORT, 8080)?),
+            health: SocketAddr::new(all, port(vars::MANAGEMENT_PORT, 8558)?),
+            metrics: SocketAddr::new(all, port(vars::METRICS_PORT, 9090)?),
             store,
-            service_name: get("STEAD_SERVICE_NAME").unwrap_or_default(),
-            passivation_timeout: millis("STEAD_PASSIVATION_TIMEOUT_MS", 30_000)?,
-            relay_timeout: millis("STEAD_RELAY_TIMEOUT_MS", 60_000)?,
-            discovery_backoff_min: millis("STEAD_DISCOVERY_BACKOFF_MS", 100)?,
+            service_name: get(vars::SERVICE_NAME).unwrap_or_default(),
+            passivation_timeout: millis(vars::PASSIVATION_TIMEOUT_MS, 30_000)?,
+            relay_timeout: millis(vars::RELAY_TIMEOUT_MS, 60_000)?,
+            discovery_backoff_min: millis(vars::DISCOVERY_BACKOFF_MS, 100)?,
             discovery_backoff_max: Duration::from_secs(10),
-            discard_damaged_log: match get("STEAD_DISCARD_DAMAGED_LOG").as_deref() {
+            discard_damaged_log: match get(vars::DISCARD_DAMAGED_LOG).as_deref() {
                 None | Some("false") => false,
                 Some("true") => true,
                 Some(other) => {
                     return Err(ConfigError::Invalid {
-                        name: "STEAD_DISCARD_DAMAGED_LOG",
+                        name: vars::DISCARD_DAMAGED_LOG,
                         value: other.to_string(),
                         expected: "true or false",
                     });
@@ -285,28 +286,28 @@ fn connections_from_env(get: &impl Fn(&str) -> Option<String>) -> Result<Connect
     };
     let defaults = ConnectionConfig::default();
     let header_read_timeout =
-        match number("STEAD_HEADER_READ_TIMEOUT_MS", "a positive whole number of milliseconds")? {
+        match number(vars::HEADER_READ_TIMEOUT_MS, "a positive whole number of milliseconds")? {
             None => defaults.header_read_timeout,
             Some(0) => {
                 return Err(ConfigError::Invalid {
-                    name: "STEAD_HEADER_READ_TIMEOUT_MS",
+                    name: vars::HEADER_READ_TIMEOUT_MS,
                     value: "0".into(),
                     expected: "a positive whole number of milliseconds",
                 });
             }
             Some(ms) => Duration::from_millis(ms),
         };
-    let idle_timeout = match number("STEAD_IDLE_TIMEOUT_MS", "a whole number of milliseconds (0: never)")? {
+    let idle_timeout = match number(vars::IDLE_TIMEOUT_MS, "a whole number of milliseconds (0: never)")? {
         None => defaults.idle_timeout,
         Some(0) => None,
         Some(ms) => Some(Duration::from_millis(ms)),
     };
     let expected = "a number of connections from 1 to 1000000";
     let max_connections =
-        match number("STEAD_MAX_CONNECTIONS", expected)? {
+        match number(vars::MAX_CONNECTIONS, expected)? {
             None => None,
             Some(n) => Some(usize::try_from(n).ok().filter(|n| (1..=MAX_CONNECTIONS).contains(n)).ok_or(
-                ConfigError::Invalid { name: "STEAD_MAX_CONNECTIONS", value: n.to_string(), expected },
+                ConfigError::Invalid { name: vars::MAX_CONNECTIONS, value: n.to_string(), expected },
             )?),
         };
     Ok(ConnectionConfig { header_read_timeout, idle_timeout, max_connections })
@@ -321,7 +322,7 @@ fn is_origin(text: &str) -> bool {
 }
 
 fn cors_from_env(get: &impl Fn(&str) -> Option<String>) -> Result<AllowedOrigins, ConfigError> {
-    const NAME: &str = "STEAD_CORS_ALLOWED_ORIGINS";
+    const NAME: &str = vars::CORS_ALLOWED_ORIGINS;
     let Some(value) = get(NAME) else { return Ok(AllowedOrigins::None) };
     let entries: Vec<&str> = value.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
     if entries.contains(&"*") {
@@ -338,42 +339,42 @@ fn cors_from_env(get: &impl Fn(&str) -> Option<String>) -> Result<AllowedOrigins
 }
 
 fn store_from_env(get: &impl Fn(&str) -> Option<String>) -> Result<StoreConfig, ConfigError> {
-    match get("STEAD_STORE").as_deref() {
+    match get(vars::STORE).as_deref() {
         None | Some("in-memory") => Ok(StoreConfig::Memory),
         Some("none") => Ok(StoreConfig::None),
         Some("embedded") => {
-            let path = get("STEAD_STORE_PATH").ok_or(ConfigError::Missing {
-                name: "STEAD_STORE_PATH",
+            let path = get(vars::STORE_PATH).ok_or(ConfigError::Missing {
+                name: vars::STORE_PATH,
                 why: "STEAD_STORE is embedded and the store needs a file",
             })?;
             Ok(StoreConfig::Embedded { path: PathBuf::from(path) })
         }
         Some("postgres") => {
-            let host = get("POSTGRES_SERVICE").ok_or(ConfigError::Missing {
-                name: "POSTGRES_SERVICE",
+            let host = get(vars::POSTGRES_SERVICE).ok_or(ConfigError::Missing {
+                name: vars::POSTGRES_SERVICE,
                 why: "STEAD_STORE is postgres and the store needs a host",
             })?;
-            let port = match get("POSTGRES_PORT") {
+            let port = match get(vars::POSTGRES_PORT) {
                 None => 5432,
                 Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
-                    name: "POSTGRES_PORT",
+                    name: vars::POSTGRES_PORT,
                     value: v,
                     expected: "a port number (0 to 65535)",
                 })?,
             };
-            let pool_size = match get("STEAD_POSTGRES_POOL") {
+            let pool_size = match get(vars::POSTGRES_POOL) {
                 None => 16,
                 Some(v) => v.trim().parse().ok().filter(|n| *n > 0).ok_or(ConfigError::Invalid {
-                    name: "STEAD_POSTGRES_POOL",
+                    name: vars::POSTGRES_POOL,
                     value: v,
                     expected: "a positive number of connections",
                 })?,
             };
             if let Some(mode) =
-                get("POSTGRES_SSLMODE").filter(|m| m != "disable" && m != "allow" && m != "prefer")
+                get(vars::POSTGRES_SSLMODE).filter(|m| m != "disable" && m != "allow" && m != "prefer")
             {
                 return Err(ConfigError::Invalid {
-                    name: "POSTGRES_SSLMODE",
+                    name: vars::POSTGRES_SSLMODE,
                     value: mode,
                     expected: "disable, allow or prefer (TLS to PostgreSQL is not supported yet)",
                 });
@@ -381,15 +382,15 @@ fn store_from_env(get: &impl Fn(&str) -> Option<String>) -> Result<StoreConfig, 
             Ok(StoreConfig::Postgres(PostgresConfig {
                 host,
                 port,
-                database: get("POSTGRES_DATABASE").unwrap_or_else(|| "cloudstate".into()),
-                username: get("POSTGRES_USERNAME").unwrap_or_else(|| "cloudstate".into()),
-                password: get("POSTGRES_PASSWORD").unwrap_or_else(|| "cloudstate".into()),
-                schema: get("POSTGRES_SCHEMA"),
+                database: get(vars::POSTGRES_DATABASE).unwrap_or_else(|| "cloudstate".into()),
+                username: get(vars::POSTGRES_USERNAME).unwrap_or_else(|| "cloudstate".into()),
+                password: get(vars::POSTGRES_PASSWORD).unwrap_or_else(|| "cloudstate".into()),
+                schema: get(vars::POSTGRES_SCHEMA),
                 pool_size,
             }))
         }
         Some(other) => Err(ConfigError::Invalid {
-            name: "STEAD_STORE",
+            name: vars::STORE,
             value: other.to_string(),
             expected: "none, in-memory, embedded or postgres (cassandra and spanner are not supported)",
         }),

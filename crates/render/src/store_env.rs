@@ -4,6 +4,7 @@
 
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, SecretKeySelector};
 use stead_api::types::{StatefulService, StatefulStore, StoreKind};
+use stead_sidecar_env as vars;
 
 /// Where the embedded store's volume is mounted in the sidecar.
 pub const EMBEDDED_MOUNT_PATH: &str = "/var/lib/stead";
@@ -12,12 +13,12 @@ pub const EMBEDDED_VOLUME: &str = "stead-store";
 
 pub fn env(svc: &StatefulService, store: Option<&StatefulStore>) -> Vec<EnvVar> {
     let Some(store) = store else {
-        return vec![literal("STEAD_STORE", "none")];
+        return vec![literal(vars::STORE, "none")];
     };
     let Some(kind) = store.spec.kind() else {
-        return vec![literal("STEAD_STORE", "none")];
+        return vec![literal(vars::STORE, "none")];
     };
-    let mut env = vec![literal("STEAD_STORE", kind.as_str())];
+    let mut env = vec![literal(vars::STORE, kind.as_str())];
     let spec = &store.spec;
     let per_service = svc.spec.store_config.as_ref();
     let datastore_config = svc.spec.datastore.as_ref().and_then(|d| d.config.as_ref());
@@ -29,47 +30,47 @@ pub fn env(svc: &StatefulService, store: Option<&StatefulStore>) -> Vec<EnvVar> 
     match kind {
         StoreKind::InMemory => {}
         StoreKind::Embedded => {
-            env.push(literal("STEAD_STORE_PATH", &format!("{EMBEDDED_MOUNT_PATH}/store.redb")));
+            env.push(literal(vars::STORE_PATH, &format!("{EMBEDDED_MOUNT_PATH}/store.redb")));
         }
         StoreKind::Postgres => {
             if let Some(pg) = &spec.postgres {
                 let creds = pg.credentials.as_ref();
                 let secret =
                     override_secret.or_else(|| creds.and_then(|c| c.secret.as_ref()).map(|s| s.name.clone()));
-                env.push(literal("POSTGRES_SERVICE", pg.host.as_deref().unwrap_or_default()));
-                env.push(literal("POSTGRES_PORT", &pg.port.unwrap_or(5432).to_string()));
+                env.push(literal(vars::POSTGRES_SERVICE, pg.host.as_deref().unwrap_or_default()));
+                env.push(literal(vars::POSTGRES_PORT, &pg.port.unwrap_or(5432).to_string()));
                 database(
                     &mut env,
-                    "POSTGRES_DATABASE",
+                    vars::POSTGRES_DATABASE,
                     service_db,
                     secret.as_deref(),
                     creds.and_then(|c| c.database_key.as_deref()),
                 );
                 if let Some(secret) = &secret {
                     env.push(secret_ref(
-                        "POSTGRES_USERNAME",
+                        vars::POSTGRES_USERNAME,
                         secret,
                         creds.and_then(|c| c.username_key.as_deref()).unwrap_or("username"),
                     ));
                     env.push(secret_ref(
-                        "POSTGRES_PASSWORD",
+                        vars::POSTGRES_PASSWORD,
                         secret,
                         creds.and_then(|c| c.password_key.as_deref()).unwrap_or("password"),
                     ));
                 }
                 if let Some(mode) = pg.ssl.as_ref().and_then(|s| s.mode) {
-                    env.push(literal("POSTGRES_SSLMODE", mode.as_str()));
+                    env.push(literal(vars::POSTGRES_SSLMODE, mode.as_str()));
                 }
             } else if let Some(config) = &spec.config {
                 let from_secret = config.credentials_from_secret.as_ref();
                 let secret = override_secret.or_else(|| from_secret.map(|s| s.name.clone()));
                 let literal_creds = config.credentials.as_ref();
-                env.push(literal("POSTGRES_SERVICE", config.service.as_deref().unwrap_or_default()));
-                env.push(literal("POSTGRES_PORT", &config.port.unwrap_or(5432).to_string()));
+                env.push(literal(vars::POSTGRES_SERVICE, config.service.as_deref().unwrap_or_default()));
+                env.push(literal(vars::POSTGRES_PORT, &config.port.unwrap_or(5432).to_string()));
                 let db = service_db.or_else(|| literal_creds.and_then(|c| c.database.clone()));
                 database(
                     &mut env,
-                    "POSTGRES_DATABASE",
+                    vars::POSTGRES_DATABASE,
                     db,
                     secret.as_deref(),
                     from_secret.and_then(|s| s.database_key.as_deref()),
@@ -78,16 +79,16 @@ pub fn env(svc: &StatefulService, store: Option<&StatefulStore>) -> Vec<EnvVar> 
                     .and_then(|c| c.schema.clone())
                     .or_else(|| literal_creds.and_then(|c| c.schema.clone()));
                 if let Some(schema) = schema {
-                    env.push(literal("POSTGRES_SCHEMA", &schema));
+                    env.push(literal(vars::POSTGRES_SCHEMA, &schema));
                 }
                 if let Some(secret) = &secret {
                     env.push(secret_ref(
-                        "POSTGRES_USERNAME",
+                        vars::POSTGRES_USERNAME,
                         secret,
                         from_secret.and_then(|s| s.username_key.as_deref()).unwrap_or("username"),
                     ));
                     env.push(secret_ref(
-                        "POSTGRES_PASSWORD",
+                        vars::POSTGRES_PASSWORD,
                         secret,
                         from_secret.and_then(|s| s.password_key.as_deref()).unwrap_or("password"),
                     ));

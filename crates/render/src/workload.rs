@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 use stead_api::types::{ProxyMode, StatefulService, StatefulStore, StoreKind};
+use stead_sidecar_env as vars;
 
 /// The user container's name, as CloudState fixed it.
 pub const USER_CONTAINER: &str = "user-container";
@@ -175,14 +176,14 @@ fn sidecar(id: &Identity<'_>, store: Option<&StatefulStore>, opts: &RenderOption
     let mode = spec.proxy_mode();
     let image = spec.proxy.as_ref().and_then(|p| p.image.clone()).unwrap_or_else(|| opts.proxy_image.clone());
     let mut env = vec![
-        literal("STEAD_PROXY_MODE", mode.as_str()),
-        literal("STEAD_SERVICE_NAME", id.name),
-        field_ref("POD_NAME", "metadata.name"),
-        field_ref("POD_NAMESPACE", "metadata.namespace"),
-        literal("HTTP_PORT", &PORTS.proxy.to_string()),
-        literal("USER_FUNCTION_PORT", &user_port(id.svc).0.to_string()),
-        literal("METRICS_PORT", &PORTS.metrics.to_string()),
-        literal("MANAGEMENT_PORT", &PORTS.health.to_string()),
+        literal(vars::PROXY_MODE, mode.as_str()),
+        literal(vars::SERVICE_NAME, id.name),
+        field_ref(vars::POD_NAME, "metadata.name"),
+        field_ref(vars::POD_NAMESPACE, "metadata.namespace"),
+        literal(vars::HTTP_PORT, &PORTS.proxy.to_string()),
+        literal(vars::USER_FUNCTION_PORT, &user_port(id.svc).0.to_string()),
+        literal(vars::METRICS_PORT, &PORTS.metrics.to_string()),
+        literal(vars::MANAGEMENT_PORT, &PORTS.health.to_string()),
         // glibc gives each thread that allocates its own malloc arena (up to 8 per core); the
         // proxy's worker and store threads then hold a megabyte or more of arenas that two
         // would serve as well (measured in the proxy's `benches/proxy_hop.rs`).
@@ -192,7 +193,7 @@ fn sidecar(id: &Identity<'_>, store: Option<&StatefulStore>, opts: &RenderOption
         env.extend(store_env::env(id.svc, store));
     }
     if let Some(target) = spec.autoscaling.as_ref().and_then(|a| a.target_concurrency) {
-        env.push(literal("STEAD_TARGET_CONCURRENCY", &target.to_string()));
+        env.push(literal(vars::TARGET_CONCURRENCY, &target.to_string()));
     }
     let probe = |path: &str, period, failures| Probe {
         http_get: Some(HTTPGetAction {
