@@ -48,7 +48,7 @@ pub enum Command {
     /// Delete objects (pods stop gracefully unless --force)
     Delete(commands::kubectl::DeleteArgs),
     /// Print a container's log, or several pods' logs merged in time order (-l, sts/NAME)
-    Logs(commands::kubectl::LogsArgs),
+    Logs(commands::logs::LogsArgs),
     /// Show an object in detail, with its events
     Describe(commands::inspect::DescribeArgs),
     /// List events (LAST SEEN TYPE REASON OBJECT MESSAGE), or watch them with -w

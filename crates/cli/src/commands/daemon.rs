@@ -1,7 +1,7 @@
 //! `stead daemon`: the local engine behind its API on `<state_dir>/stead.sock` until Ctrl-C or
 //! SIGTERM, which stop every pod gracefully before exiting.
 
-use super::kubectl::DaemonAddr;
+use super::state::DaemonAddr;
 use crate::exit;
 use anyhow::Context as _;
 use clap::Args;
@@ -19,7 +19,7 @@ pub fn run(args: &DaemonArgs) -> anyhow::Result<i32> {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     super::up::init_logging();
     runtime.block_on(async {
-        let dir = super::up::state_dir(&args.addr.state_dir);
+        let dir = super::state::state_dir(&args.addr.state_dir);
         let local = match super::up::start(&args.addr.state_dir, &args.node).await {
             Ok(local) => local,
             Err(code) => return Ok(code),

@@ -4,8 +4,9 @@
 //! followed as `rollout status` does until it is complete.
 
 use super::client::{Client, block_on};
-use super::kubectl::{Applied, ApplyArgs, DaemonAddr};
+use super::kubectl::{Applied, ApplyArgs};
 use super::rollout::{StatusArgs, Targets};
+use super::state::DaemonAddr;
 use crate::{UpArgs, exit};
 use anyhow::Context as _;
 use hyper::Method;
@@ -19,8 +20,8 @@ use std::time::{Duration, Instant};
 const DAEMON_START: Duration = Duration::from_secs(20);
 
 pub fn run(args: &UpArgs) -> anyhow::Result<i32> {
-    let files = if args.files.is_empty() { vec![super::up::discover()?] } else { args.files.clone() };
-    let state = super::up::state_dir(&args.state_dir);
+    let files = if args.files.is_empty() { vec![super::state::discover()?] } else { args.files.clone() };
+    let state = super::state::state_dir(&args.state_dir);
     let addr = DaemonAddr { state_dir: Some(state.clone()) };
     let client = addr.client();
     block_on(async move {
@@ -79,7 +80,7 @@ pub async fn down(
     volumes: bool,
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<i32> {
-    let objects: Vec<serde_json::Value> = super::up::keys_of(manifests)
+    let objects: Vec<serde_json::Value> = super::state::keys_of(manifests)
         .iter()
         .map(|k| serde_json::json!({"kind": k.kind.name(), "namespace": k.namespace, "name": k.name}))
         .collect();

@@ -79,7 +79,7 @@ pub enum ImageCommand {
 }
 
 pub fn run(args: &ImageArgs) -> anyhow::Result<i32> {
-    let state = super::up::state_dir(&args.state_dir);
+    let state = super::state::state_dir(&args.state_dir);
     match &args.command {
         ImageCommand::Pull { name } => pull(&state, name),
         ImageCommand::Ls { quiet, digests } => ls(&state, *quiet, *digests),

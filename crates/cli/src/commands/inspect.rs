@@ -6,7 +6,7 @@
 //! daemon, listens on loopback and copies each connection to the pod itself.
 
 use super::client::{Client, block_on, encode, failure_line, next_chunk};
-use super::kubectl::DaemonAddr;
+use super::state::DaemonAddr;
 use super::table::{align, human_duration};
 use crate::exit;
 use anyhow::Context as _;

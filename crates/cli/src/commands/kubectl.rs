@@ -3,6 +3,8 @@
 //! (`Error from server (NotFound): pods "x" not found`).
 
 use super::client::{Client, block_on, encode, failure_line, next_chunk};
+use super::logs::LogsArgs;
+use super::state::DaemonAddr;
 use super::table::{self, TableOptions};
 use crate::{diagnostics, exit, inputs};
 use anyhow::Context as _;
@@ -13,20 +15,6 @@ use serde_json::Value;
 use std::io::Write;
 use std::path::PathBuf;
 use stead_engine::Kind;
-
-/// Where the daemon is.
-#[derive(Debug, Clone, Args)]
-pub struct DaemonAddr {
-    /// stead's state directory (the daemon's socket is stead.sock in it)
-    #[arg(long, value_name = "DIR", env = "STEAD_STATE_DIR")]
-    pub state_dir: Option<PathBuf>,
-}
-
-impl DaemonAddr {
-    pub fn client(&self) -> Client {
-        Client::new(stead_engine::daemon::socket_path(&super::up::state_dir(&self.state_dir)))
-    }
-}
 
 #[derive(Debug, Clone, Args)]
 pub struct ApplyArgs {
@@ -85,48 +73,6 @@ pub struct DeleteArgs {
     /// Remove the objects now, without waiting for their pods to stop
     #[arg(long)]
     pub force: bool,
-    #[command(flatten)]
-    pub addr: DaemonAddr,
-}
-
-#[derive(Debug, Args)]
-pub struct LogsArgs {
-    /// The pod (NAME or pod/NAME), or a workload or service (sts/NAME, deploy/NAME, svc/NAME)
-    /// whose pods' logs are merged in time order
-    #[arg(required_unless_present = "selector", conflicts_with = "selector")]
-    pub pod: Option<String>,
-    /// The container [default: the pod's first]
-    #[arg(short, long)]
-    pub container: Option<String>,
-    #[arg(short = 'n', long, default_value = "default")]
-    pub namespace: String,
-    /// The pods of this label selector (app=web), merged in time order
-    #[arg(short = 'l', long)]
-    pub selector: Option<String>,
-    /// Every container of each pod (init containers first)
-    #[arg(long)]
-    pub all_containers: bool,
-    /// Only lines newer than this (5s, 2m, 3h)
-    #[arg(long, value_parser = crate::parse_duration, value_name = "DURATION", conflicts_with = "since_time")]
-    pub since: Option<std::time::Duration>,
-    /// Only lines at or after this time (RFC 3339)
-    #[arg(long, value_name = "TIME")]
-    pub since_time: Option<String>,
-    /// Start each line with its time (RFC 3339)
-    #[arg(long)]
-    pub timestamps: bool,
-    /// Start each line with [pod/NAME/CONTAINER] (always so when several containers are read)
-    #[arg(long)]
-    pub prefix: bool,
-    /// Keep streaming new lines
-    #[arg(short, long)]
-    pub follow: bool,
-    /// Only the last N lines
-    #[arg(long, value_name = "N")]
-    pub tail: Option<usize>,
-    /// The previous instance of the container (before its last restart)
-    #[arg(short, long)]
-    pub previous: bool,
     #[command(flatten)]
     pub addr: DaemonAddr,
 }

@@ -8,9 +8,10 @@
 //! order. With `-f`, each container is followed at once and lines are printed as they arrive.
 
 use super::client::{Client, encode, failure_line, next_chunk};
-use super::kubectl::LogsArgs;
+use super::state::DaemonAddr;
 use crate::exit;
 use anyhow::Context as _;
+use clap::Args;
 use hyper::Method;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
@@ -288,4 +289,46 @@ mod tests {
         let svc = serde_json::json!({"spec": {"selector": {"app": "web"}}});
         assert_eq!(selector_of(&svc, Kind::Service), "app=web");
     }
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The pod (NAME or pod/NAME), or a workload or service (sts/NAME, deploy/NAME, svc/NAME)
+    /// whose pods' logs are merged in time order
+    #[arg(required_unless_present = "selector", conflicts_with = "selector")]
+    pub pod: Option<String>,
+    /// The container [default: the pod's first]
+    #[arg(short, long)]
+    pub container: Option<String>,
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// The pods of this label selector (app=web), merged in time order
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Every container of each pod (init containers first)
+    #[arg(long)]
+    pub all_containers: bool,
+    /// Only lines newer than this (5s, 2m, 3h)
+    #[arg(long, value_parser = crate::parse_duration, value_name = "DURATION", conflicts_with = "since_time")]
+    pub since: Option<std::time::Duration>,
+    /// Only lines at or after this time (RFC 3339)
+    #[arg(long, value_name = "TIME")]
+    pub since_time: Option<String>,
+    /// Start each line with its time (RFC 3339)
+    #[arg(long)]
+    pub timestamps: bool,
+    /// Start each line with [pod/NAME/CONTAINER] (always so when several containers are read)
+    #[arg(long)]
+    pub prefix: bool,
+    /// Keep streaming new lines
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the last N lines
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
+    /// The previous instance of the container (before its last restart)
+    #[arg(short, long)]
+    pub previous: bool,
+    #[command(flatten)]
+    pub addr: DaemonAddr,
 }

@@ -12,6 +12,7 @@ mod operator;
 mod proxy;
 mod render;
 pub mod rollout;
+pub mod state;
 mod table;
 mod up;
 mod validate;

@@ -3,7 +3,7 @@
 //! and print. Exit 0 on success, 1 on an error or a timeout.
 
 use super::client::{Client, block_on, encode, failure_line};
-use super::kubectl::DaemonAddr;
+use super::state::DaemonAddr;
 use crate::{exit, parse_duration};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};

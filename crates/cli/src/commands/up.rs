@@ -3,6 +3,7 @@
 //! prefix, and on Ctrl-C stop in reverse ordinal order (a second Ctrl-C forces). `stead down`
 //! stops and deletes what a set of manifests runs (keeping volumes unless `--volumes`).
 
+use super::state::{discover, is_root, keys_of, state_dir};
 use crate::{DownArgs, NodeArgs, UpArgs, diagnostics, exit, inputs};
 use anyhow::Context as _;
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,10 +13,6 @@ use std::time::{Duration, Instant};
 use stead_engine::ObjectKey;
 use stead_engine::local::{Local, LocalConfig, LocalError};
 use stead_node::logs::LogFollower;
-
-/// Files `up` and `down` look for when no `-f` is given, in the current folder and then its
-/// parents (as compose looks for `compose.yaml`).
-pub const SPEC_FILES: &[&str] = &["stead.yaml", "stead.yml"];
 
 /// Engine warnings to stderr (`STEAD_LOG` sets the filter, as `RUST_LOG` would).
 pub(crate) fn init_logging() {
@@ -45,7 +42,7 @@ pub fn run_down(args: &DownArgs) -> anyhow::Result<i32> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
-        let daemon = super::kubectl::DaemonAddr { state_dir: args.state_dir.clone() }.client();
+        let daemon = super::state::DaemonAddr { state_dir: args.state_dir.clone() }.client();
         if super::detach::answers(&daemon).await {
             return super::detach::down(&daemon, &manifests, args.volumes, &mut std::io::stdout()).await;
         }
@@ -73,42 +70,6 @@ fn load(files: &[PathBuf]) -> anyhow::Result<Option<Vec<stead_api::Manifest>>> {
     Ok(Some(loaded.documents.into_iter().map(|d| d.manifest).collect()))
 }
 
-/// `stead.yaml` in the current folder or the nearest parent that has one.
-pub(crate) fn discover() -> anyhow::Result<PathBuf> {
-    let cwd = std::env::current_dir().context("reading the current folder")?;
-    for dir in cwd.ancestors() {
-        for name in SPEC_FILES {
-            let candidate = dir.join(name);
-            if candidate.is_file() {
-                return Ok(candidate);
-            }
-        }
-    }
-    anyhow::bail!(
-        "no {} in {} or its parents; pass the manifests with -f PATH",
-        SPEC_FILES.join(" or "),
-        cwd.display()
-    )
-}
-
-/// stead's state directory: `--state-dir`, else `/var/lib/stead` as root, else the user's.
-pub fn state_dir(given: &Option<PathBuf>) -> PathBuf {
-    if let Some(dir) = given {
-        return dir.clone();
-    }
-    if nix_is_root() {
-        return PathBuf::from("/var/lib/stead");
-    }
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/state")));
-    base.unwrap_or_else(std::env::temp_dir).join("stead")
-}
-
-fn nix_is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
-}
-
 pub(crate) async fn start(state: &Option<PathBuf>, node: &NodeArgs) -> Result<Local, i32> {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("stead"));
     let mut config = LocalConfig::new(state_dir(state), exe);
@@ -124,7 +85,7 @@ pub(crate) async fn start(state: &Option<PathBuf>, node: &NodeArgs) -> Result<Lo
         Ok(local) => Ok(local),
         Err(e) => {
             eprintln!("error: {e}");
-            if matches!(e, LocalError::Runtime(_)) && !nix_is_root() {
+            if matches!(e, LocalError::Runtime(_)) && !is_root() {
                 eprintln!(
                     "hint: the local engine makes network namespaces and a bridge; run it as root (sudo stead up ...)"
                 );
@@ -132,10 +93,6 @@ pub(crate) async fn start(state: &Option<PathBuf>, node: &NodeArgs) -> Result<Lo
             Err(exit::INVALID)
         }
     }
-}
-
-pub(crate) fn keys_of(manifests: &[stead_api::Manifest]) -> Vec<ObjectKey> {
-    manifests.iter().filter_map(|m| m.to_json().ok()).filter_map(|v| ObjectKey::of(&v).ok()).collect()
 }
 
 fn resource_name(key: &ObjectKey) -> String {
