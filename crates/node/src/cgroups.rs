@@ -378,6 +378,22 @@ mod tests {
     }
 
     #[test]
+    fn kill_all_kills_every_member_through_the_syscall_seam() {
+        use crate::syscall::{RecordingSyscall, SysCall};
+        let root = tempfile::tempdir().expect("tempdir");
+        let fz = root.path().join("freezer/stead/uid-1/app");
+        std::fs::create_dir_all(&fz).expect("mkdir");
+        std::fs::write(fz.join("cgroup.procs"), "4242\n4243\n").expect("write");
+        let c = ContainerCgroup { freezer: Some(fz.clone()), ..Default::default() };
+        let sys = RecordingSyscall::default();
+        // The fake kills nothing, so the members stay and the kill reports them.
+        let e = c.kill_all(&sys, Duration::ZERO).unwrap_err();
+        assert!(matches!(&e, CgroupError::NotEmpty { pids, .. } if pids == &[4242, 4243]), "{e}");
+        assert_eq!(sys.calls(), [SysCall::Kill(4242, Signal::SIGKILL), SysCall::Kill(4243, Signal::SIGKILL)]);
+        assert_eq!(std::fs::read_to_string(fz.join("freezer.state")).expect("state"), "THAWED");
+    }
+
+    #[test]
     fn join_writes_own_pid() {
         let d = tempfile::tempdir().expect("tempdir");
         join(&[d.path().to_owned()]).expect("join");
