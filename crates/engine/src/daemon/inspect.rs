@@ -3,7 +3,7 @@
 //! - `GET /events?namespace=&for=pod/web-0`: a `List` of Events, oldest first (every namespace
 //!   without `namespace`; only those about one object with `for`, as `kubectl events --for`);
 //! - `POST /exec/{namespace}/{pod}/{container}?command=<JSON array>`: runs the command inside the
-//!   container (its namespaces, mounts, environment and cgroup, through the kubelet); the request
+//!   container (its namespaces, mounts, environment and cgroup, through the pod runtime); the request
 //!   body is its standard input. The reply streams frames `[tag u8][length u32 BE][payload]`:
 //!   tag 1 stdout, 2 stderr, 3 the exit code as decimal text (last), 4 an error message (last).
 //!   No TTY: what `kubectl exec` does without `-t`.
