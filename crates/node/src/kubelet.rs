@@ -223,8 +223,10 @@ impl Kubelet {
     /// directory, leftovers of a previous run cleaned up. Without root: an error saying what is
     /// missing and how to run (sudo).
     pub async fn start(cfg: KubeletConfig) -> Result<Kubelet, KubeletError> {
-        let host = Host::linux()?;
-        Kubelet::start_on(cfg, host).await
+        // Refusals (no root, no tokio runtime) come before the netlink socket, as in `start_on`.
+        crate::preflight::preflight(&LinuxSyscall)?;
+        tokio::runtime::Handle::try_current().map_err(|_| KubeletError::NoRuntime)?;
+        Kubelet::start_on(cfg, Host::linux()?).await
     }
 
     /// [`Kubelet::start`] on `host`: every syscall, netlink call and cgroup of the kubelet goes there.
