@@ -105,15 +105,21 @@ pub async fn serve(
 /// The API of a running engine (the [`router`] with the kubelet's logs and exec), for whoever
 /// serves it: the daemon, or `stead up` while it runs in the foreground.
 pub fn app(local: &Local) -> axum::Router {
-    let kubelet = local.kubelet().clone();
-    let exec = inspect::kubelet_exec(kubelet.clone());
+    engine_app(local.engine())
+}
+
+/// The [`router`] for `engine`, with logs and exec through its pod runtime and `/down` through
+/// its ordered stop.
+pub fn engine_app(engine: &Arc<crate::Engine>) -> axum::Router {
+    let runtime = engine.runtime().clone();
+    let exec = inspect::runtime_exec(runtime.clone());
     let state = ApiState {
-        store: local.store().clone(),
+        store: engine.store().clone(),
         log_paths: Some(Arc::new(move |ns: &str, pod: &str, c: &str, previous: bool| {
-            kubelet.log_path(ns, pod, c, previous)
+            runtime.log_path(ns, pod, c, previous)
         })),
     };
-    router(state).layer(axum::Extension(exec)).layer(axum::Extension(Stopper(local.engine().clone())))
+    router(state).layer(axum::Extension(exec)).layer(axum::Extension(Stopper(engine.clone())))
 }
 
 /// The engine whose ordered stop `POST /down` runs.

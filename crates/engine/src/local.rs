@@ -180,8 +180,9 @@ impl Local {
         self.engine.store()
     }
 
-    pub fn kubelet(&self) -> &Kubelet {
-        self.node.kubelet()
+    /// The pod runtime (the kubelet behind the engine's [`Runtime`] trait).
+    pub fn runtime(&self) -> &Arc<dyn Runtime> {
+        self.engine.runtime()
     }
 
     pub fn config(&self) -> &LocalConfig {

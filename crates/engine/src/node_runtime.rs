@@ -3,41 +3,21 @@
 use crate::runtime::{BoxFuture, ContainerEvent, PodStatusUpdate, Runtime, RuntimeError};
 use k8s_openapi::api::core::v1::Pod;
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use stead_node::env::ObjectLookup;
 use stead_node::kubelet::Kubelet;
 use tokio::sync::broadcast;
 
-/// The kubelet, and a task that forwards its status updates in the engine's shape.
+/// The kubelet; its status updates, events and errors are passed on as they are.
 pub struct NodeRuntime {
     kubelet: Kubelet,
-    updates: broadcast::Sender<PodStatusUpdate>,
 }
 
 impl NodeRuntime {
-    /// Must be called inside a tokio runtime.
     pub fn new(kubelet: Kubelet) -> NodeRuntime {
-        let (updates, _) = broadcast::channel(1024);
-        let mut from = kubelet.subscribe();
-        let to = updates.clone();
-        tokio::spawn(async move {
-            loop {
-                match from.recv().await {
-                    Ok(u) => {
-                        let _ = to.send(PodStatusUpdate {
-                            namespace: u.namespace,
-                            name: u.name,
-                            uid: u.uid,
-                            status: u.status,
-                        });
-                    }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        });
-        NodeRuntime { kubelet, updates }
+        NodeRuntime { kubelet }
     }
 
     pub fn kubelet(&self) -> &Kubelet {
@@ -47,7 +27,7 @@ impl NodeRuntime {
 
 impl Runtime for NodeRuntime {
     fn sync_pod(&self, pod: Pod, lookup: Arc<dyn ObjectLookup + Send + Sync>) -> Result<(), RuntimeError> {
-        self.kubelet.sync_pod(pod, lookup).map_err(|e| RuntimeError(e.to_string()))
+        Ok(self.kubelet.sync_pod(pod, lookup)?)
     }
 
     fn kill_pod<'a>(
@@ -56,13 +36,11 @@ impl Runtime for NodeRuntime {
         name: &'a str,
         grace: Option<Duration>,
     ) -> BoxFuture<'a, Result<(), RuntimeError>> {
-        Box::pin(async move {
-            self.kubelet.kill_pod(namespace, name, grace).await.map_err(|e| RuntimeError(e.to_string()))
-        })
+        Box::pin(async move { Ok(self.kubelet.kill_pod(namespace, name, grace).await?) })
     }
 
     fn subscribe(&self) -> broadcast::Receiver<PodStatusUpdate> {
-        self.updates.subscribe()
+        self.kubelet.subscribe()
     }
 
     fn container_events(&self) -> Option<broadcast::Receiver<ContainerEvent>> {
@@ -71,6 +49,20 @@ impl Runtime for NodeRuntime {
 
     fn node_address(&self) -> Option<Ipv4Addr> {
         Some(self.kubelet.bridge_address())
+    }
+
+    fn log_path(&self, namespace: &str, pod: &str, container: &str, previous: bool) -> Option<PathBuf> {
+        self.kubelet.log_path(namespace, pod, container, previous)
+    }
+
+    fn exec_command(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        argv: &[String],
+    ) -> Result<tokio::process::Command, RuntimeError> {
+        Ok(self.kubelet.exec_command(namespace, pod, container, argv)?)
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {

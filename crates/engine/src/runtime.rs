@@ -1,6 +1,10 @@
 //! What the engine needs from a pod runtime, as a trait: the real one is `stead_node::Kubelet`
 //! (namespaces, processes, probes); [`FakeRuntime`] runs nothing and reports pods as the test
 //! tells it, so the controller loops are tested without root.
+//!
+//! Everything the engine and its daemon ask of pods goes through [`Runtime`]: start, stop,
+//! status, container events, log files and `exec`. Status updates and errors are the node's own
+//! types ([`PodStatusUpdate`], [`stead_node::kubelet::KubeletError`] inside [`RuntimeError`]).
 
 use crate::kinds::Kind;
 use crate::store::{ObjectKey, Store};
@@ -9,27 +13,29 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use stead_node::env::{LookupError, ObjectLookup};
-pub use stead_node::kubelet::ContainerEvent;
+use stead_node::kubelet::KubeletError;
+pub use stead_node::kubelet::{ContainerEvent, PodStatusUpdate};
 use tokio::sync::broadcast;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// A pod's status as the runtime reports it.
-#[derive(Clone, Debug)]
-pub struct PodStatusUpdate {
-    pub namespace: String,
-    pub name: String,
-    pub uid: String,
-    pub status: PodStatus,
-}
-
+/// Why the runtime did not do what it was asked.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct RuntimeError(pub String);
+pub enum RuntimeError {
+    /// The kubelet refused (an invalid pod, a name in use, a pod it does not run, ...) or failed.
+    #[error(transparent)]
+    Kubelet(#[from] KubeletError),
+    #[error("malformed pod: {0}")]
+    MalformedPod(#[source] serde_json::Error),
+    /// [`FakeRuntime`] runs no processes, so it cannot run a command in a container.
+    #[error("pod {pod:?}: {what} is not supported by the fake runtime, which runs no processes")]
+    NotSupportedByFake { pod: String, what: &'static str },
+}
 
 /// A pod runtime.
 pub trait Runtime: Send + Sync + 'static {
@@ -51,6 +57,19 @@ pub trait Runtime: Send + Sync + 'static {
     }
     /// The address pods reach the node (and its DNS server) at, when there is a pod network.
     fn node_address(&self) -> Option<Ipv4Addr>;
+    /// The live log file of a container (`previous`: the instance before the last restart);
+    /// `None` when it has not run (or has no previous run).
+    fn log_path(&self, namespace: &str, pod: &str, container: &str, previous: bool) -> Option<PathBuf>;
+    /// A command that runs `argv` inside a running container (its namespaces, mounts, environment
+    /// and cgroups); the caller sets stdio and spawns it. A pod the runtime does not run is
+    /// [`KubeletError::NoPod`].
+    fn exec_command(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        argv: &[String],
+    ) -> Result<tokio::process::Command, RuntimeError>;
     /// Stops every pod.
     fn shutdown(&self) -> BoxFuture<'_, ()>;
 }
@@ -95,6 +114,12 @@ struct FakeInner {
     auto_ready: bool,
     events: broadcast::Sender<PodStatusUpdate>,
     log: Mutex<Vec<String>>,
+    /// `(namespace, pod, container, previous)` to the log file the test put there.
+    log_paths: Mutex<BTreeMap<(String, String, String, bool), PathBuf>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl FakeRuntime {
@@ -106,11 +131,19 @@ impl FakeRuntime {
                 auto_ready,
                 events,
                 log: Mutex::new(Vec::new()),
+                log_paths: Mutex::new(BTreeMap::new()),
             }),
         }
     }
 
-    /// What the runtime was asked, in order: `start ns/name`, `kill ns/name`.
+    /// Makes [`Runtime::log_path`] answer `path` for this container instance.
+    pub fn set_log_path(&self, namespace: &str, pod: &str, container: &str, previous: bool, path: PathBuf) {
+        let key = (namespace.to_owned(), pod.to_owned(), container.to_owned(), previous);
+        lock(&self.inner.log_paths).insert(key, path);
+    }
+
+    /// What the runtime was asked, in order: `start ns/name`, `kill ns/name`,
+    /// `exec ns/name/container <argv>`.
     pub fn calls(&self) -> Vec<String> {
         self.inner.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
@@ -173,8 +206,7 @@ impl Runtime for FakeRuntime {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let started = {
-            let mut pods =
-                self.inner.pods.lock().map_err(|_| RuntimeError("fake runtime poisoned".into()))?;
+            let mut pods = lock(&self.inner.pods);
             let key = (ns.clone(), name.clone());
             if pods.get(&key).is_some_and(|(u, _)| *u == uid) {
                 false
@@ -218,6 +250,29 @@ impl Runtime for FakeRuntime {
         None
     }
 
+    fn log_path(&self, namespace: &str, pod: &str, container: &str, previous: bool) -> Option<PathBuf> {
+        let key = (namespace.to_owned(), pod.to_owned(), container.to_owned(), previous);
+        lock(&self.inner.log_paths).get(&key).cloned()
+    }
+
+    /// Records the request; a pod it runs gets [`RuntimeError::NotSupportedByFake`], another
+    /// [`KubeletError::NoPod`], as from the kubelet.
+    fn exec_command(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        argv: &[String],
+    ) -> Result<tokio::process::Command, RuntimeError> {
+        self.note(format!("exec {namespace}/{pod}/{container} {argv:?}"));
+        let pod = format!("{namespace}/{pod}");
+        let running = self.running().contains(&pod);
+        Err(match running {
+            true => RuntimeError::NotSupportedByFake { pod, what: "exec" },
+            false => KubeletError::NoPod { pod }.into(),
+        })
+    }
+
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let pods: Vec<(String, String)> =
@@ -231,5 +286,56 @@ impl Runtime for FakeRuntime {
 
 /// The pod as the runtime wants it (typed), from the store's JSON.
 pub fn typed_pod(object: &Value) -> Result<Pod, RuntimeError> {
-    serde_json::from_value(object.clone()).map_err(|e| RuntimeError(format!("malformed pod: {e}")))
+    serde_json::from_value(object.clone()).map_err(RuntimeError::MalformedPod)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "default", "uid": format!("{name}-uid")},
+        }))
+        .expect("pod")
+    }
+
+    #[tokio::test]
+    async fn the_fake_refuses_exec_clearly_and_records_it() {
+        let fake = FakeRuntime::new(true);
+        let lookup = Arc::new(stead_node::env::MapLookup::default());
+        fake.sync_pod(pod("web-0"), lookup).expect("sync");
+        let argv = vec!["sh".to_owned()];
+        let e = fake.exec_command("default", "web-0", "app", &argv).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "pod \"default/web-0\": exec is not supported by the fake runtime, which runs no processes"
+        );
+        let e = fake.exec_command("default", "web-9", "app", &argv).unwrap_err();
+        assert!(
+            matches!(&e, RuntimeError::Kubelet(KubeletError::NoPod { pod }) if pod == "default/web-9"),
+            "{e}"
+        );
+        assert_eq!(
+            fake.calls(),
+            ["start default/web-0", "exec default/web-0/app [\"sh\"]", "exec default/web-9/app [\"sh\"]"]
+        );
+    }
+
+    #[test]
+    fn the_fake_answers_the_log_paths_it_was_given() {
+        let fake = FakeRuntime::new(true);
+        fake.set_log_path("default", "web-0", "app", false, PathBuf::from("/logs/app/1.log"));
+        fake.set_log_path("default", "web-0", "app", true, PathBuf::from("/logs/app/0.log"));
+        assert_eq!(fake.log_path("default", "web-0", "app", false), Some(PathBuf::from("/logs/app/1.log")));
+        assert_eq!(fake.log_path("default", "web-0", "app", true), Some(PathBuf::from("/logs/app/0.log")));
+        assert_eq!(fake.log_path("default", "web-0", "db", false), None);
+    }
+
+    #[test]
+    fn a_malformed_pod_is_a_typed_error() {
+        let e = typed_pod(&serde_json::json!({"spec": {"containers": 3}})).unwrap_err();
+        assert!(matches!(e, RuntimeError::MalformedPod(_)));
+        assert!(e.to_string().starts_with("malformed pod: "), "{e}");
+    }
 }

@@ -173,7 +173,7 @@ async fn scenario() {
     assert_eq!(seen.keys().cloned().collect::<Vec<_>>(), vec!["echo-a", "echo-b"], "{seen:?}");
 
     // A pod reaches the Service by its DNS name, through the VIP on its bridge.
-    let log = local.kubelet().log_path("default", "client", "nc", false).expect("client log");
+    let log = local.runtime().log_path("default", "client", "nc", false).expect("client log");
     until("the client pod to hear both backends", || {
         let text = std::fs::read_to_string(&log).ok()?;
         (text.contains("echo-a") && text.contains("echo-b")).then_some(())

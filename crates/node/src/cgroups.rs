@@ -18,7 +18,13 @@
 //! Limits the machine cannot enforce (no memory hierarchy, e.g. a pure cgroup v2 machine without the
 //! memory controller delegated) are reported by [`ContainerCgroup::unenforced`], and the kubelet puts
 //! them in the pod's status.
+//!
+//! The kills go through [`Syscall::kill`], so a recording fake sees them; the cgroup files are plain
+//! file IO on the tree given.
 
+use crate::syscall::Syscall;
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -128,7 +134,7 @@ impl Cgroups {
 
     /// Kills every process in every cgroup of the pod (also containers this process did not start,
     /// e.g. after a crash of the runtime) and removes the directories.
-    pub fn kill_pod(&self, pod_uid: &str) -> Result<(), CgroupError> {
+    pub fn kill_pod(&self, sys: &dyn Syscall, pod_uid: &str) -> Result<(), CgroupError> {
         let mut containers: Vec<String> = vec![];
         for d in self.pod_dirs(pod_uid) {
             if let Ok(rd) = std::fs::read_dir(&d) {
@@ -153,7 +159,7 @@ impl Cgroups {
                 unified: dir(&self.unified),
                 memory_limit: None,
             };
-            if let Err(e) = cg.kill_and_remove() {
+            if let Err(e) = cg.kill_and_remove(sys) {
                 first.get_or_insert(e);
             }
         }
@@ -227,7 +233,7 @@ impl ContainerCgroup {
     }
 
     /// Kills every member and waits (up to `wait`) until none is left.
-    pub fn kill_all(&self, wait: Duration) -> Result<(), CgroupError> {
+    pub fn kill_all(&self, sys: &dyn Syscall, wait: Duration) -> Result<(), CgroupError> {
         let kill_file = self.unified.as_ref().map(|u| u.join("cgroup.kill")).filter(|f| f.exists());
         if let Some(f) = &kill_file {
             std::fs::write(f, "1").map_err(io(f))?;
@@ -243,7 +249,7 @@ impl ContainerCgroup {
                 }
             }
             for pid in self.members() {
-                kill9(pid);
+                kill9(sys, pid);
             }
             if frozen {
                 std::fs::write(&state, "THAWED").map_err(io(&state))?;
@@ -260,7 +266,7 @@ impl ContainerCgroup {
                 return Err(CgroupError::NotEmpty { path, pids: left });
             }
             for pid in left {
-                kill9(pid);
+                kill9(sys, pid);
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -273,7 +279,7 @@ impl ContainerCgroup {
         for d in self.dirs() {
             let f = d.join("cgroup.procs");
             match std::fs::write(&f, pid.to_string()) {
-                Err(e) if e.raw_os_error() != Some(nix::libc::ESRCH) => {
+                Err(e) if e.raw_os_error() != Some(Errno::ESRCH as i32) => {
                     return Err(CgroupError::Io { path: f, source: e });
                 }
                 _ => {}
@@ -285,13 +291,13 @@ impl ContainerCgroup {
     /// Kills every member, then removes the directories. A process that joined between the kill
     /// and the removal (an init that was starting when its runtime died) makes the removal fail
     /// with EBUSY: it is killed in turn, a few times over, so nothing is left running unseen.
-    pub fn kill_and_remove(&self) -> Result<(), CgroupError> {
+    pub fn kill_and_remove(&self, sys: &dyn Syscall) -> Result<(), CgroupError> {
         let mut attempts = 0;
         loop {
-            self.kill_all(Duration::from_secs(5))?;
+            self.kill_all(sys, Duration::from_secs(5))?;
             match self.remove() {
                 Err(CgroupError::Io { source, .. })
-                    if source.raw_os_error() == Some(nix::libc::EBUSY) && attempts < 5 =>
+                    if source.raw_os_error() == Some(Errno::EBUSY as i32) && attempts < 5 =>
                 {
                     attempts += 1;
                 }
@@ -312,9 +318,9 @@ impl ContainerCgroup {
     }
 }
 
-fn kill9(pid: i32) {
+fn kill9(sys: &dyn Syscall, pid: i32) {
     if pid > 0 {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let _ = sys.kill(pid, Signal::SIGKILL);
     }
 }
 
@@ -369,6 +375,22 @@ mod tests {
             Some("memory limit 1024 bytes is not enforced: no cgroup v1 memory hierarchy on this machine")
         );
         assert!(!Cgroups::default().any());
+    }
+
+    #[test]
+    fn kill_all_kills_every_member_through_the_syscall_seam() {
+        use crate::syscall::{RecordingSyscall, SysCall};
+        let root = tempfile::tempdir().expect("tempdir");
+        let fz = root.path().join("freezer/stead/uid-1/app");
+        std::fs::create_dir_all(&fz).expect("mkdir");
+        std::fs::write(fz.join("cgroup.procs"), "4242\n4243\n").expect("write");
+        let c = ContainerCgroup { freezer: Some(fz.clone()), ..Default::default() };
+        let sys = RecordingSyscall::default();
+        // The fake kills nothing, so the members stay and the kill reports them.
+        let e = c.kill_all(&sys, Duration::ZERO).unwrap_err();
+        assert!(matches!(&e, CgroupError::NotEmpty { pids, .. } if pids == &[4242, 4243]), "{e}");
+        assert_eq!(sys.calls(), [SysCall::Kill(4242, Signal::SIGKILL), SysCall::Kill(4243, Signal::SIGKILL)]);
+        assert_eq!(std::fs::read_to_string(fz.join("freezer.state")).expect("state"), "THAWED");
     }
 
     #[test]

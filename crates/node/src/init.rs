@@ -97,7 +97,7 @@ pub fn resolve_program(program: &str, env: &[String]) -> Result<PathBuf, InitErr
 }
 
 /// Enters the sandbox and execs; returns only on failure.
-pub fn run<S: Syscall>(sys: &S, spec: &InitSpec) -> InitError {
+pub fn run<S: Syscall + ?Sized>(sys: &S, spec: &InitSpec) -> InitError {
     let go = || -> Result<InitError, InitError> {
         let program = spec.argv.first().ok_or(InitError::EmptyArgv)?;
         crate::cgroups::join(&spec.cgroups)?;
@@ -114,7 +114,7 @@ pub fn run<S: Syscall>(sys: &S, spec: &InitSpec) -> InitError {
 }
 
 /// The init's `main`: `--spec <json>`.
-pub fn main_with_args<S: Syscall>(sys: &S, args: impl IntoIterator<Item = String>) -> ExitCode {
+pub fn main_with_args<S: Syscall + ?Sized>(sys: &S, args: impl IntoIterator<Item = String>) -> ExitCode {
     let mut args = args.into_iter();
     let err = match (args.next().as_deref(), args.next()) {
         (Some("--spec"), Some(json)) => match serde_json::from_str::<InitSpec>(&json) {

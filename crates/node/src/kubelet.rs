@@ -19,6 +19,13 @@
 //! - [`Kubelet::kill_pod`] returns once every process is gone and the sandbox is removed; the last
 //!   status and the logs stay readable until the same name is synced with a new uid.
 //!
+//! The machine is reached only through [`Host`]: `Arc<dyn Syscall>`, `Arc<dyn Netlink>` and the
+//! cgroup root (youki's seam). Trait objects rather than type parameters: the kubelet's types
+//! (handle, worker, container and probe tasks) stay plain, and a dynamic call per syscall costs
+//! nothing beside the syscall. [`Kubelet::start`] uses the real ones ([`Host::linux`]); tests pass
+//! the recording fakes and a temporary cgroup root to [`Kubelet::start_on`] and run without root.
+//! Processes are still real: the container init is whatever program the config names.
+//!
 //! Architecture invariant: the worker owns all of a pod's mutable state; other tasks talk to it only
 //! through its event channel, and the handle reads only the snapshot in [`PodShared`].
 
@@ -63,6 +70,32 @@ pub struct KubeletConfig {
     pub init_program: PathBuf,
     /// ... and its leading arguments (`--spec <json>` follows).
     pub init_args: Vec<String>,
+}
+
+/// What the kubelet acts on: its syscalls, netlink and the cgroup hierarchies' root.
+#[derive(Clone)]
+pub struct Host {
+    pub sys: Arc<dyn Syscall>,
+    pub nl: Arc<dyn Netlink>,
+    /// Normally `/sys/fs/cgroup`; see [`Cgroups::detect`].
+    pub cgroup_root: PathBuf,
+}
+
+impl Host {
+    /// The real machine: [`LinuxSyscall`], [`RtNetlink`] and `/sys/fs/cgroup`. Needs a tokio runtime.
+    pub fn linux() -> Result<Host, NetlinkError> {
+        Ok(Host {
+            sys: Arc::new(LinuxSyscall),
+            nl: Arc::new(RtNetlink::new()?),
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+        })
+    }
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host").field("cgroup_root", &self.cgroup_root).finish_non_exhaustive()
+    }
 }
 
 /// Something that happened to one container, for the pod's Events (what the kubelet records with
@@ -153,8 +186,8 @@ struct PodEntry {
 pub(crate) struct Inner {
     pub cfg: KubeletConfig,
     pub rt: tokio::runtime::Handle,
-    pub sys: LinuxSyscall,
-    pub nl: RtNetlink,
+    pub sys: Arc<dyn Syscall>,
+    pub nl: Arc<dyn Netlink>,
     pub ipam: Mutex<Ipam>,
     pub sandbox: SandboxConfig,
     pub cgroups: Cgroups,
@@ -190,7 +223,15 @@ impl Kubelet {
     /// directory, leftovers of a previous run cleaned up. Without root: an error saying what is
     /// missing and how to run (sudo).
     pub async fn start(cfg: KubeletConfig) -> Result<Kubelet, KubeletError> {
-        crate::preflight::preflight()?;
+        // Refusals (no root, no tokio runtime) come before the netlink socket, as in `start_on`.
+        crate::preflight::preflight(&LinuxSyscall)?;
+        tokio::runtime::Handle::try_current().map_err(|_| KubeletError::NoRuntime)?;
+        Kubelet::start_on(cfg, Host::linux()?).await
+    }
+
+    /// [`Kubelet::start`] on `host`: every syscall, netlink call and cgroup of the kubelet goes there.
+    pub async fn start_on(cfg: KubeletConfig, host: Host) -> Result<Kubelet, KubeletError> {
+        crate::preflight::preflight(&*host.sys)?;
         let rt = tokio::runtime::Handle::try_current().map_err(|_| KubeletError::NoRuntime)?;
         if !cfg.init_program.is_file() {
             return Err(KubeletError::NoInitProgram(cfg.init_program.clone()));
@@ -212,10 +253,10 @@ impl Kubelet {
                 host_resolv_conf,
             },
         };
-        let nl = RtNetlink::new()?;
-        let cgroups = Cgroups::detect(Path::new("/sys/fs/cgroup"));
-        recover(&cfg.state_dir, &nl, &cgroups, &mut ipam).await;
-        crate::sandbox::ensure_bridge(&nl, &sandbox).await?;
+        let Host { sys, nl, cgroup_root } = host;
+        let cgroups = Cgroups::detect(&cgroup_root);
+        recover(&cfg.state_dir, &sys, &*nl, &cgroups, &mut ipam).await;
+        crate::sandbox::ensure_bridge(&*nl, &sandbox).await?;
         let (tx, _) = broadcast::channel(1024);
         let (container_events, _) = broadcast::channel(1024);
         let init = InitProgram { program: cfg.init_program.clone(), args: cfg.init_args.clone() };
@@ -223,7 +264,7 @@ impl Kubelet {
             inner: Arc::new(Inner {
                 cfg,
                 rt,
-                sys: LinuxSyscall,
+                sys,
                 nl,
                 ipam: Mutex::new(ipam),
                 sandbox,
@@ -419,18 +460,23 @@ fn unescape_mount(s: &str) -> String {
 
 /// Cleans up pods of a previous run of the runtime in `state_dir`: their processes (through their
 /// cgroups), mounts, veths and directories; every address is released. Best effort.
-async fn recover(state_dir: &Path, nl: &RtNetlink, cgroups: &Cgroups, ipam: &mut Ipam) {
+async fn recover(
+    state_dir: &Path,
+    sys: &Arc<dyn Syscall>,
+    nl: &dyn Netlink,
+    cgroups: &Cgroups,
+    ipam: &mut Ipam,
+) {
     let pods_dir = state_dir.join("pods");
     let uids: Vec<String> = std::fs::read_dir(&pods_dir)
         .map(|rd| rd.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
     for uid in uids {
-        let cg = cgroups.clone();
-        let u = uid.clone();
-        let _ = tokio::task::spawn_blocking(move || cg.kill_pod(&u)).await;
+        let (cg, s, u) = (cgroups.clone(), sys.clone(), uid.clone());
+        let _ = tokio::task::spawn_blocking(move || cg.kill_pod(&*s, &u)).await;
         let dir = pods_dir.join(&uid);
         for m in mounts_below(&dir) {
-            let _ = LinuxSyscall.umount(&m, true);
+            let _ = sys.umount(&m, true);
         }
         let mut pod = Pod::default();
         pod.metadata.uid = Some(uid.clone());
@@ -456,7 +502,7 @@ mod tests {
 
     #[test]
     fn start_without_root_says_how_to_run() {
-        if nix::unistd::geteuid().is_root() {
+        if LinuxSyscall.geteuid() == 0 {
             stead_testkit::not_applicable("runs as root, so the refusal cannot be observed");
             return;
         }

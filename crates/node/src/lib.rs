@@ -8,8 +8,12 @@
 //!   sequencing, pod status) are pure functions and state machines with no IO and no clock of their
 //!   own: time comes in as arguments.
 //! - Every syscall goes through [`syscall::Syscall`] and every netlink call through
-//!   [`netlink::Netlink`]; the sandbox logic is written against those traits and tested with their
-//!   recording fakes. Real-namespace tests run only as root (`tests/root_sandbox.rs`).
+//!   [`netlink::Netlink`]; the kubelet holds them as trait objects ([`kubelet::Host`]), and the
+//!   sandbox and kubelet are tested with their recording fakes without root. Real-namespace tests
+//!   run only as root (`tests/root_sandbox.rs`, `tests/root_kubelet.rs`). Outside `syscall.rs` and
+//!   `netlink.rs` the crate names only nix's value types (`Errno`, `Signal`, `Pid`), checked by
+//!   `tests/syscall_seam.rs`. File IO (`std::fs`: cgroup files, pod files, logs) and
+//!   spawning processes (`tokio::process`) are not behind the seam.
 //! - Nothing outside the state directory given by the caller is written, except kernel objects
 //!   (namespaces, links, mounts) that the sandbox's teardown removes again, and `hostPath` volumes
 //!   of type `*OrCreate`, which the pod explicitly asks for.

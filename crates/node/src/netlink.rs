@@ -4,6 +4,10 @@
 //! Calls address a network namespace with [`NetnsRef`]: the host's, or one pinned at a path. The real
 //! implementation opens a netlink socket inside a pinned namespace from a short-lived thread that
 //! `setns`es into it; the socket stays bound to that namespace.
+//!
+//! The trait's methods are `async` through `async_trait` (each call's future is boxed), so the
+//! kubelet can hold an `Arc<dyn Netlink>` beside its `Arc<dyn Syscall>`: a box per netlink call
+//! costs nothing next to the kernel round trip, and no kubelet type carries a type parameter.
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
@@ -12,7 +16,6 @@ use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use std::fs::File;
-use std::future::Future;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -46,65 +49,36 @@ pub struct NetlinkError {
 }
 
 /// The netlink operations the sandbox uses.
+#[async_trait::async_trait]
 pub trait Netlink: Send + Sync {
     /// Whether a link named `name` exists in `ns`.
-    fn link_exists(
-        &self,
-        ns: &NetnsRef,
-        name: &str,
-    ) -> impl Future<Output = Result<bool, NetlinkError>> + Send;
+    async fn link_exists(&self, ns: &NetnsRef, name: &str) -> Result<bool, NetlinkError>;
     /// Creates a bridge in the host netns.
-    fn create_bridge(&self, name: &str) -> impl Future<Output = Result<(), NetlinkError>> + Send;
+    async fn create_bridge(&self, name: &str) -> Result<(), NetlinkError>;
     /// Creates a veth pair in the host netns; the peer is created directly inside `peer_netns` if given
     /// (much faster than moving it afterwards).
-    fn create_veth(
+    async fn create_veth(
         &self,
         host: &str,
         peer: &str,
         peer_netns: Option<&Path>,
-    ) -> impl Future<Output = Result<(), NetlinkError>> + Send;
+    ) -> Result<(), NetlinkError>;
     /// Moves a host link into the namespace pinned at `netns`.
-    fn move_to_netns(
-        &self,
-        link: &str,
-        netns: &Path,
-    ) -> impl Future<Output = Result<(), NetlinkError>> + Send;
+    async fn move_to_netns(&self, link: &str, netns: &Path) -> Result<(), NetlinkError>;
     /// Enslaves a host link to a bridge.
-    fn set_master(&self, link: &str, bridge: &str) -> impl Future<Output = Result<(), NetlinkError>> + Send;
+    async fn set_master(&self, link: &str, bridge: &str) -> Result<(), NetlinkError>;
     /// Adds an address (with its prefix) to a link.
-    fn add_address(
-        &self,
-        ns: &NetnsRef,
-        link: &str,
-        addr: IpNet,
-    ) -> impl Future<Output = Result<(), NetlinkError>> + Send;
+    async fn add_address(&self, ns: &NetnsRef, link: &str, addr: IpNet) -> Result<(), NetlinkError>;
     /// The addresses (with their prefixes) of a link.
-    fn addresses(
-        &self,
-        ns: &NetnsRef,
-        link: &str,
-    ) -> impl Future<Output = Result<Vec<IpNet>, NetlinkError>> + Send;
+    async fn addresses(&self, ns: &NetnsRef, link: &str) -> Result<Vec<IpNet>, NetlinkError>;
     /// Removes an address (with its prefix) from a link; `Ok(false)` when the link did not have it.
-    fn delete_address(
-        &self,
-        ns: &NetnsRef,
-        link: &str,
-        addr: IpNet,
-    ) -> impl Future<Output = Result<bool, NetlinkError>> + Send;
+    async fn delete_address(&self, ns: &NetnsRef, link: &str, addr: IpNet) -> Result<bool, NetlinkError>;
     /// Sets a link up.
-    fn set_up(&self, ns: &NetnsRef, link: &str) -> impl Future<Output = Result<(), NetlinkError>> + Send;
+    async fn set_up(&self, ns: &NetnsRef, link: &str) -> Result<(), NetlinkError>;
     /// Adds a default route via `gateway`.
-    fn add_default_route(
-        &self,
-        ns: &NetnsRef,
-        gateway: IpAddr,
-    ) -> impl Future<Output = Result<(), NetlinkError>> + Send;
+    async fn add_default_route(&self, ns: &NetnsRef, gateway: IpAddr) -> Result<(), NetlinkError>;
     /// Deletes a link; `Ok(false)` when it did not exist.
-    fn delete_link(
-        &self,
-        ns: &NetnsRef,
-        name: &str,
-    ) -> impl Future<Output = Result<bool, NetlinkError>> + Send;
+    async fn delete_link(&self, ns: &NetnsRef, name: &str) -> Result<bool, NetlinkError>;
 }
 
 /// A handle whose private connection (if any) is closed on drop.
@@ -221,6 +195,7 @@ impl RtNetlink {
     }
 }
 
+#[async_trait::async_trait]
 impl Netlink for RtNetlink {
     async fn link_exists(&self, ns: &NetnsRef, name: &str) -> Result<bool, NetlinkError> {
         let h = self.handle(ns)?;
@@ -442,6 +417,7 @@ impl RecordingNetlink {
     }
 }
 
+#[async_trait::async_trait]
 impl Netlink for RecordingNetlink {
     async fn link_exists(&self, ns: &NetnsRef, name: &str) -> Result<bool, NetlinkError> {
         self.record(NlCall::LinkExists(ns.clone(), name.to_owned()))?;

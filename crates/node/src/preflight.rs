@@ -4,6 +4,7 @@
 //! says what is missing and how to run. The rootless design (one user+net+mount namespace acting as
 //! the node, pods inside it, host access through a forwarder; see the runtime probe) is not built yet.
 
+use crate::syscall::Syscall;
 use std::path::{Path, PathBuf};
 
 /// A missing requirement, saying what is needed and how to get it.
@@ -20,9 +21,9 @@ pub enum PreflightError {
     NoNamespace { kind: &'static str, path: PathBuf, config: &'static str },
 }
 
-/// Checks the current process.
-pub fn preflight() -> Result<(), PreflightError> {
-    check(nix::unistd::geteuid().as_raw(), Path::new("/proc/self/ns"))
+/// Checks the current process (its effective uid through `sys`).
+pub fn preflight(sys: &dyn Syscall) -> Result<(), PreflightError> {
+    check(sys.geteuid(), Path::new("/proc/self/ns"))
 }
 
 /// Checks an effective uid and a `/proc/<pid>/ns` directory.
@@ -61,5 +62,13 @@ mod tests {
             PreflightError::NoNamespace { kind: "UTS", path: dir.path().join("uts"), config: "UTS" }
         );
         assert_eq!(check(0, Path::new("/proc/self/ns")), Ok(()));
+    }
+
+    #[test]
+    fn preflight_asks_the_syscall_seam_for_the_uid() {
+        let sys = crate::syscall::RecordingSyscall::default();
+        assert_eq!(preflight(&sys), Ok(()));
+        sys.set_euid(1000);
+        assert_eq!(preflight(&sys), Err(PreflightError::NotRoot { euid: 1000 }));
     }
 }

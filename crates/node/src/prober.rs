@@ -2,7 +2,8 @@
 //! them. Results feed [`crate::probe::ContainerProbes`].
 //!
 //! - `exec`: the command runs inside the container's namespaces through the container init (the caller
-//!   builds the command); exit 0 is success; on timeout the whole process group is killed.
+//!   builds the command); exit 0 is success; on timeout the whole process group is killed (through
+//!   [`Syscall::killpg`]: the caller's syscalls).
 //! - `httpGet`: HTTP/1.1 `GET` to `host` (default: the pod IP) and `port` (a number or a container
 //!   port's name), with `httpHeaders` and the kubelet's `User-Agent: kube-probe/<version>`; a status in
 //!   200..400 is success. `scheme: HTTPS` runs the same request over TLS (rustls, `ring`) without
@@ -17,6 +18,7 @@
 //! Every probe is bounded by its `timeoutSeconds`; a timeout is a failure.
 
 use crate::probe::ProbeResult;
+use crate::syscall::Syscall;
 use k8s_openapi::api::core::v1::{Container, GRPCAction, HTTPGetAction, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::net::{IpAddr, SocketAddr};
@@ -227,8 +229,9 @@ pub async fn tcp_socket(
 }
 
 /// Runs an `exec` probe or hook: `cmd` is the command entering the container (see
-/// [`crate::process::InitProgram::command`]); its output is discarded.
-pub async fn exec(mut cmd: tokio::process::Command, timeout: Duration) -> Outcome {
+/// [`crate::process::InitProgram::command`]) in a process group of its own, which `sys` kills on
+/// timeout.
+pub async fn exec(sys: &dyn Syscall, mut cmd: tokio::process::Command, timeout: Duration) -> Outcome {
     cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).kill_on_drop(true);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
@@ -267,10 +270,7 @@ pub async fn exec(mut cmd: tokio::process::Command, timeout: Duration) -> Outcom
         Ok(Err(e)) => Outcome::fail(format!("exec: {e}")),
         Err(_) => {
             if let Some(g) = pgid {
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(g),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
+                let _ = sys.killpg(g, nix::sys::signal::Signal::SIGKILL);
             }
             let _ = child.start_kill();
             let _ = child.wait().await;

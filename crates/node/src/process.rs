@@ -167,7 +167,7 @@ impl ContainerProcess {
     }
 
     /// Sends `signal` to the whole process group. A group that is already gone is not an error.
-    pub fn signal<S: Syscall>(&self, sys: &S, signal: Signal) -> Result<(), ProcessError> {
+    pub fn signal<S: Syscall + ?Sized>(&self, sys: &S, signal: Signal) -> Result<(), ProcessError> {
         match sys.killpg(self.pid, signal) {
             Err(e) if e.errno != nix::errno::Errno::ESRCH => {
                 Err(ProcessError::Signal { container: self.container.clone(), pid: self.pid, source: e })
@@ -177,7 +177,11 @@ impl ContainerProcess {
     }
 
     /// Graceful stop: SIGTERM to the group, wait up to `grace`, then SIGKILL to the group.
-    pub async fn stop<S: Syscall>(&mut self, sys: &S, grace: Duration) -> Result<Exit, ProcessError> {
+    pub async fn stop<S: Syscall + ?Sized>(
+        &mut self,
+        sys: &S,
+        grace: Duration,
+    ) -> Result<Exit, ProcessError> {
         self.signal(sys, Signal::SIGTERM)?;
         let status = match tokio::time::timeout(grace, self.child.wait()).await {
             Ok(r) => r,

@@ -156,7 +156,7 @@ pub fn plan(cfg: &SandboxConfig, pod: &Pod, pod_ip: Ipv4Addr) -> Result<SandboxP
 }
 
 /// Creates the bridge if it is missing, gives it the gateway address and sets it up.
-pub async fn ensure_bridge<N: Netlink>(nl: &N, cfg: &SandboxConfig) -> Result<(), SandboxError> {
+pub async fn ensure_bridge<N: Netlink + ?Sized>(nl: &N, cfg: &SandboxConfig) -> Result<(), SandboxError> {
     let nlerr = |step| move |source| SandboxError::Bridge { bridge: cfg.bridge.clone(), step, source };
     if !nl.link_exists(&NetnsRef::Host, &cfg.bridge).await.map_err(nlerr("look up bridge"))? {
         nl.create_bridge(&cfg.bridge).await.map_err(nlerr("create bridge"))?;
@@ -180,7 +180,7 @@ fn on_thread<T: Send>(
 }
 
 /// Performs `plan`. On failure, tears down what was done and returns the first error.
-pub async fn setup<S: Syscall, N: Netlink>(
+pub async fn setup<S: Syscall + ?Sized, N: Netlink + ?Sized>(
     sys: &S,
     nl: &N,
     plan: &SandboxPlan,
@@ -197,7 +197,7 @@ pub async fn setup<S: Syscall, N: Netlink>(
     }
 }
 
-async fn setup_inner<S: Syscall, N: Netlink>(
+async fn setup_inner<S: Syscall + ?Sized, N: Netlink + ?Sized>(
     sys: &S,
     nl: &N,
     plan: &SandboxPlan,
@@ -265,7 +265,7 @@ fn not_mounted(e: &SyscallError) -> bool {
 
 /// Undoes [`setup`]: veth, tmpfs volumes, namespace pins, then the pod directory. Idempotent; runs
 /// every step and returns the first error. Claim directories are never removed.
-pub async fn teardown<S: Syscall, N: Netlink>(
+pub async fn teardown<S: Syscall + ?Sized, N: Netlink + ?Sized>(
     sys: &S,
     nl: &N,
     plan: &SandboxPlan,
@@ -370,7 +370,7 @@ pub fn container_mounts(
 
 /// Enters the pod sandbox from a container's process before exec: the pod's netns and UTS namespace,
 /// a private mount namespace, then the bind mounts.
-pub fn enter_sandbox<S: Syscall>(
+pub fn enter_sandbox<S: Syscall + ?Sized>(
     sys: &S,
     plan: &SandboxPlan,
     mounts: &[MountSpec],
@@ -379,7 +379,7 @@ pub fn enter_sandbox<S: Syscall>(
 }
 
 /// [`enter_sandbox`] with optional namespaces; without mounts no mount namespace is made.
-pub fn enter<S: Syscall>(
+pub fn enter<S: Syscall + ?Sized>(
     sys: &S,
     netns: Option<&Path>,
     uts: Option<&Path>,

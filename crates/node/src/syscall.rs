@@ -85,6 +85,8 @@ pub trait Syscall: Send + Sync {
     fn chdir(&self, dir: &Path) -> Result<(), SyscallError>;
     /// `execve(2)`: replaces the process; returns only the error.
     fn execve(&self, program: &Path, argv: &[String], env: &[String]) -> SyscallError;
+    /// `geteuid(2)`: the effective user id (the preflight's root check).
+    fn geteuid(&self) -> u32;
 }
 
 /// The real syscalls.
@@ -182,6 +184,10 @@ impl Syscall for LinuxSyscall {
             Ok(never) => match never {},
         }
     }
+
+    fn geteuid(&self) -> u32 {
+        nix::unistd::geteuid().as_raw()
+    }
 }
 
 /// One recorded call.
@@ -200,17 +206,26 @@ pub enum SysCall {
     Execve { program: PathBuf, argv: Vec<String>, env: Vec<String> },
 }
 
-/// A fake that records every call and succeeds, unless told to fail a given call.
+/// A fake that records every call and succeeds, unless told to fail a given call. Queries
+/// (`geteuid`) are answered, not recorded: the effective uid is 0 (root) unless set.
 #[derive(Debug, Default)]
 pub struct RecordingSyscall {
     calls: Mutex<Vec<SysCall>>,
     fail: Mutex<Option<(SysCall, nix::errno::Errno)>>,
+    euid: Mutex<u32>,
 }
 
 impl RecordingSyscall {
     /// The calls made so far, in order.
     pub fn calls(&self) -> Vec<SysCall> {
         self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// The effective uid [`Syscall::geteuid`] answers.
+    pub fn set_euid(&self, euid: u32) {
+        if let Ok(mut e) = self.euid.lock() {
+            *e = euid;
+        }
     }
 
     /// Makes `call` fail with `errno` (it is still recorded).
@@ -274,6 +289,9 @@ impl Syscall for RecordingSyscall {
                 errno: nix::errno::Errno::ENOSYS,
             },
         }
+    }
+    fn geteuid(&self) -> u32 {
+        self.euid.lock().map(|e| *e).unwrap_or(0)
     }
 }
 

@@ -343,7 +343,7 @@ impl Logs {
                 .filter_map(|c| c["name"].as_str().map(str::to_string))
                 .collect::<Vec<_>>();
             for container in containers {
-                let Some(path) = local.kubelet().log_path(&key.namespace, &key.name, &container, false)
+                let Some(path) = local.runtime().log_path(&key.namespace, &key.name, &container, false)
                 else {
                     continue;
                 };

@@ -3,7 +3,7 @@
 //! - `GET /events?namespace=&for=pod/web-0`: a `List` of Events, oldest first (every namespace
 //!   without `namespace`; only those about one object with `for`, as `kubectl events --for`);
 //! - `POST /exec/{namespace}/{pod}/{container}?command=<JSON array>`: runs the command inside the
-//!   container (its namespaces, mounts, environment and cgroup, through the kubelet); the request
+//!   container (its namespaces, mounts, environment and cgroup, through the pod runtime); the request
 //!   body is its standard input. The reply streams frames `[tag u8][length u32 BE][payload]`:
 //!   tag 1 stdout, 2 stderr, 3 the exit code as decimal text (last), 4 an error message (last).
 //!   No TTY: what `kubectl exec` does without `-t`.
@@ -15,6 +15,7 @@
 use super::{ApiError, ApiState, kind_of};
 use crate::events;
 use crate::kinds::Kind;
+use crate::runtime::{Runtime, RuntimeError};
 use crate::store::ObjectKey;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path as UrlPath, Query, State};
@@ -28,6 +29,7 @@ use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::process::Stdio;
 use std::sync::Arc;
+use stead_node::kubelet::KubeletError;
 use stead_node::logs::LogLine;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::mpsc;
@@ -55,11 +57,11 @@ pub type ExecFn =
 #[derive(Clone)]
 pub struct Exec(pub Arc<ExecFn>);
 
-/// Exec through the kubelet's [`stead_node::kubelet::Kubelet::exec_command`].
-pub fn kubelet_exec(kubelet: stead_node::kubelet::Kubelet) -> Exec {
+/// Exec through the pod runtime's [`Runtime::exec_command`].
+pub fn runtime_exec(runtime: Arc<dyn Runtime>) -> Exec {
     Exec(Arc::new(move |ns: &str, pod: &str, container: &str, argv: &[String]| {
-        kubelet.exec_command(ns, pod, container, argv).map_err(|e| match e {
-            stead_node::kubelet::KubeletError::NoPod { pod } => ExecError::NoPod { pod },
+        runtime.exec_command(ns, pod, container, argv).map_err(|e| match e {
+            RuntimeError::Kubelet(KubeletError::NoPod { pod }) => ExecError::NoPod { pod },
             other => ExecError::Refused(other.to_string()),
         })
     }))

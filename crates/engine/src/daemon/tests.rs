@@ -538,6 +538,50 @@ async fn exec_streams_output_and_the_exit_code() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_app_serves_logs_and_exec_through_the_runtime() {
+    with_timeout(async {
+        let fake = FakeRuntime::new(true);
+        let runtime: Arc<dyn Runtime> = Arc::new(fake.clone());
+        let engine = Engine::new(Store::in_memory(), runtime, EngineConfig::default());
+        let (_stop, rx) = signal::channel(false);
+        tokio::spawn(engine.clone().run(rx));
+        let app = engine_app(&engine);
+        let send = |method: Method, uri: String| {
+            let request = Request::builder().method(method).uri(uri).body(Body::empty()).unwrap();
+            let app = app.clone();
+            async move {
+                let response = app.oneshot(request).await.unwrap();
+                let status = response.status();
+                let bytes = response.into_body().collect().await.unwrap().to_bytes();
+                (status, bytes_text(&bytes))
+            }
+        };
+        let request = Request::builder().method(Method::POST).uri("/apply").body(Body::from(WEB)).unwrap();
+        assert_eq!(app.clone().oneshot(request).await.unwrap().status(), StatusCode::OK);
+        until("web-0 running", async || fake.running().contains(&"default/web-0".to_string())).await;
+
+        let dir = tempfile::tempdir().unwrap();
+        let log = stead_node::logs::log_path(&dir.path().join("app"), 0);
+        std::fs::create_dir_all(dir.path().join("app")).unwrap();
+        std::fs::write(&log, "2026-01-01T00:00:00.000000000Z stdout F from the fake\n").unwrap();
+        fake.set_log_path("default", "web-0", "app", false, log);
+        let (code, text) = send(Method::GET, "/logs/default/web-0/app".into()).await;
+        assert_eq!((code, text.as_str()), (StatusCode::OK, "from the fake\n"));
+
+        let uri = format!("/exec/default/web-0/app?command={}", encode_query("[\"true\"]"));
+        let (code, text) = send(Method::POST, uri).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{text}");
+        assert!(text.contains("exec is not supported by the fake runtime"), "{text}");
+        assert!(
+            fake.calls().contains(&"exec default/web-0/app [\"true\"]".to_string()),
+            "{:?}",
+            fake.calls()
+        );
+    })
+    .await;
+}
+
 fn encode_query(value: &str) -> String {
     value
         .bytes()

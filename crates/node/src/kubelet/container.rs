@@ -140,18 +140,18 @@ async fn run(mut ctx: Ctx, stop: oneshot::Receiver<StopRequest>, probe_task: tok
             let hook_run = run_hook(&ctx.k, &ctx.container, &hook, &ctx.spec, ctx.pod_ip, req.grace);
             let _ = tokio::time::timeout_at(deadline, hook_run).await;
         }
-        let _ = ctx.process.signal(&ctx.k.sys, Signal::SIGTERM);
+        let _ = ctx.process.signal(&*ctx.k.sys, Signal::SIGTERM);
         if tokio::time::timeout_at(deadline, ctx.process.exited()).await.is_err() {
-            let _ = ctx.process.signal(&ctx.k.sys, Signal::SIGKILL);
+            let _ = ctx.process.signal(&*ctx.k.sys, Signal::SIGKILL);
         }
     }
     probe_task.abort();
     // The main process is gone (or going): nothing else of the container may stay.
     if ctx.cgroup.dirs().next().is_some() {
-        let cg = ctx.cgroup.clone();
-        let _ = tokio::task::spawn_blocking(move || cg.kill_all(Duration::from_secs(5))).await;
+        let (cg, sys) = (ctx.cgroup.clone(), ctx.k.sys.clone());
+        let _ = tokio::task::spawn_blocking(move || cg.kill_all(&*sys, Duration::from_secs(5))).await;
     } else {
-        let _ = ctx.process.signal(&ctx.k.sys, Signal::SIGKILL);
+        let _ = ctx.process.signal(&*ctx.k.sys, Signal::SIGKILL);
     }
     let exit = ctx.process.wait().await.unwrap_or(Exit::Code(-1));
     let exit = match exit {
@@ -160,8 +160,8 @@ async fn run(mut ctx: Ctx, stop: oneshot::Receiver<StopRequest>, probe_task: tok
     };
     // The OOM count is read above, before the directories go; a process that joined since the kill
     // (an exec session starting) is killed too.
-    let cg = ctx.cgroup.clone();
-    let _ = tokio::task::spawn_blocking(move || cg.kill_and_remove()).await;
+    let (cg, sys) = (ctx.cgroup.clone(), ctx.k.sys.clone());
+    let _ = tokio::task::spawn_blocking(move || cg.kill_and_remove(&*sys)).await;
     let _ = ctx.events.send(PodEvent::Exited {
         container: ctx.container.name.clone(),
         instance: ctx.instance,
@@ -241,7 +241,7 @@ async fn run_probe(
     if let Some(e) = &probe.exec {
         let argv = e.command.clone().unwrap_or_default();
         return match exec_command(k, c, spec, &argv) {
-            Some(cmd) => prober::exec(cmd, timeout).await,
+            Some(cmd) => prober::exec(&*k.sys, cmd, timeout).await,
             None => {
                 Outcome { result: crate::probe::ProbeResult::Failure, message: "exec: bad command".into() }
             }
@@ -272,7 +272,7 @@ async fn run_hook(
     if let Some(e) = &hook.exec {
         let argv = e.command.clone().unwrap_or_default();
         let cmd = exec_command(k, c, spec, &argv)?;
-        return Some(prober::exec(cmd, limit).await);
+        return Some(prober::exec(&*k.sys, cmd, limit).await);
     }
     if let Some(h) = &hook.http_get {
         return Some(prober::http_get(h, c, ip, limit).await);

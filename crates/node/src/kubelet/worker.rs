@@ -200,7 +200,7 @@ impl Worker {
         let plan = sandbox::plan(&self.k.sandbox, &self.pod, ip).map_err(|e| e.to_string())?;
         let ctx = self.env_ctx();
         let lookup = self.lookup.clone();
-        let r = sandbox::setup(&self.k.sys, &self.k.nl, &plan, &self.pod, &*lookup, &ctx).await;
+        let r = sandbox::setup(&*self.k.sys, &*self.k.nl, &plan, &self.pod, &*lookup, &ctx).await;
         match r {
             Ok(()) => {
                 self.plan = Some(plan);
@@ -484,11 +484,10 @@ impl Worker {
     /// Everything the pod left: its cgroups (processes of `exec` sessions too), the sandbox, the
     /// address.
     async fn teardown(&mut self) {
-        let cg = self.k.cgroups.clone();
-        let uid = self.uid.clone();
-        let _ = tokio::task::spawn_blocking(move || cg.kill_pod(&uid)).await;
+        let (cg, sys, uid) = (self.k.cgroups.clone(), self.k.sys.clone(), self.uid.clone());
+        let _ = tokio::task::spawn_blocking(move || cg.kill_pod(&*sys, &uid)).await;
         if let Some(plan) = self.plan.take() {
-            if let Err(e) = sandbox::teardown(&self.k.sys, &self.k.nl, &plan).await {
+            if let Err(e) = sandbox::teardown(&*self.k.sys, &*self.k.nl, &plan).await {
                 eprintln!("stead-node: {e}");
             }
         } else {

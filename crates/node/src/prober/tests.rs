@@ -1,4 +1,6 @@
 use super::*;
+use crate::syscall::{LinuxSyscall, RecordingSyscall, SysCall};
+use nix::sys::signal::Signal;
 use serde_json::json;
 use std::net::Ipv4Addr;
 
@@ -188,13 +190,32 @@ fn exec_exit_codes_and_timeout() {
             c.arg("-c").arg(script).process_group(0);
             c
         };
-        assert_eq!(exec(cmd("exit 0"), Duration::from_secs(5)).await.result, ProbeResult::Success);
-        assert_eq!(exec(cmd("exit 3"), Duration::from_secs(5)).await.result, ProbeResult::Failure);
+        assert_eq!(
+            exec(&LinuxSyscall, cmd("exit 0"), Duration::from_secs(5)).await.result,
+            ProbeResult::Success
+        );
+        assert_eq!(
+            exec(&LinuxSyscall, cmd("exit 3"), Duration::from_secs(5)).await.result,
+            ProbeResult::Failure
+        );
         let t = std::time::Instant::now();
-        let o = exec(cmd("sleep 30"), Duration::from_millis(200)).await;
+        let o = exec(&LinuxSyscall, cmd("sleep 30"), Duration::from_millis(200)).await;
         assert!(o.message.contains("timed out"), "{}", o.message);
         assert!(t.elapsed() < Duration::from_secs(10));
     });
+}
+
+#[test]
+fn an_exec_timeout_kills_the_process_group_through_the_syscall_seam() {
+    let sys = RecordingSyscall::default();
+    rt().block_on(async {
+        let mut cmd = tokio::process::Command::new("sleep");
+        cmd.arg("30").process_group(0);
+        let o = exec(&sys, cmd, Duration::from_millis(100)).await;
+        assert!(o.message.contains("timed out"), "{}", o.message);
+    });
+    let calls = sys.calls();
+    assert!(matches!(calls.as_slice(), [SysCall::Killpg(pgid, Signal::SIGKILL)] if *pgid > 0), "{calls:?}");
 }
 
 #[test]
@@ -256,27 +277,34 @@ fn an_exec_probe_failure_carries_the_commands_output() {
         cmd
     };
     rt().block_on(async {
-        let ok = exec(sh("echo fine"), Duration::from_secs(5)).await;
+        let ok = exec(&LinuxSyscall, sh("echo fine"), Duration::from_secs(5)).await;
         assert_eq!(ok.result, ProbeResult::Success);
-        let failed =
-            exec(sh("echo not ready yet; echo missing /mnt/ready >&2; exit 1"), Duration::from_secs(5)).await;
+        let failed = exec(
+            &LinuxSyscall,
+            sh("echo not ready yet; echo missing /mnt/ready >&2; exit 1"),
+            Duration::from_secs(5),
+        )
+        .await;
         assert_eq!(
             (failed.result, failed.message.as_str()),
             (ProbeResult::Failure, "not ready yet\nmissing /mnt/ready")
         );
-        let silent = exec(sh("exit 3"), Duration::from_secs(5)).await;
+        let silent = exec(&LinuxSyscall, sh("exit 3"), Duration::from_secs(5)).await;
         assert_eq!((silent.result, silent.message.as_str()), (ProbeResult::Failure, "exec: exit status: 3"));
-        let long = exec(sh("head -c 100000 /dev/zero | tr '\\0' x; exit 1"), Duration::from_secs(5)).await;
+        let long =
+            exec(&LinuxSyscall, sh("head -c 100000 /dev/zero | tr '\\0' x; exit 1"), Duration::from_secs(5))
+                .await;
         assert_eq!(long.message.len(), 10 * 1024, "the output kept is bounded");
         // Output past the limit is read and dropped: the writer does not die of SIGPIPE.
-        let verbose = exec(sh("head -c 100000 /dev/zero; echo done >&2"), Duration::from_secs(5)).await;
+        let verbose =
+            exec(&LinuxSyscall, sh("head -c 100000 /dev/zero; echo done >&2"), Duration::from_secs(5)).await;
         assert_eq!(verbose.result, ProbeResult::Success, "{}", verbose.message);
         // A background child holding the pipes does not turn a clean exit into a timeout.
-        let background = exec(sh("sleep 5 & exit 0"), Duration::from_secs(2)).await;
+        let background = exec(&LinuxSyscall, sh("sleep 5 & exit 0"), Duration::from_secs(2)).await;
         assert_eq!(background.result, ProbeResult::Success, "{}", background.message);
-        let background = exec(sh("echo no; sleep 5 & exit 1"), Duration::from_secs(2)).await;
+        let background = exec(&LinuxSyscall, sh("echo no; sleep 5 & exit 1"), Duration::from_secs(2)).await;
         assert_eq!((background.result, background.message.as_str()), (ProbeResult::Failure, "no"));
-        let slow = exec(sh("sleep 5"), Duration::from_millis(200)).await;
+        let slow = exec(&LinuxSyscall, sh("sleep 5"), Duration::from_millis(200)).await;
         assert_eq!(slow.message, "exec: command timed out after 0.2s");
     });
 }
