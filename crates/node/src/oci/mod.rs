@@ -22,7 +22,7 @@
 //!    remove the bundle (before the sandbox's teardown removes the pod directory).
 //!
 //! Code map: [`spec`] (pure: process resolution, `config.json`, capabilities), [`seccomp`] (the
-//! `RuntimeDefault` profile), [`user`] (`/etc/passwd` and `/etc/group`, read inside the root),
+//! `RuntimeDefault` profile), [`fs_group`] (volumes group-owned by `fsGroup`), [`user`] (`/etc/passwd` and `/etc/group`, read inside the root),
 //! [`rootfs`] (bundle layout, overlay mount), [`runtime`] (the runc driver).
 //!
 //! Invariants:
@@ -34,6 +34,7 @@
 //! - Nothing read from the image leaves its root: `/etc/passwd` and `/etc/group` are opened with
 //!   `RESOLVE_IN_ROOT`.
 
+pub mod fs_group;
 pub mod rootfs;
 pub mod runtime;
 pub mod seccomp;
@@ -157,6 +158,7 @@ pub fn create<S: Syscall>(
     let id = container_id(uid, name, req.instance);
     // A container of the same id left behind (a crashed daemon) goes first.
     runtime.delete(&id)?;
+    apply_fs_group(req)?;
     let bundle = rootfs::bundle_dir(&req.sandbox.pod_dir, name, req.instance);
     let rootfs = rootfs::mount_rootfs(sys, &bundle, req.layers)?;
     let written = (|| -> Result<ProcessSpec, OciError> {
@@ -198,6 +200,28 @@ pub fn create<S: Syscall>(
             Err(e)
         }
     }
+}
+
+/// Applies the pod's `fsGroup` to the volumes the container mounts.
+fn apply_fs_group(req: &CreateRequest<'_>) -> Result<(), OciError> {
+    let sec = req.pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let Some(gid) = sec.and_then(|s| s.fs_group) else { return Ok(()) };
+    let gid = u32::try_from(gid).map_err(|_| OciError::Invalid {
+        pod: format!(
+            "{}/{}",
+            req.pod.metadata.namespace.as_deref().unwrap_or("default"),
+            req.pod.metadata.name.as_deref().unwrap_or("")
+        ),
+        container: req.container.name.clone(),
+        problem: format!("securityContext.fsGroup {gid} is not a valid id"),
+    })?;
+    let on_root_mismatch = sec.and_then(|s| s.fs_group_change_policy.as_deref()) == Some("OnRootMismatch");
+    for m in req.container.volume_mounts.iter().flatten() {
+        if let Some(v) = req.sandbox.volumes.iter().find(|v| v.name == m.name) {
+            fs_group::apply(v, gid, on_root_mismatch)?;
+        }
+    }
+    Ok(())
 }
 
 impl OciContainer {
