@@ -26,7 +26,7 @@ use stead_node::syscall::LinuxSyscall;
 
 const APPLETS: &[&str] = &[
     "sh", "id", "cat", "echo", "sleep", "ls", "touch", "mkdir", "hostname", "grep", "test", "true", "pwd",
-    "wc", "head", "unshare", "stat",
+    "wc", "head", "unshare", "stat", "readlink",
 ];
 
 fn ready() -> Option<PathBuf> {
@@ -42,7 +42,7 @@ fn rt() -> tokio::runtime::Runtime {
 
 /// The shared image layers: `[layer0, layer1]`, bottom first.
 fn layers() -> Vec<PathBuf> {
-    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("root-oci-layers-v1");
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("root-oci-layers-v2");
     if !base.join("done").exists() {
         let tmp =
             Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(".root-oci-layers-{}", std::process::id()));
@@ -234,14 +234,24 @@ fn image_config_layers_and_pod_files() {
         runc,
         json!({"containers": [{"name": "app", "image": "busybox:test",
             "args": ["echo \"$FROM_IMAGE $FROM_POD $(FROM_POD)\"; pwd; test -e /gone || echo whiteout-ok; cat /added; \
-                      cat /etc/hostname; hostname; grep -c web-0 /etc/hosts; grep -c image-hosts /etc/hosts; exit 7"],
+                      cat /etc/hostname; hostname; grep -c web-0 /etc/hosts; grep -c image-hosts /etc/hosts; \
+                      for n in net uts ipc; do readlink /proc/self/ns/$n; done; exit 7"],
             "env": [{"name": "FROM_POD", "value": "pod"}]}]}),
     );
     let img = image(json!({"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["echo from-cmd"], "WorkingDir": "/srv",
         "Env": ["PATH=/bin", "FROM_IMAGE=image"]}));
     let (exit, out) = p.run(&img);
     assert_eq!(exit, Exit::Code(7), "{out}");
-    assert_eq!(out, "image pod pod\n/srv\nwhiteout-ok\nlayer two\nweb-0\nweb-0\n1\n0");
+    use std::os::unix::fs::MetadataExt;
+    let ino = |p: &Path| std::fs::metadata(p).expect("pinned namespace").ino();
+    let (net, uts, ipc) = (ino(&p.plan.netns_path), ino(&p.plan.uts_path), ino(&p.plan.ipc_path));
+    assert_eq!(
+        out,
+        format!(
+            "image pod pod\n/srv\nwhiteout-ok\nlayer two\nweb-0\nweb-0\n1\n0\nnet:[{net}]\nuts:[{uts}]\nipc:[{ipc}]"
+        ),
+        "the pod's namespaces are joined"
+    );
 }
 
 #[test]
