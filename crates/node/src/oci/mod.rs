@@ -250,3 +250,32 @@ impl OciContainer {
         rootfs::rootfs_dir(&self.bundle)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syscall::{RecordingSyscall, SysCall};
+    use nix::sys::signal::Signal;
+
+    #[test]
+    fn signals_go_to_the_init_and_a_kill_without_one_ends_runc() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let _guard = rt.enter();
+        let runtime = OciRuntime::new("/nonexistent/runc".into(), dir.path().join("runc"));
+        // `sleep` stands in for `runc run` of a container whose init is not (or no longer) there.
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg("30");
+        let log =
+            LogWriter::open(&dir.path().join("log"), 0, crate::logs::LogConfig::default()).expect("log");
+        let mut proc = crate::process::spawn_oci("app", cmd, log, runtime, "u-app-0".into()).expect("spawn");
+        let sys = RecordingSyscall::default();
+        proc.signal(&sys, Signal::SIGTERM).expect("term");
+        assert_eq!(sys.calls(), [], "nothing to forward a SIGTERM to");
+        proc.signal(&sys, Signal::SIGKILL).expect("kill");
+        assert_eq!(sys.calls(), [SysCall::Killpg(proc.pid(), Signal::SIGKILL)]);
+        let exit =
+            rt.block_on(proc.stop(&crate::syscall::LinuxSyscall, std::time::Duration::from_millis(50)));
+        assert_eq!(exit.expect("stopped"), crate::status::Exit::Signal(9));
+    }
+}
