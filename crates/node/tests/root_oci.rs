@@ -223,6 +223,20 @@ impl Drop for PodEnv {
     }
 }
 
+/// Waits until the container runs its program (`runc state` says `running`: the init has
+/// exec'd); returns the init's host pid. A container killed before that ends `runc run` with 1.
+fn wait_running(ctr: &OciContainer) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let running = ctr.runtime.state(&ctr.id).ok().flatten().is_some_and(|s| s.status == "running");
+        if let (true, Some(pid)) = (running, ctr.runtime.init_pid(&ctr.id)) {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "container {} did not start", ctr.id);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn sh(script: &str) -> ImageConfiguration {
     image(json!({"Entrypoint": ["/bin/sh", "-c"], "Cmd": [script], "Env": ["PATH=/bin"]}))
 }
@@ -312,10 +326,10 @@ fn read_only_root_keeps_volumes_writable() {
             "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
             "volumes": [{"name": "data", "emptyDir": {}}]}),
     );
-    let (exit, out) = p.run(&sh(
-        "touch /x 2>/dev/null && echo root-writable || echo root-readonly; touch /data/x && echo volume-ok",
-    ));
-    assert_eq!((exit, out.as_str()), (Exit::Code(0), "root-readonly\nvolume-ok"));
+    // Unconfined (Kubernetes' default): `unshare` works here, unlike under RuntimeDefault.
+    let (exit, out) = p.run(&sh("touch /x 2>/dev/null && echo root-writable || echo root-readonly; \
+                                 touch /data/x && echo volume-ok; unshare -U true && echo unshared"));
+    assert_eq!((exit, out.as_str()), (Exit::Code(0), "root-readonly\nvolume-ok\nunshared"));
 }
 
 #[test]
@@ -327,13 +341,9 @@ fn exec_then_stop_with_sigkill_after_the_grace_period() {
             "env": [{"name": "FROM_POD", "value": "pod"}], "securityContext": {"runAsUser": 1000}}]}),
     );
     // pid 1 ignores SIGTERM without a handler, as in every container: the stop must SIGKILL it.
-    let ctr = p.create(&sh("echo started; exec sleep 1000"), None);
+    let ctr = p.create(&sh("exec sleep 1000"), None);
     let mut proc = p.spawn(&ctr);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ctr.runtime.init_pid(&ctr.id).is_none() || !p.log().contains("started") {
-        assert!(Instant::now() < deadline, "container did not start: {}", p.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_running(&ctr);
     let (code, out) = p.exec(&ctr, &["sh", "-c", "echo $FROM_POD; id -u; pwd"]);
     assert_eq!((code, out.as_str()), (0, "pod\n1000\n/srv\n"));
     assert_eq!(p.exec(&ctr, &["sh", "-c", "exit 3"]).0, 3);
@@ -370,11 +380,7 @@ fn leftovers_of_a_dead_daemon_are_removed() {
     let p = PodEnv::new(runc, json!({"containers": [{"name": "app", "image": "busybox:test"}]}));
     let ctr = p.create(&sh("exec sleep 1000"), None);
     let mut proc = p.spawn(&ctr);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ctr.runtime.init_pid(&ctr.id).is_none() {
-        assert!(Instant::now() < deadline, "container did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_running(&ctr);
     // A new daemon finds the container and its mounted root file system.
     let fresh = OciRuntime::new(ctr.runtime.program().to_owned(), ctr.runtime.root().to_owned());
     assert_eq!(
@@ -401,14 +407,7 @@ fn the_kubelets_cgroups_hold_the_container() {
     let path = oci::cgroups_path(&uid, "app");
     let ctr = p.create(&sh("exec sleep 1000"), Some(&path));
     let mut proc = p.spawn(&ctr);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let pid = loop {
-        if let Some(pid) = ctr.runtime.init_pid(&ctr.id) {
-            break pid;
-        }
-        assert!(Instant::now() < deadline, "container did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let pid = wait_running(&ctr);
     assert!(
         cg.members().contains(&pid),
         "init {pid} in {:?}: {:?}",
@@ -421,8 +420,56 @@ fn the_kubelets_cgroups_hold_the_container() {
     }
     cg.kill_all(Duration::from_secs(5)).expect("kill all");
     let exit = p.rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), proc.wait()).await });
-    assert_eq!(exit.expect("runc exits").expect("wait"), Exit::Code(137));
+    assert_eq!(exit.expect("runc exits").expect("wait"), Exit::Code(137), "{}", p.log());
     ctr.remove(&LinuxSyscall).expect("remove");
     let _ = cgroups.kill_pod(&uid);
     assert!(cg.dirs().all(|d| !d.exists()), "cgroups removed");
+}
+
+#[test]
+fn privileged_gets_every_capability_and_the_host_devices() {
+    let Some(runc) = ready() else { return };
+    let p = PodEnv::new(
+        runc,
+        json!({"containers": [{"name": "app", "image": "busybox:test", "securityContext": {"privileged": true}}]}),
+    );
+    let img = sh("grep '^CapEff:' /proc/self/status; head -c 1 /proc/timer_list | wc -c; \
+                  test -c /dev/kmsg && echo devices; (echo 1 > /proc/sys/kernel/ns_last_pid) && echo sys-writable");
+    let (exit, out) = p.run(&img);
+    assert_eq!(exit, Exit::Code(0), "{out}");
+    // Every capability this kernel has: the test's own bounding set (it runs as root).
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    let bounding = status.lines().find_map(|l| l.strip_prefix("CapBnd:")).expect("CapBnd").trim();
+    assert_eq!(out, format!("CapEff:\t{bounding}\n1\ndevices\nsys-writable"));
+}
+
+#[test]
+fn many_layers_fit_in_overlays_option_page() {
+    if !stead_testkit::require_root("overlay mounts") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 200 layers with long paths: written out, their lowerdir option would be ~20 KiB.
+    let long = dir.path().join("a-rather-long-directory-name-for-a-store".repeat(2));
+    let layers: Vec<PathBuf> = (0..200)
+        .map(|i| {
+            let l = long.join(format!("{i:064x}"));
+            write(&l.join(format!("file-{i}")), &format!("{i}\n"));
+            l
+        })
+        .collect();
+    write(&layers[0].join("shadowed"), "bottom\n");
+    write(&layers[199].join("shadowed"), "top\n");
+    let bundle = oci::rootfs::bundle_dir(dir.path(), "app", 0);
+    let rootfs = oci::rootfs::mount_rootfs(&LinuxSyscall, &bundle, &layers).expect("mount");
+    let read = |name: &str| std::fs::read_to_string(rootfs.join(name)).expect(name);
+    assert_eq!(
+        (read("file-0"), read("file-199"), read("shadowed")),
+        ("0\n".into(), "199\n".into(), "top\n".into())
+    );
+    std::fs::write(rootfs.join("new"), "upper").expect("write");
+    assert!(bundle.join("upper/new").exists(), "writes land in the instance's upper layer");
+    assert!(!layers.iter().any(|l| l.join("new").exists()), "layers are never written");
+    oci::rootfs::remove_bundle(&LinuxSyscall, &bundle).expect("remove");
+    assert!(!bundle.exists());
 }

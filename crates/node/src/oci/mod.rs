@@ -115,6 +115,15 @@ pub fn host_devices() -> Vec<LinuxDevice> {
     out
 }
 
+/// The capabilities this process may give a container: its bounding set (`CapBnd:` in
+/// `/proc/self/status`); every capability if that cannot be read.
+pub fn host_capabilities() -> oci_spec::runtime::Capabilities {
+    let mask = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+        s.lines().find_map(|l| l.strip_prefix("CapBnd:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+    });
+    spec::capabilities_from_mask(mask.unwrap_or(u64::MAX))
+}
+
 /// What [`create`] needs for one container instance.
 #[derive(Clone, Copy, Debug)]
 pub struct CreateRequest<'a> {
@@ -184,6 +193,7 @@ pub fn create<S: Syscall>(
             cgroups_path: req.cgroups_path,
             memory_limit: req.memory_limit,
             host_devices: &devices,
+            host_capabilities: &host_capabilities(),
         })?;
         let json = serde_json::to_vec_pretty(&spec).map_err(|e| OciError::Io {
             path: bundle.join("config.json"),
