@@ -26,7 +26,7 @@ use stead_node::syscall::LinuxSyscall;
 
 const APPLETS: &[&str] = &[
     "sh", "id", "cat", "echo", "sleep", "ls", "touch", "mkdir", "hostname", "grep", "test", "true", "pwd",
-    "wc", "head", "unshare", "stat", "readlink",
+    "wc", "head", "unshare", "stat", "readlink", "tr",
 ];
 
 fn ready() -> Option<PathBuf> {
@@ -42,7 +42,7 @@ fn rt() -> tokio::runtime::Runtime {
 
 /// The shared image layers: `[layer0, layer1]`, bottom first.
 fn layers() -> Vec<PathBuf> {
-    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("root-oci-layers-v2");
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("root-oci-layers-v3");
     if !base.join("done").exists() {
         let tmp =
             Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(".root-oci-layers-{}", std::process::id()));
@@ -375,6 +375,21 @@ fn run_as_non_root_refuses_before_anything_runs() {
 }
 
 #[test]
+fn runc_kill_signals_the_container() {
+    let Some(runc) = ready() else { return };
+    let p = PodEnv::new(runc, json!({"containers": [{"name": "app", "image": "busybox:test"}]}));
+    let ctr = p.create(&sh("exec sleep 1000"), None);
+    let mut proc = p.spawn(&ctr);
+    wait_running(&ctr);
+    ctr.runtime.kill(&ctr.id, nix::sys::signal::Signal::SIGKILL).expect("runc kill");
+    let exit = p.rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), proc.wait()).await });
+    assert_eq!(exit.expect("runc exits").expect("wait"), Exit::Code(137));
+    let e = ctr.runtime.kill(&ctr.id, nix::sys::signal::Signal::SIGKILL).unwrap_err();
+    assert!(e.to_string().contains(&format!("kill {} SIGKILL", ctr.id)), "{e}");
+    ctr.remove(&LinuxSyscall).expect("remove");
+}
+
+#[test]
 fn leftovers_of_a_dead_daemon_are_removed() {
     let Some(runc) = ready() else { return };
     let p = PodEnv::new(runc, json!({"containers": [{"name": "app", "image": "busybox:test"}]}));
@@ -419,6 +434,7 @@ fn the_kubelets_cgroups_hold_the_container() {
         assert_eq!(limit.trim(), (64u64 << 20).to_string());
     }
     cg.kill_all(Duration::from_secs(5)).expect("kill all");
+    assert_eq!(cg.oom_kills(), 0);
     let exit = p.rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), proc.wait()).await });
     assert_eq!(exit.expect("runc exits").expect("wait"), Exit::Code(137), "{}", p.log());
     ctr.remove(&LinuxSyscall).expect("remove");
@@ -472,4 +488,26 @@ fn many_layers_fit_in_overlays_option_page() {
     assert!(!layers.iter().any(|l| l.join("new").exists()), "layers are never written");
     oci::rootfs::remove_bundle(&LinuxSyscall, &bundle).expect("remove");
     assert!(!bundle.exists());
+}
+
+#[test]
+fn an_oom_kill_is_counted_in_the_kubelets_memory_cgroup() {
+    let Some(runc) = ready() else { return };
+    let cgroups = stead_node::cgroups::Cgroups::detect(Path::new("/sys/fs/cgroup"));
+    if cgroups.memory.is_none() {
+        stead_testkit::not_applicable("no cgroup v1 memory hierarchy on this machine");
+        return;
+    }
+    let p = PodEnv::new(runc, json!({"containers": [{"name": "app", "image": "busybox:test"}]}));
+    let uid = p.pod.metadata.uid.clone().expect("uid");
+    let cg = cgroups.create(&uid, "app", Some(16 << 20)).expect("cgroups");
+    let path = oci::cgroups_path(&uid, "app");
+    // The shell keeps 64 MiB in a variable under a 16 MiB limit.
+    let ctr = p.create(&sh("x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo survived"), Some(&path));
+    let mut proc = p.spawn(&ctr);
+    let exit = p.rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), proc.wait()).await });
+    assert_eq!(exit.expect("runc exits").expect("wait"), Exit::Code(137), "{}", p.log());
+    assert!(cg.oom_kills() >= 1, "the OOM kill is counted after runc run returned (--keep)");
+    ctr.remove(&LinuxSyscall).expect("remove");
+    let _ = cgroups.kill_pod(&uid);
 }

@@ -14,7 +14,9 @@
 //! 3. [`OciContainer::spawn`]: `runc run` in the foreground as a [`ContainerProcess`], its output in
 //!    the container's log; `wait`/`exited`/`signal`/`stop` work as for a host process, signals going
 //!    to the container's init (SIGKILL kills its whole PID namespace). The exit code is the
-//!    container's, 128 + n for a container killed by signal n. Do not `adopt` the runc pid into the
+//!    container's, 128 + n for a container killed by signal n (1, runc's own failure, when it is
+//!    killed before its program started, or the runtime could not start it; runc's message is then
+//!    in the log). Do not `adopt` the runc pid into the
 //!    container's cgroups: runc puts the container there itself (same `<hierarchy>/stead/<pod
 //!    uid>/<container>` directories as [`crate::cgroups`], so `kill_all` and OOM counting work).
 //! 4. [`OciContainer::exec_command`] for exec probes, hooks and `kubectl exec`.
