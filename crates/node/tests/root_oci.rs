@@ -511,3 +511,12 @@ fn an_oom_kill_is_counted_in_the_kubelets_memory_cgroup() {
     ctr.remove(&LinuxSyscall).expect("remove");
     let _ = cgroups.kill_pod(&uid);
 }
+
+#[test]
+fn a_missing_program_fails_the_run_with_runcs_message_in_the_log() {
+    let Some(runc) = ready() else { return };
+    let p = PodEnv::new(runc, json!({"containers": [{"name": "app", "image": "busybox:test"}]}));
+    let (exit, out) = p.run(&image(json!({"Cmd": ["no-such-program"], "Env": ["PATH=/bin"]})));
+    assert_eq!(exit, Exit::Code(1), "{out}");
+    assert!(out.contains("no-such-program"), "{out}");
+}
