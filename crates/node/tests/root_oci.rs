@@ -217,8 +217,14 @@ impl Drop for PodEnv {
     fn drop(&mut self) {
         let left = self.runtime.remove_leftovers(&LinuxSyscall, &self.state);
         let _ = self.rt.block_on(sandbox::teardown(&LinuxSyscall, &RecordingNetlink::default(), &self.plan));
+        let uid = self.pod.metadata.uid.clone().unwrap_or_default();
+        let cgroups = oci::remove_pod_cgroups(Path::new("/sys/fs/cgroup"), &uid);
         if !std::thread::panicking() {
             assert_eq!(left.expect("cleanup"), Vec::<String>::new(), "containers were left");
+            cgroups.expect("pod cgroups removed");
+            for h in std::fs::read_dir("/sys/fs/cgroup").expect("cgroups").filter_map(Result::ok) {
+                assert!(!h.path().join("stead").join(&uid).exists(), "{} left", h.path().display());
+            }
         }
     }
 }

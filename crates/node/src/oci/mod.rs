@@ -21,7 +21,9 @@
 //!    uid>/<container>` directories as [`crate::cgroups`], so `kill_all` and OOM counting work).
 //! 4. [`OciContainer::exec_command`] for exec probes, hooks and `kubectl exec`.
 //! 5. [`OciContainer::remove`] after the process has exited: `runc delete --force`, unmount and
-//!    remove the bundle (before the sandbox's teardown removes the pod directory).
+//!    remove the bundle (before the sandbox's teardown removes the pod directory); once the pod's
+//!    containers are all removed, [`remove_pod_cgroups`] (the pod's directories runc left in the
+//!    hierarchies [`crate::cgroups`] does not manage).
 //!
 //! Code map: [`spec`] (pure: process resolution, `config.json`, capabilities), [`seccomp`] (the
 //! `RuntimeDefault` profile), [`fs_group`] (volumes group-owned by `fsGroup`), [`user`] (`/etc/passwd` and `/etc/group`, read inside the root),
@@ -54,7 +56,7 @@ use crate::syscall::{Syscall, SyscallError};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Image container failures, naming the pod, container, file or command.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +89,40 @@ pub enum OciError {
 /// [`crate::cgroups::Cgroups::create`] makes under `/sys/fs/cgroup`.
 pub fn cgroups_path(pod_uid: &str, container: &str) -> String {
     format!("/{}/{pod_uid}/{container}", crate::cgroups::STEAD_DIR)
+}
+
+/// Removes a pod's cgroup directories from every hierarchy under `cgroup_root` (normally
+/// `/sys/fs/cgroup`): runc makes the container's cgroups in all of them (cpu, cpuset, blkio,
+/// devices, ... besides [`crate::cgroups`]' own) and removes only the container's directory on
+/// delete, leaving `<hierarchy>/stead/<pod uid>/`. Call once the pod's containers are removed;
+/// what is left then is empty. A directory that is gone already is not an error.
+pub fn remove_pod_cgroups(cgroup_root: &Path, pod_uid: &str) -> Result<(), OciError> {
+    if pod_uid.is_empty() || pod_uid.contains('/') || pod_uid.starts_with('.') {
+        return Ok(());
+    }
+    let rmdir = |d: &Path| match std::fs::remove_dir(d) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(OciError::Io { path: d.to_owned(), source: e })
+        }
+        _ => Ok(()),
+    };
+    let mut first = None;
+    for h in std::fs::read_dir(cgroup_root).into_iter().flatten().filter_map(Result::ok) {
+        let pod = h.path().join(crate::cgroups::STEAD_DIR).join(pod_uid);
+        for c in std::fs::read_dir(&pod).into_iter().flatten().filter_map(Result::ok) {
+            if c.file_type().is_ok_and(|t| t.is_dir()) {
+                if let Err(e) = rmdir(&c.path()) {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        if pod.exists() {
+            if let Err(e) = rmdir(&pod) {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    first.map_or(Ok(()), Err)
 }
 
 /// The host's device nodes directly under `/dev`, for privileged containers.
@@ -268,6 +304,23 @@ mod tests {
     use super::*;
     use crate::syscall::{RecordingSyscall, SysCall};
     use nix::sys::signal::Signal;
+
+    #[test]
+    fn pod_cgroups_are_removed_from_every_hierarchy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for h in ["cpu", "blkio", "memory"] {
+            std::fs::create_dir_all(dir.path().join(h).join("stead/u1/app")).expect("mkdir");
+        }
+        std::fs::create_dir_all(dir.path().join("cpu/stead/u2/app")).expect("mkdir");
+        remove_pod_cgroups(dir.path(), "u1").expect("remove");
+        for h in ["cpu", "blkio", "memory"] {
+            assert!(!dir.path().join(h).join("stead/u1").exists(), "{h}");
+        }
+        assert!(dir.path().join("cpu/stead/u2/app").exists(), "other pods stay");
+        remove_pod_cgroups(dir.path(), "u1").expect("idempotent");
+        remove_pod_cgroups(dir.path(), "").expect("nothing");
+        assert!(dir.path().join("cpu/stead").exists());
+    }
 
     #[test]
     fn signals_go_to_the_init_and_a_kill_without_one_ends_runc() {
