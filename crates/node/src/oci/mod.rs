@@ -110,16 +110,16 @@ pub fn remove_pod_cgroups(cgroup_root: &Path, pod_uid: &str) -> Result<(), OciEr
     for h in std::fs::read_dir(cgroup_root).into_iter().flatten().filter_map(Result::ok) {
         let pod = h.path().join(crate::cgroups::STEAD_DIR).join(pod_uid);
         for c in std::fs::read_dir(&pod).into_iter().flatten().filter_map(Result::ok) {
-            if c.file_type().is_ok_and(|t| t.is_dir()) {
-                if let Err(e) = rmdir(&c.path()) {
-                    first.get_or_insert(e);
-                }
-            }
-        }
-        if pod.exists() {
-            if let Err(e) = rmdir(&pod) {
+            if c.file_type().is_ok_and(|t| t.is_dir())
+                && let Err(e) = rmdir(&c.path())
+            {
                 first.get_or_insert(e);
             }
+        }
+        if pod.exists()
+            && let Err(e) = rmdir(&pod)
+        {
+            first.get_or_insert(e);
         }
     }
     first.map_or(Ok(()), Err)
