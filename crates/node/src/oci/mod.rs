@@ -7,27 +7,30 @@
 //!    root file systems a previous daemon left).
 //! 2. [`create`] with a [`CreateRequest`] (the pod, the container, the pulled image's config and
 //!    layers, the resolved env, the sandbox plan, [`crate::sandbox::container_mounts`], the
-//!    cgroups path from [`cgroups_path`] and the memory limit): mounts the root file system,
-//!    resolves the process (user names against the image's `/etc/passwd`), writes `config.json`.
-//!    Its errors are the kubelet's `CreateContainerError` ([`OciError::NonRoot`] included:
+//!    cgroups path from [`cgroups_path`] and the memory limit): gives the container's volumes to
+//!    the pod's `fsGroup`, mounts the root file system, resolves the process (user names against
+//!    the image's `/etc/passwd`), writes `config.json`. Its errors are the kubelet's `CreateContainerError` ([`OciError::NonRoot`] included:
 //!    Kubernetes reports it as `CreateContainerConfigError`).
 //! 3. [`OciContainer::spawn`]: `runc run` in the foreground as a [`ContainerProcess`], its output in
 //!    the container's log; `wait`/`exited`/`signal`/`stop` work as for a host process, signals going
 //!    to the container's init (SIGKILL kills its whole PID namespace). The exit code is the
 //!    container's, 128 + n for a container killed by signal n (1, runc's own failure, when it is
 //!    killed before its program started, or the runtime could not start it; runc's message is then
-//!    in the log). Do not `adopt` the runc pid into the
-//!    container's cgroups: runc puts the container there itself (same `<hierarchy>/stead/<pod
-//!    uid>/<container>` directories as [`crate::cgroups`], so `kill_all` and OOM counting work).
-//! 4. [`OciContainer::exec_command`] for exec probes, hooks and `kubectl exec`.
+//!    in the log). Do not `adopt` the runc pid into the container's cgroups: runc puts the
+//!    container there itself (same `<hierarchy>/stead/<pod uid>/<container>` directories as
+//!    [`crate::cgroups`], so `kill_all` and OOM counting work; `--keep` keeps them until removal).
+//! 4. [`OciContainer::exec_command`] for exec probes, hooks and `kubectl exec` (no terminal;
+//!    stdin is closed unless the caller sets it).
 //! 5. [`OciContainer::remove`] after the process has exited: `runc delete --force`, unmount and
 //!    remove the bundle (before the sandbox's teardown removes the pod directory); once the pod's
 //!    containers are all removed, [`remove_pod_cgroups`] (the pod's directories runc left in the
 //!    hierarchies [`crate::cgroups`] does not manage).
 //!
 //! Code map: [`spec`] (pure: process resolution, `config.json`, capabilities), [`seccomp`] (the
-//! `RuntimeDefault` profile), [`fs_group`] (volumes group-owned by `fsGroup`), [`user`] (`/etc/passwd` and `/etc/group`, read inside the root),
-//! [`rootfs`] (bundle layout, overlay mount), [`runtime`] (the runc driver).
+//! `RuntimeDefault` profile), [`fs_group`] (volumes group-owned by `fsGroup`), [`user`]
+//! (`/etc/passwd` and `/etc/group`, read inside the root), [`rootfs`] (bundle layout, overlay
+//! mount), [`runtime`] (the runc driver); here [`create`], [`OciContainer`], [`host_capabilities`],
+//! [`host_devices`], [`remove_pod_cgroups`].
 //!
 //! Invariants:
 //! - Mount points for volumes and the pod's `/etc` files are created by the runtime inside the
