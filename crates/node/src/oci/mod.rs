@@ -9,8 +9,8 @@
 //!    layers, the resolved env, the sandbox plan, [`crate::sandbox::container_mounts`], the
 //!    cgroups path from [`cgroups_path`] and the memory limit): gives the container's volumes to
 //!    the pod's `fsGroup`, mounts the root file system, resolves the process (user names against
-//!    the image's `/etc/passwd`), writes `config.json`. Its errors are the kubelet's `CreateContainerError` ([`OciError::NonRoot`] included:
-//!    Kubernetes reports it as `CreateContainerConfigError`).
+//!    the image's `/etc/passwd`), writes `config.json`. [`OciError::reason`] gives the Waiting
+//!    reason of its errors.
 //! 3. [`OciContainer::spawn`]: `runc run` in the foreground as a [`ContainerProcess`], its output in
 //!    the container's log; `wait`/`exited`/`signal`/`stop` work as for a host process, signals going
 //!    to the container's init (SIGKILL kills its whole PID namespace). The exit code is the
@@ -86,6 +86,18 @@ pub enum OciError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("writing the runtime spec: {0}")]
     Spec(#[from] oci_spec::OciSpecError),
+}
+
+impl OciError {
+    /// The Waiting reason the kubelet reports for a container that could not be created this way:
+    /// `CreateContainerConfigError` when `runAsNonRoot` refused the user (as the kubelet), else
+    /// `CreateContainerError` (what the runtime refuses at creation in containerd).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            OciError::NonRoot(_) => "CreateContainerConfigError",
+            _ => "CreateContainerError",
+        }
+    }
 }
 
 /// The cgroups path of a container, relative to each hierarchy's root: the directories
@@ -307,6 +319,14 @@ mod tests {
     use super::*;
     use crate::syscall::{RecordingSyscall, SysCall};
     use nix::sys::signal::Signal;
+
+    #[test]
+    fn reasons_follow_the_kubelet() {
+        assert_eq!(OciError::NonRoot("x".into()).reason(), "CreateContainerConfigError");
+        let invalid =
+            OciError::Invalid { pod: "p".into(), container: "c".into(), problem: "no command".into() };
+        assert_eq!(invalid.reason(), "CreateContainerError");
+    }
 
     #[test]
     fn pod_cgroups_are_removed_from_every_hierarchy() {
