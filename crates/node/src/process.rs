@@ -232,7 +232,11 @@ impl ContainerProcess {
 
     /// Graceful stop: SIGTERM to the group (or the container's init), wait up to `grace`, then
     /// SIGKILL.
-    pub async fn stop<S: Syscall + ?Sized>(&mut self, sys: &S, grace: Duration) -> Result<Exit, ProcessError> {
+    pub async fn stop<S: Syscall + ?Sized>(
+        &mut self,
+        sys: &S,
+        grace: Duration,
+    ) -> Result<Exit, ProcessError> {
         self.signal(sys, Signal::SIGTERM)?;
         let status = match tokio::time::timeout(grace, self.child.wait()).await {
             Ok(r) => r,

@@ -9,6 +9,7 @@
 use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
+use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 use std::ffi::CString;
 use std::fs::File;
@@ -113,6 +114,13 @@ pub trait Syscall: Send + Sync {
     fn execve(&self, program: &Path, argv: &[String], env: &[String]) -> SyscallError;
     /// `geteuid(2)`: the effective user id (the preflight's root check).
     fn geteuid(&self) -> u32;
+    /// `fchownat(2)` with `AT_SYMLINK_NOFOLLOW`: gives `path` (a symlink itself, never its
+    /// target) to group `gid`, keeping its owner.
+    fn lchown_group(&self, path: &Path, gid: u32) -> Result<(), SyscallError>;
+    /// `openat2(2)` of `path` for reading, resolved with `RESOLVE_IN_ROOT` and
+    /// `RESOLVE_NO_MAGICLINKS` below `root`, so no symlink leads out of it; `None` when it does
+    /// not exist.
+    fn open_in_root(&self, root: &Path, path: &str) -> Result<Option<File>, SyscallError>;
 }
 
 /// The real syscalls.
@@ -232,6 +240,33 @@ impl Syscall for LinuxSyscall {
     fn geteuid(&self) -> u32 {
         nix::unistd::geteuid().as_raw()
     }
+
+    fn lchown_group(&self, path: &Path, gid: u32) -> Result<(), SyscallError> {
+        nix::unistd::fchownat(
+            nix::fcntl::AT_FDCWD,
+            path,
+            None,
+            Some(nix::unistd::Gid::from_raw(gid)),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(err(format!("chgrp -h {gid} {}", path.display())))
+    }
+
+    fn open_in_root(&self, root: &Path, path: &str) -> Result<Option<File>, SyscallError> {
+        use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+        let call = || format!("openat2 {path} in root {}", root.display());
+        let dir =
+            nix::fcntl::open(root, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                .map_err(|errno| SyscallError { call: call(), errno })?;
+        let how = OpenHow::new()
+            .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        match nix::fcntl::openat2(&dir, path.trim_start_matches('/'), how) {
+            Ok(fd) => Ok(Some(File::from(fd))),
+            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => Ok(None),
+            Err(errno) => Err(SyscallError { call: call(), errno }),
+        }
+    }
 }
 
 /// One recorded call.
@@ -249,10 +284,13 @@ pub enum SysCall {
     Killpg(i32, Signal),
     Chdir(PathBuf),
     Execve { program: PathBuf, argv: Vec<String>, env: Vec<String> },
+    LchownGroup(PathBuf, u32),
+    OpenInRoot { root: PathBuf, path: String },
 }
 
 /// A fake that records every call and succeeds, unless told to fail a given call. Queries
-/// (`geteuid`) are answered, not recorded: the effective uid is 0 (root) unless set.
+/// (`geteuid`) are answered, not recorded: the effective uid is 0 (root) unless set. Its root
+/// file systems are empty: `open_in_root` finds nothing.
 #[derive(Debug, Default)]
 pub struct RecordingSyscall {
     calls: Mutex<Vec<SysCall>>,
@@ -340,6 +378,12 @@ impl Syscall for RecordingSyscall {
     }
     fn geteuid(&self) -> u32 {
         self.euid.lock().map(|e| *e).unwrap_or(0)
+    }
+    fn lchown_group(&self, path: &Path, gid: u32) -> Result<(), SyscallError> {
+        self.record(SysCall::LchownGroup(path.to_owned(), gid))
+    }
+    fn open_in_root(&self, root: &Path, path: &str) -> Result<Option<File>, SyscallError> {
+        self.record(SysCall::OpenInRoot { root: root.to_owned(), path: path.to_owned() }).map(|()| None)
     }
 }
 

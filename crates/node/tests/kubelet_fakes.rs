@@ -137,12 +137,12 @@ async fn a_pod_gets_its_sandbox_runs_reports_and_is_torn_down() {
     let done = app.state.as_ref().and_then(|s| s.terminated.as_ref()).expect("terminated");
     assert_eq!((done.exit_code, done.reason.as_deref()), (0, Some("Completed")));
 
-    // The sandbox: two pinned namespaces and the hostname ...
+    // The sandbox: three pinned namespaces and the hostname ...
     let dir = pod_dir(&n, "web-0-uid");
-    let (netns, uts) = (dir.join("ns/net"), dir.join("ns/uts"));
+    let (netns, uts, ipc) = (dir.join("ns/net"), dir.join("ns/uts"), dir.join("ns/ipc"));
     let calls = n.sys.calls();
     assert_eq!(
-        calls[..5],
+        calls[..7],
         [
             SysCall::Unshare(vec![Namespace::Net]),
             SysCall::BindMount {
@@ -157,10 +157,16 @@ async fn a_pod_gets_its_sandbox_runs_reports_and_is_torn_down() {
                 target: uts.clone(),
                 readonly: false
             },
+            SysCall::Unshare(vec![Namespace::Ipc]),
+            SysCall::BindMount {
+                source: Namespace::Ipc.thread_self_path(),
+                target: ipc.clone(),
+                readonly: false
+            },
         ]
     );
     // (Without cgroups, what is left of the exited process's group gets a SIGKILL.)
-    assert!(matches!(calls[5..], [SysCall::Killpg(_, Signal::SIGKILL)]), "{calls:?}");
+    assert!(matches!(calls[7..], [SysCall::Killpg(_, Signal::SIGKILL)]), "{calls:?}");
     // ... a veth created inside the pod's netns, addressed, routed ...
     let veth = stead_node::sandbox::host_veth_name(&pod("web-0", "Never"));
     let pod_ns = NetnsRef::Path(netns.clone());
@@ -192,7 +198,11 @@ async fn a_pod_gets_its_sandbox_runs_reports_and_is_torn_down() {
     assert_eq!(n.nl.calls()[before.1..], [NlCall::DeleteLink(NetnsRef::Host, veth)]);
     assert_eq!(
         n.sys.calls()[before.0..],
-        [SysCall::Umount { target: uts, detach: true }, SysCall::Umount { target: netns, detach: true }]
+        [
+            SysCall::Umount { target: ipc, detach: true },
+            SysCall::Umount { target: uts, detach: true },
+            SysCall::Umount { target: netns, detach: true }
+        ]
     );
     assert!(!dir.exists(), "the pod directory is removed");
     assert_eq!(
@@ -248,7 +258,7 @@ async fn a_failed_sandbox_is_reported_and_what_was_made_is_undone() {
     assert_eq!(phase(&st), "Pending");
     let message = st.message.unwrap_or_default();
     assert!(message.contains("attach veth to bridge"), "{message}");
-    // The veth and both namespace pins are removed again; no process was started.
+    // The veth and the three namespace pins are removed again; no process was started.
     assert!(n.nl.calls().contains(&NlCall::DeleteLink(NetnsRef::Host, veth)));
     let dir = pod_dir(&n, "web-1-uid");
     let umounts: Vec<SysCall> =
@@ -256,6 +266,7 @@ async fn a_failed_sandbox_is_reported_and_what_was_made_is_undone() {
     assert_eq!(
         umounts,
         [
+            SysCall::Umount { target: dir.join("ns/ipc"), detach: true },
             SysCall::Umount { target: dir.join("ns/uts"), detach: true },
             SysCall::Umount { target: dir.join("ns/net"), detach: true }
         ]

@@ -6,8 +6,8 @@
 //! permissions.
 
 use super::OciError;
+use crate::syscall::Syscall;
 use crate::volumes::{PlannedVolume, VolumeKind};
-use nix::unistd::{Gid, chown};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
@@ -23,21 +23,10 @@ fn wanted(mode: u32, is_dir: bool, mask: u32) -> u32 {
     mode | mask | if is_dir { DIR_EXTRA } else { 0 }
 }
 
-fn apply_one(path: &Path, gid: u32, mask: u32) -> Result<(), OciError> {
+fn apply_one<S: Syscall + ?Sized>(sys: &S, path: &Path, gid: u32, mask: u32) -> Result<(), OciError> {
     let meta = std::fs::symlink_metadata(path).map_err(io(path))?;
     if meta.gid() != gid {
-        if meta.file_type().is_symlink() {
-            nix::unistd::fchownat(
-                nix::fcntl::AT_FDCWD,
-                path,
-                None,
-                Some(Gid::from_raw(gid)),
-                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-        } else {
-            chown(path, None, Some(Gid::from_raw(gid)))
-        }
-        .map_err(|e| io(path)(e.into()))?;
+        sys.lchown_group(path, gid).map_err(|e| io(path)(std::io::Error::from(e.errno)))?;
     }
     if meta.file_type().is_symlink() {
         return Ok(());
@@ -49,14 +38,19 @@ fn apply_one(path: &Path, gid: u32, mask: u32) -> Result<(), OciError> {
     }
     if meta.is_dir() {
         for e in std::fs::read_dir(path).map_err(io(path))? {
-            apply_one(&e.map_err(io(path))?.path(), gid, mask)?;
+            apply_one(sys, &e.map_err(io(path))?.path(), gid, mask)?;
         }
     }
     Ok(())
 }
 
 /// Gives `volume` to group `gid`; `on_root_mismatch` is `fsGroupChangePolicy: OnRootMismatch`.
-pub fn apply(volume: &PlannedVolume, gid: u32, on_root_mismatch: bool) -> Result<(), OciError> {
+pub fn apply<S: Syscall + ?Sized>(
+    sys: &S,
+    volume: &PlannedVolume,
+    gid: u32,
+    on_root_mismatch: bool,
+) -> Result<(), OciError> {
     if volume.kind == VolumeKind::HostPath || !volume.path.exists() {
         return Ok(());
     }
@@ -68,12 +62,13 @@ pub fn apply(volume: &PlannedVolume, gid: u32, on_root_mismatch: bool) -> Result
             return Ok(());
         }
     }
-    apply_one(&volume.path, gid, mask)
+    apply_one(sys, &volume.path, gid, mask)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::syscall::LinuxSyscall;
     use std::path::PathBuf;
 
     fn volume(path: PathBuf, kind: VolumeKind, ro: bool) -> PlannedVolume {
@@ -89,9 +84,9 @@ mod tests {
         std::fs::write(root.join("sub/f"), "x").expect("write");
         std::fs::set_permissions(root.join("sub/f"), std::fs::Permissions::from_mode(0o600)).expect("chmod");
         std::os::unix::fs::symlink("/etc/passwd", root.join("link")).expect("symlink");
-        // Our own group, so this runs without root.
-        let gid = nix::unistd::getegid().as_raw();
-        apply(&volume(root.clone(), VolumeKind::EmptyDir, false), gid, false).expect("apply");
+        // Our own group (the one a new file gets), so this runs without root.
+        let gid = std::fs::metadata(dir.path()).expect("meta").gid();
+        apply(&LinuxSyscall, &volume(root.clone(), VolumeKind::EmptyDir, false), gid, false).expect("apply");
         let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o7777;
         assert_eq!(mode(&root), 0o2770);
         assert_eq!(mode(&root.join("sub")) & 0o2070, 0o2070);
@@ -99,16 +94,16 @@ mod tests {
         assert_ne!(mode(Path::new("/etc/passwd")) & 0o7777, 0o2770, "the symlink's target is untouched");
         // OnRootMismatch: a matching root stops the walk.
         std::fs::set_permissions(root.join("sub/f"), std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        apply(&volume(root.clone(), VolumeKind::EmptyDir, false), gid, true).expect("apply");
+        apply(&LinuxSyscall, &volume(root.clone(), VolumeKind::EmptyDir, false), gid, true).expect("apply");
         assert_eq!(mode(&root.join("sub/f")), 0o600);
         // Read-only volumes get g+r only; hostPath nothing.
         let ro = dir.path().join("cfg");
         std::fs::create_dir(&ro).expect("mkdir");
         std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-        apply(&volume(ro.clone(), VolumeKind::DownwardApi, true), gid, false).expect("apply");
+        apply(&LinuxSyscall, &volume(ro.clone(), VolumeKind::DownwardApi, true), gid, false).expect("apply");
         assert_eq!(mode(&ro), 0o2750);
         std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-        apply(&volume(ro.clone(), VolumeKind::HostPath, false), gid, false).expect("apply");
+        apply(&LinuxSyscall, &volume(ro.clone(), VolumeKind::HostPath, false), gid, false).expect("apply");
         assert_eq!(mode(&ro), 0o700);
     }
 }

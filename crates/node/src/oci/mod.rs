@@ -210,7 +210,7 @@ pub struct OciContainer {
 
 /// Creates the bundle of one container instance (blocking: mounts, reads the image's user
 /// database, writes `config.json`). On failure nothing of the instance is left.
-pub fn create<S: Syscall>(
+pub fn create<S: Syscall + ?Sized>(
     sys: &S,
     runtime: &OciRuntime,
     req: &CreateRequest<'_>,
@@ -220,11 +220,11 @@ pub fn create<S: Syscall>(
     let id = container_id(uid, name, req.instance);
     // A container of the same id left behind (a crashed daemon) goes first.
     runtime.delete(&id)?;
-    apply_fs_group(req)?;
+    apply_fs_group(sys, req)?;
     let bundle = rootfs::bundle_dir(&req.sandbox.pod_dir, name, req.instance);
     let rootfs = rootfs::mount_rootfs(sys, &bundle, req.layers)?;
     let written = (|| -> Result<ProcessSpec, OciError> {
-        let users = user::UserDb::read(&rootfs)
+        let users = user::UserDb::read(sys, &rootfs)
             .map_err(|source| OciError::Io { path: rootfs.join("etc"), source })?;
         let process = resolve_process(
             req.pod,
@@ -266,7 +266,7 @@ pub fn create<S: Syscall>(
 }
 
 /// Applies the pod's `fsGroup` to the volumes the container mounts.
-fn apply_fs_group(req: &CreateRequest<'_>) -> Result<(), OciError> {
+fn apply_fs_group<S: Syscall + ?Sized>(sys: &S, req: &CreateRequest<'_>) -> Result<(), OciError> {
     let sec = req.pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
     let Some(gid) = sec.and_then(|s| s.fs_group) else { return Ok(()) };
     let gid = u32::try_from(gid).map_err(|_| OciError::Invalid {
@@ -281,7 +281,7 @@ fn apply_fs_group(req: &CreateRequest<'_>) -> Result<(), OciError> {
     let on_root_mismatch = sec.and_then(|s| s.fs_group_change_policy.as_deref()) == Some("OnRootMismatch");
     for m in req.container.volume_mounts.iter().flatten() {
         if let Some(v) = req.sandbox.volumes.iter().find(|v| v.name == m.name) {
-            fs_group::apply(v, gid, on_root_mismatch)?;
+            fs_group::apply(sys, v, gid, on_root_mismatch)?;
         }
     }
     Ok(())
@@ -303,7 +303,7 @@ impl OciContainer {
 
     /// Deletes the container (killing what is left of it) and removes its bundle. Idempotent;
     /// blocking.
-    pub fn remove<S: Syscall>(&self, sys: &S) -> Result<(), OciError> {
+    pub fn remove<S: Syscall + ?Sized>(&self, sys: &S) -> Result<(), OciError> {
         self.runtime.delete(&self.id)?;
         rootfs::remove_bundle(sys, &self.bundle)
     }

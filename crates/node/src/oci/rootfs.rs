@@ -43,7 +43,11 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OciError + '_ {
 
 /// Creates the bundle directory and mounts the root file system; returns its path. A bundle left
 /// at the same place (by a runtime that died) is removed first.
-pub fn mount_rootfs<S: Syscall>(sys: &S, bundle: &Path, layers: &[PathBuf]) -> Result<PathBuf, OciError> {
+pub fn mount_rootfs<S: Syscall + ?Sized>(
+    sys: &S,
+    bundle: &Path,
+    layers: &[PathBuf],
+) -> Result<PathBuf, OciError> {
     remove_bundle(sys, bundle)?;
     let links = bundle.join("l");
     for d in [links.as_path(), &bundle.join("upper"), &bundle.join("work"), &rootfs_dir(bundle)] {
@@ -67,7 +71,7 @@ pub fn mount_rootfs<S: Syscall>(sys: &S, bundle: &Path, layers: &[PathBuf]) -> R
 }
 
 /// Unmounts the root file system (if mounted) and removes the bundle directory. Idempotent.
-pub fn remove_bundle<S: Syscall>(sys: &S, bundle: &Path) -> Result<(), OciError> {
+pub fn remove_bundle<S: Syscall + ?Sized>(sys: &S, bundle: &Path) -> Result<(), OciError> {
     if !bundle.exists() {
         return Ok(());
     }

@@ -205,7 +205,11 @@ impl OciRuntime {
     /// At start: deletes every container a previous daemon left (killing what still runs) and
     /// unmounts and removes their bundles under `<state_dir>/pods/*/containers/`. Returns the ids
     /// deleted. Blocking.
-    pub fn remove_leftovers<S: Syscall>(&self, sys: &S, state_dir: &Path) -> Result<Vec<String>, OciError> {
+    pub fn remove_leftovers<S: Syscall + ?Sized>(
+        &self,
+        sys: &S,
+        state_dir: &Path,
+    ) -> Result<Vec<String>, OciError> {
         let ids = self.list()?;
         let mut first = None;
         for id in &ids {

@@ -2,8 +2,8 @@
 //! (pure), read from inside the root without ever leaving it ([`read_in_root`]), and the image's
 //! `User` resolved against them ([`resolve_image_user`]) as containerd does.
 
+use crate::syscall::Syscall;
 use std::io::Read;
-use std::os::fd::OwnedFd;
 use std::path::Path;
 use stead_image::container::{Id, ImageUser};
 
@@ -65,28 +65,19 @@ pub fn parse_group(text: &str) -> Vec<GroupEntry> {
 /// The largest `/etc/passwd` or `/etc/group` read (a bigger file is read up to this size).
 const MAX_FILE: u64 = 4 << 20;
 
-fn open_root(root: &Path) -> std::io::Result<OwnedFd> {
-    use nix::fcntl::{OFlag, open};
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-    open(root, flags, nix::sys::stat::Mode::empty()).map_err(std::io::Error::from)
-}
-
 /// Reads `path` (absolute inside the container) from the root file system at `root`, resolving
-/// every symlink as if `root` were `/` (`openat2` with `RESOLVE_IN_ROOT`, no magic links), so a
-/// hostile image cannot make the runtime read a host file. `Ok(None)` when the file does not exist.
-pub fn read_in_root(root: &Path, path: &str) -> std::io::Result<Option<String>> {
-    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
-    let dir = open_root(root)?;
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let fd = match openat2(&dir, path.trim_start_matches('/'), how) {
-        Ok(fd) => fd,
-        Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => return Ok(None),
-        Err(e) => return Err(e.into()),
+/// every symlink as if `root` were `/` ([`Syscall::open_in_root`]), so a hostile image cannot make
+/// the runtime read a host file. `Ok(None)` when the file does not exist.
+pub fn read_in_root<S: Syscall + ?Sized>(
+    sys: &S,
+    root: &Path,
+    path: &str,
+) -> std::io::Result<Option<String>> {
+    let Some(file) = sys.open_in_root(root, path).map_err(|e| std::io::Error::from(e.errno))? else {
+        return Ok(None);
     };
     let mut text = String::new();
-    std::fs::File::from(fd).take(MAX_FILE).read_to_string(&mut text)?;
+    file.take(MAX_FILE).read_to_string(&mut text)?;
     Ok(Some(text))
 }
 
@@ -100,10 +91,10 @@ pub struct UserDb {
 impl UserDb {
     /// Reads `/etc/passwd` and `/etc/group` of the root at `root` ([`read_in_root`]); a missing file
     /// is empty.
-    pub fn read(root: &Path) -> std::io::Result<UserDb> {
+    pub fn read<S: Syscall + ?Sized>(sys: &S, root: &Path) -> std::io::Result<UserDb> {
         Ok(UserDb {
-            passwd: parse_passwd(&read_in_root(root, "/etc/passwd")?.unwrap_or_default()),
-            groups: parse_group(&read_in_root(root, "/etc/group")?.unwrap_or_default()),
+            passwd: parse_passwd(&read_in_root(sys, root, "/etc/passwd")?.unwrap_or_default()),
+            groups: parse_group(&read_in_root(sys, root, "/etc/group")?.unwrap_or_default()),
         })
     }
 }
@@ -175,6 +166,7 @@ pub fn resolve_image_user(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::syscall::LinuxSyscall;
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n# comment\n\nbroken:x:nope:1\n\
                           nobody:x:65534:65534:nobody:/nonexistent:/bin/false\napp:x:1000:1000::/home/app:/bin/sh\n";
@@ -234,16 +226,16 @@ mod tests {
         // inside the root, where nothing exists.
         std::os::unix::fs::symlink(&outside, root.join("etc/passwd")).expect("symlink");
         std::os::unix::fs::symlink("../../../secret", root.join("etc/group")).expect("symlink");
-        assert_eq!(read_in_root(&root, "/etc/passwd").expect("read"), None);
-        assert_eq!(read_in_root(&root, "/etc/group").expect("read"), None);
+        assert_eq!(read_in_root(&LinuxSyscall, &root, "/etc/passwd").expect("read"), None);
+        assert_eq!(read_in_root(&LinuxSyscall, &root, "/etc/group").expect("read"), None);
         // A symlink inside the root is followed inside it.
         std::fs::write(root.join("etc/passwd.real"), "root:x:0:0::/:/bin/sh\n").expect("write");
         std::fs::remove_file(root.join("etc/passwd")).expect("rm");
         std::os::unix::fs::symlink("/etc/passwd.real", root.join("etc/passwd")).expect("symlink");
         assert_eq!(
-            read_in_root(&root, "/etc/passwd").expect("read").as_deref(),
+            read_in_root(&LinuxSyscall, &root, "/etc/passwd").expect("read").as_deref(),
             Some("root:x:0:0::/:/bin/sh\n")
         );
-        assert_eq!(read_in_root(&root, "/etc/shadow").expect("missing"), None);
+        assert_eq!(read_in_root(&LinuxSyscall, &root, "/etc/shadow").expect("missing"), None);
     }
 }
