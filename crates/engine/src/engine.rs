@@ -39,7 +39,7 @@ pub struct Engine {
     /// Workloads (uids) whose controllers do nothing while they are stopped in order, with how
     /// many stops hold each (two overlapping stops must not resume each other's workloads).
     paused: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
-    /// What each workload waits on, from the last pass.
+    /// What each workload and StatefulService waits on, from the last pass.
     waiting: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
     /// Wakes the loop (a timer a planner asked for, or a caller).
     kick: Notify,
@@ -104,15 +104,17 @@ impl Engine {
     /// One pass of every controller step. Returns how many writes it made.
     pub fn reconcile_once(&self) -> usize {
         let mut writes = 0;
-        let (n, errors) = controllers::statefulservice::reconcile_all(&self.store, &self.config.render);
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let services = controllers::statefulservice::reconcile_all(&self.store, &self.config.render, now);
+        let n = services.writes;
         writes += n;
-        for e in errors {
+        for e in &services.errors {
             tracing::warn!(error = %e, "statefulservice");
         }
-        let pass = controllers::workloads::reconcile_all(
+        let mut pass = controllers::workloads::reconcile_all(
             &self.store,
             &self.observed,
-            k8s_openapi::jiff::Timestamp::now(),
+            now,
             &self.paused.lock().map(|p| p.keys().cloned().collect()).unwrap_or_default(),
         );
         writes += pass.writes;
@@ -120,6 +122,7 @@ impl Engine {
         for e in &pass.errors {
             tracing::warn!(error = %e, "workloads");
         }
+        pass.waiting.extend(services.waiting);
         if let Ok(mut waiting) = self.waiting.lock() {
             *waiting = pass.waiting;
         }

@@ -211,3 +211,46 @@ async fn stopping_goes_in_reverse_ordinal_order_and_keeps_retained_claims() {
     until("claims deleted", || store.list(Kind::PersistentVolumeClaim, None).is_empty()).await;
     let _ = r.stop.send(true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_whose_store_is_missing_is_held_until_the_store_appears() {
+    // The operator's rule, shared through render's plan: no children without the named store.
+    let r = start(FakeRuntime::new(true));
+    let store = r.engine.store().clone();
+    let (stores, services): (Vec<_>, Vec<_>) =
+        examples("stateful-counter").into_iter().partition(|m| m.kind() == "StatefulStore");
+    let keys: Vec<ObjectKey> = apply(&store, &services).unwrap().into_iter().map(|(k, _)| k).collect();
+    let svc_key = key(Kind::StatefulService, "counter");
+    let degraded = |store: &Store| {
+        store.get(&svc_key).and_then(|s| {
+            s["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Degraded").cloned()
+        })
+    };
+    until("degraded", || degraded(&store).is_some_and(|c| c["status"] == "True")).await;
+    assert_eq!(degraded(&store).unwrap()["reason"], "StoreMissing");
+    assert!(store.get(&key(Kind::StatefulSet, "counter")).is_none(), "no children while held");
+    let state = readiness(&store, &keys);
+    assert!(!state.ready);
+    let blocked = state.blocked.expect("a missing store does not go away by waiting");
+    assert!(
+        blocked.starts_with("statefulservice/counter: StatefulStore \"counter-store\" not found"),
+        "{blocked}"
+    );
+    assert!(
+        r.engine.waiting()["statefulservice/counter"].contains("counter-store"),
+        "{:?}",
+        r.engine.waiting()
+    );
+    let events = stead_engine::events::about(&store, "default", "StatefulService", "counter", None);
+    assert!(events.iter().any(|e| e["reason"] == "StoreMissing" && e["type"] == "Warning"), "{events:#?}");
+
+    apply(&store, &stores).unwrap();
+    until("ready with its store", || readiness(&store, &keys).ready).await;
+    let set = store.get(&key(Kind::StatefulSet, "counter")).unwrap();
+    assert_eq!(
+        set["spec"]["template"]["metadata"]["annotations"]["cloudstate.io/stateful-store"],
+        "counter-store"
+    );
+    assert_eq!(degraded(&store).unwrap()["status"], "False");
+    let _ = r.stop.send(true);
+}
