@@ -1,10 +1,17 @@
 //! The engine: the store, the runtime, and one loop that runs every controller step after every
 //! change until nothing changes (level-triggered, as Kubernetes' controllers are).
+//!
+//! Between passes the loop sleeps until the next watch event, runtime report or kick, or until
+//! the earliest time a planner asked to look again (`requeue_after`: minReadySeconds falling
+//! due, a progress deadline), whichever comes first; with no such request it still passes every
+//! [`RESYNC`]. Time comes from [`EngineConfig::clock`] for the planners and from tokio's timer for
+//! the sleep, so tests can pause and advance both.
 
 use crate::controllers::{self, pods::LocalImages, pods::PodWorker};
 use crate::gc;
 use crate::runtime::{ContainerEvent, Runtime};
 use crate::store::Store;
+use k8s_openapi::jiff::Timestamp;
 use std::sync::Arc;
 use std::time::Duration;
 use stead_render::RenderOptions;
@@ -17,6 +24,8 @@ pub struct EngineConfig {
     pub node_name: String,
     pub render: RenderOptions,
     pub images: LocalImages,
+    /// The planners' `now` (tests pin or drive it).
+    pub clock: fn() -> Timestamp,
 }
 
 impl Default for EngineConfig {
@@ -25,6 +34,7 @@ impl Default for EngineConfig {
             node_name: "stead".into(),
             render: RenderOptions::default(),
             images: LocalImages::default(),
+            clock: Timestamp::now,
         }
     }
 }
@@ -48,6 +58,30 @@ pub struct Engine {
 /// A pass that keeps writing after this many rounds is a bug somewhere; the loop slows down
 /// instead of spinning.
 const MAX_BUSY_PASSES: usize = 200;
+
+/// The loop passes at least this often, even with nothing to wake it (a safety net: every change
+/// it knows of wakes it, and planners say when they want to look again).
+pub const RESYNC: Duration = Duration::from_secs(30);
+
+/// The shortest sleep a planner's request gets, so that a planner asking for "now" without
+/// writing anything cannot spin the loop.
+const MIN_REQUEUE: Duration = Duration::from_millis(5);
+
+/// How often old Events are pruned.
+const PRUNE_EVENTS_EVERY: Duration = Duration::from_secs(60);
+
+/// What one pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PassOutcome {
+    pub writes: usize,
+    /// The earliest time a planner asked to look again, from the pass's start.
+    pub requeue_after: Option<Duration>,
+}
+
+/// How long the loop sleeps after a pass that wrote nothing, unless woken.
+pub fn sleep_after(outcome: &PassOutcome) -> Duration {
+    outcome.requeue_after.map_or(RESYNC, |d| d.clamp(MIN_REQUEUE, RESYNC))
+}
 
 impl Engine {
     pub fn new(store: Store, runtime: Arc<dyn Runtime>, config: EngineConfig) -> Arc<Engine> {
@@ -101,10 +135,10 @@ impl Engine {
         self.kick.notify_one();
     }
 
-    /// One pass of every controller step. Returns how many writes it made.
-    pub fn reconcile_once(&self) -> usize {
+    /// One pass of every controller step: how many writes it made, and when to look again.
+    pub fn reconcile_once(&self) -> PassOutcome {
         let mut writes = 0;
-        let now = k8s_openapi::jiff::Timestamp::now();
+        let now = (self.config.clock)();
         let services = controllers::statefulservice::reconcile_all(&self.store, &self.config.render, now);
         let n = services.writes;
         writes += n;
@@ -119,6 +153,7 @@ impl Engine {
         );
         writes += pass.writes;
         let pass_writes = pass.writes;
+        let requeue_after = pass.requeue_after;
         for e in &pass.errors {
             tracing::warn!(error = %e, "workloads");
         }
@@ -148,7 +183,7 @@ impl Engine {
                 "pass"
             );
         }
-        writes
+        PassOutcome { writes, requeue_after }
     }
 
     /// Runs until `shutdown` turns true. Pods keep running; stopping them is the caller's choice
@@ -158,12 +193,14 @@ impl Engine {
         let mut statuses = self.runtime.subscribe();
         let mut container_events = self.runtime.container_events();
         let mut busy = 0;
+        let mut prune = tokio::time::interval(PRUNE_EVENTS_EVERY);
+        prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            let writes = self.reconcile_once();
-            if writes > 0 {
+            let outcome = self.reconcile_once();
+            if outcome.writes > 0 {
                 busy += 1;
                 if busy > MAX_BUSY_PASSES {
                     tracing::error!("controllers keep writing without settling; slowing down");
@@ -201,7 +238,8 @@ impl Engine {
                     Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => container_events = None,
                 },
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                _ = tokio::time::sleep(sleep_after(&outcome)) => {}
+                _ = prune.tick() => {
                     crate::events::prune_all(&self.store);
                 }
             }

@@ -133,8 +133,12 @@ impl Local {
         let dns = start_dns(&config, node.kubelet().bridge_address()).await.map(Arc::new);
         let images =
             LocalImages { stead: Some((config.proxy_repository.clone(), path_string(&config.stead_exe))) };
-        let engine_config =
-            EngineConfig { node_name: config.node_name.clone(), render: config.render.clone(), images };
+        let engine_config = EngineConfig {
+            node_name: config.node_name.clone(),
+            render: config.render.clone(),
+            images,
+            ..Default::default()
+        };
         let runtime: Arc<dyn Runtime> = node.clone();
         let engine = Engine::new(store, runtime, engine_config);
         let (shutdown, rx) = watch::channel(false);
