@@ -20,7 +20,8 @@
 //!
 //! [`transitions`] names the condition changes worth an Event (Degraded on or off, Ready on).
 
-use crate::{RenderOptions, Rendered, SELECTOR_LABEL, render_service};
+use crate::labels::SELECTOR_LABEL;
+use crate::{RenderOptions, Rendered, render_service};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
