@@ -79,7 +79,7 @@ pub struct PassOutcome {
 }
 
 /// How long the loop sleeps after a pass that wrote nothing, unless woken.
-pub fn sleep_after(outcome: &PassOutcome) -> Duration {
+fn sleep_after(outcome: &PassOutcome) -> Duration {
     outcome.requeue_after.map_or(RESYNC, |d| d.clamp(MIN_REQUEUE, RESYNC))
 }
 
@@ -273,6 +273,15 @@ mod tests {
 
     fn paused(engine: &Engine) -> Vec<String> {
         engine.paused.lock().map(|p| p.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_loop_sleeps_until_the_earliest_request_within_bounds() {
+        let after = |requeue_after| sleep_after(&PassOutcome { writes: 0, requeue_after });
+        assert_eq!(after(None), RESYNC, "nothing asked: the resync");
+        assert_eq!(after(Some(Duration::from_millis(200))), Duration::from_millis(200));
+        assert_eq!(after(Some(Duration::ZERO)), MIN_REQUEUE, "never a spin");
+        assert_eq!(after(Some(Duration::from_secs(3600))), RESYNC);
     }
 
     #[tokio::test]
