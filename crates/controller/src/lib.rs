@@ -14,7 +14,8 @@
 //! - `deployment.rs`, `replicaset.rs`: Deployments (ReplicaSets by template hash, RollingUpdate,
 //!   Recreate, revisions, history, conditions) and ReplicaSets (pods `<rs>-<5 chars>`).
 //! - `endpoints.rs`: EndpointSlices and Endpoints for a Service; `dns.rs`: the DNS records a
-//!   Service implies, as plain data for the DNS server.
+//!   Service implies, as plain data for the DNS server; `services.rs`: Service addresses
+//!   (virtual IPs, node ports) and the listeners of the engine's userspace forwarder.
 //! - `pods.rs` pod predicates (Ready, available, terminating); `meta.rs` owner references,
 //!   selectors, int-or-percent, quantities; `hash.rs` FNV and Kubernetes' safe encoding.
 //!
@@ -44,6 +45,7 @@ pub mod meta;
 pub mod plan;
 pub mod pods;
 pub mod replicaset;
+pub mod services;
 pub mod statefulset;
 
 pub use hash::{canonical_json, fnv1_32, fnv1a_32, safe_encode};

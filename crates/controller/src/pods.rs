@@ -57,9 +57,10 @@ pub fn available_in(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> Option
         return Some(Duration::ZERO);
     }
     let Some(since) = since else { return Some(Duration::ZERO) };
-    let due = since.as_second().saturating_add(i64::from(min_ready_seconds));
-    let now_s = now.as_second();
-    if due <= now_s { Some(Duration::ZERO) } else { Some(Duration::from_secs((due - now_s).unsigned_abs())) }
+    // To the nanosecond: `now` is rarely on a whole second, and rounding it down made a requeue
+    // up to a second late.
+    let wait = (since.as_nanosecond() + i128::from(min_ready_seconds) * 1_000_000_000) - now.as_nanosecond();
+    Some(u64::try_from(wait).map_or(Duration::ZERO, Duration::from_nanos))
 }
 
 /// `podutil.IsPodAvailable`.
@@ -80,4 +81,28 @@ pub fn name(pod: &Pod) -> &str {
 /// A label's value.
 pub fn label<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
     pod.metadata.labels.as_ref()?.get(key).map(String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready_at(seconds: i64) -> Pod {
+        serde_json::from_value(serde_json::json!({"status": {"phase": "Running", "conditions": [
+            {"type": "Ready", "status": "True", "lastTransitionTime": Timestamp::from_second(seconds).unwrap()}
+        ]}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn availability_is_due_to_the_nanosecond_not_the_second() {
+        let pod = ready_at(1_000);
+        let now = Timestamp::from_millisecond(1_000_800).unwrap();
+        assert_eq!(available_in(&pod, 1, now), Some(Duration::from_millis(200)));
+        assert_eq!(available_in(&pod, 0, now), Some(Duration::ZERO));
+        let later = Timestamp::from_millisecond(1_001_000).unwrap();
+        assert_eq!(available_in(&pod, 1, later), Some(Duration::ZERO), "due exactly now");
+        assert!(is_available(&pod, 1, later));
+        assert_eq!(available_in(&Pod::default(), 1, now), None, "not ready");
+    }
 }

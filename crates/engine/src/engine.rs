@@ -1,10 +1,17 @@
 //! The engine: the store, the runtime, and one loop that runs every controller step after every
 //! change until nothing changes (level-triggered, as Kubernetes' controllers are).
+//!
+//! Between passes the loop sleeps until the next watch event, runtime report or kick, or until
+//! the earliest time a planner asked to look again (`requeue_after`: minReadySeconds falling
+//! due, a progress deadline), whichever comes first; with no such request it still passes every
+//! [`RESYNC`]. Time comes from [`EngineConfig::clock`] for the planners and from tokio's timer for
+//! the sleep, so tests can pause and advance both.
 
 use crate::controllers::{self, pods::LocalImages, pods::PodWorker};
 use crate::gc;
 use crate::runtime::{ContainerEvent, Runtime};
 use crate::store::Store;
+use k8s_openapi::jiff::Timestamp;
 use std::sync::Arc;
 use std::time::Duration;
 use stead_render::RenderOptions;
@@ -17,6 +24,8 @@ pub struct EngineConfig {
     pub node_name: String,
     pub render: RenderOptions,
     pub images: LocalImages,
+    /// The planners' `now` (tests pin or drive it).
+    pub clock: fn() -> Timestamp,
 }
 
 impl Default for EngineConfig {
@@ -25,6 +34,7 @@ impl Default for EngineConfig {
             node_name: "stead".into(),
             render: RenderOptions::default(),
             images: LocalImages::default(),
+            clock: Timestamp::now,
         }
     }
 }
@@ -39,7 +49,7 @@ pub struct Engine {
     /// Workloads (uids) whose controllers do nothing while they are stopped in order, with how
     /// many stops hold each (two overlapping stops must not resume each other's workloads).
     paused: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
-    /// What each workload waits on, from the last pass.
+    /// What each workload and StatefulService waits on, from the last pass.
     waiting: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
     /// Wakes the loop (a timer a planner asked for, or a caller).
     kick: Notify,
@@ -48,6 +58,30 @@ pub struct Engine {
 /// A pass that keeps writing after this many rounds is a bug somewhere; the loop slows down
 /// instead of spinning.
 const MAX_BUSY_PASSES: usize = 200;
+
+/// The loop passes at least this often, even with nothing to wake it (a safety net: every change
+/// it knows of wakes it, and planners say when they want to look again).
+pub const RESYNC: Duration = Duration::from_secs(30);
+
+/// The shortest sleep a planner's request gets, so that a planner asking for "now" without
+/// writing anything cannot spin the loop.
+const MIN_REQUEUE: Duration = Duration::from_millis(5);
+
+/// How often old Events are pruned.
+const PRUNE_EVENTS_EVERY: Duration = Duration::from_secs(60);
+
+/// What one pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PassOutcome {
+    pub writes: usize,
+    /// The earliest time a planner asked to look again, from the pass's start.
+    pub requeue_after: Option<Duration>,
+}
+
+/// How long the loop sleeps after a pass that wrote nothing, unless woken.
+fn sleep_after(outcome: &PassOutcome) -> Duration {
+    outcome.requeue_after.map_or(RESYNC, |d| d.clamp(MIN_REQUEUE, RESYNC))
+}
 
 impl Engine {
     pub fn new(store: Store, runtime: Arc<dyn Runtime>, config: EngineConfig) -> Arc<Engine> {
@@ -101,25 +135,29 @@ impl Engine {
         self.kick.notify_one();
     }
 
-    /// One pass of every controller step. Returns how many writes it made.
-    pub fn reconcile_once(&self) -> usize {
+    /// One pass of every controller step: how many writes it made, and when to look again.
+    pub fn reconcile_once(&self) -> PassOutcome {
         let mut writes = 0;
-        let (n, errors) = controllers::statefulservice::reconcile_all(&self.store, &self.config.render);
+        let now = (self.config.clock)();
+        let services = controllers::statefulservice::reconcile_all(&self.store, &self.config.render, now);
+        let n = services.writes;
         writes += n;
-        for e in errors {
+        for e in &services.errors {
             tracing::warn!(error = %e, "statefulservice");
         }
-        let pass = controllers::workloads::reconcile_all(
+        let mut pass = controllers::workloads::reconcile_all(
             &self.store,
             &self.observed,
-            k8s_openapi::jiff::Timestamp::now(),
+            now,
             &self.paused.lock().map(|p| p.keys().cloned().collect()).unwrap_or_default(),
         );
         writes += pass.writes;
         let pass_writes = pass.writes;
+        let requeue_after = pass.requeue_after;
         for e in &pass.errors {
             tracing::warn!(error = %e, "workloads");
         }
+        pass.waiting.extend(services.waiting);
         if let Ok(mut waiting) = self.waiting.lock() {
             *waiting = pass.waiting;
         }
@@ -145,7 +183,7 @@ impl Engine {
                 "pass"
             );
         }
-        writes
+        PassOutcome { writes, requeue_after }
     }
 
     /// Runs until `shutdown` turns true. Pods keep running; stopping them is the caller's choice
@@ -155,12 +193,14 @@ impl Engine {
         let mut statuses = self.runtime.subscribe();
         let mut container_events = self.runtime.container_events();
         let mut busy = 0;
+        let mut prune = tokio::time::interval(PRUNE_EVENTS_EVERY);
+        prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            let writes = self.reconcile_once();
-            if writes > 0 {
+            let outcome = self.reconcile_once();
+            if outcome.writes > 0 {
                 busy += 1;
                 if busy > MAX_BUSY_PASSES {
                     tracing::error!("controllers keep writing without settling; slowing down");
@@ -198,7 +238,8 @@ impl Engine {
                     Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => container_events = None,
                 },
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                _ = tokio::time::sleep(sleep_after(&outcome)) => {}
+                _ = prune.tick() => {
                     crate::events::prune_all(&self.store);
                 }
             }
@@ -232,6 +273,15 @@ mod tests {
 
     fn paused(engine: &Engine) -> Vec<String> {
         engine.paused.lock().map(|p| p.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_loop_sleeps_until_the_earliest_request_within_bounds() {
+        let after = |requeue_after| sleep_after(&PassOutcome { writes: 0, requeue_after });
+        assert_eq!(after(None), RESYNC, "nothing asked: the resync");
+        assert_eq!(after(Some(Duration::from_millis(200))), Duration::from_millis(200));
+        assert_eq!(after(Some(Duration::ZERO)), MIN_REQUEUE, "never a spin");
+        assert_eq!(after(Some(Duration::from_secs(3600))), RESYNC);
     }
 
     #[tokio::test]

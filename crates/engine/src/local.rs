@@ -133,8 +133,12 @@ impl Local {
         let dns = start_dns(&config, node.kubelet().bridge_address()).await.map(Arc::new);
         let images =
             LocalImages { stead: Some((config.proxy_repository.clone(), path_string(&config.stead_exe))) };
-        let engine_config =
-            EngineConfig { node_name: config.node_name.clone(), render: config.render.clone(), images };
+        let engine_config = EngineConfig {
+            node_name: config.node_name.clone(),
+            render: config.render.clone(),
+            images,
+            ..Default::default()
+        };
         let runtime: Arc<dyn Runtime> = node.clone();
         let engine = Engine::new(store, runtime, engine_config);
         let (shutdown, rx) = watch::channel(false);
@@ -516,9 +520,16 @@ pub fn readiness(store: &Store, keys: &[ObjectKey]) -> Readiness {
             (observed && ready == want && updated == want, format!("{ready}/{want} ready"))
         };
         let (ok, why) = match key.kind {
-            Kind::StatefulService | Kind::StatefulSet | Kind::Deployment | Kind::ReplicaSet => {
-                replicas_ready()
+            Kind::StatefulService => {
+                let (ready, why, degraded) = service_readiness(&object);
+                if let Some(degraded) = degraded
+                    && blocked.is_none()
+                {
+                    blocked = Some(format!("{label}: {degraded}"));
+                }
+                (ready, why)
             }
+            Kind::StatefulSet | Kind::Deployment | Kind::ReplicaSet => replicas_ready(),
             Kind::Pod => {
                 let ready = status["conditions"]
                     .as_array()
@@ -547,6 +558,29 @@ pub fn readiness(store: &Store, keys: &[ObjectKey]) -> Readiness {
         }
     }
     Readiness { ready: waiting.is_empty(), waiting, blocked }
+}
+
+/// A StatefulService's readiness is its own status, which `stead_render::plan_service` computes
+/// for both engines: Ready once its Ready condition is True for the current generation. Returns
+/// (ready, why not, what degrades it: a reason waiting will not remove, like a missing store).
+fn service_readiness(svc: &Value) -> (bool, String, Option<String>) {
+    let status = &svc["status"];
+    let condition = |type_: &str| {
+        status["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == type_)).cloned()
+    };
+    let observed = status["observedGeneration"].as_i64() >= svc["metadata"]["generation"].as_i64()
+        && status["observedGeneration"].is_i64();
+    let degraded = condition("Degraded")
+        .filter(|c| observed && c["status"] == "True")
+        .map(|c| c["message"].as_str().unwrap_or_default().to_string());
+    match condition("Ready") {
+        _ if !observed => (false, "status not observed yet".into(), None),
+        Some(c) => {
+            let why = c["message"].as_str().unwrap_or_default().to_string();
+            (c["status"] == "True", degraded.clone().unwrap_or(why), degraded)
+        }
+        None => (false, "no Ready condition yet".into(), degraded),
+    }
 }
 
 fn is_hopeless(reason: &str) -> bool {

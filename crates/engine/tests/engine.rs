@@ -1,6 +1,7 @@
 //! The engine's loop end to end, with a fake runtime (no root): manifests in, the objects and
 //! pod starts Kubernetes' controllers would make out.
 
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
@@ -210,4 +211,112 @@ async fn stopping_goes_in_reverse_ordinal_order_and_keeps_retained_claims() {
     stop(&r.engine, &keys, true, std::future::pending()).await.unwrap();
     until("claims deleted", || store.list(Kind::PersistentVolumeClaim, None).is_empty()).await;
     let _ = r.stop.send(true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_whose_store_is_missing_is_held_until_the_store_appears() {
+    // The operator's rule, shared through render's plan: no children without the named store.
+    let r = start(FakeRuntime::new(true));
+    let store = r.engine.store().clone();
+    let (stores, services): (Vec<_>, Vec<_>) =
+        examples("stateful-counter").into_iter().partition(|m| m.kind() == "StatefulStore");
+    let keys: Vec<ObjectKey> = apply(&store, &services).unwrap().into_iter().map(|(k, _)| k).collect();
+    let svc_key = key(Kind::StatefulService, "counter");
+    let degraded = |store: &Store| {
+        store.get(&svc_key).and_then(|s| {
+            s["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Degraded").cloned()
+        })
+    };
+    until("degraded", || degraded(&store).is_some_and(|c| c["status"] == "True")).await;
+    assert_eq!(degraded(&store).unwrap()["reason"], "StoreMissing");
+    assert!(store.get(&key(Kind::StatefulSet, "counter")).is_none(), "no children while held");
+    let state = readiness(&store, &keys);
+    assert!(!state.ready);
+    let blocked = state.blocked.expect("a missing store does not go away by waiting");
+    assert!(
+        blocked.starts_with("statefulservice/counter: StatefulStore \"counter-store\" not found"),
+        "{blocked}"
+    );
+    assert!(
+        r.engine.waiting()["statefulservice/counter"].contains("counter-store"),
+        "{:?}",
+        r.engine.waiting()
+    );
+    let events = stead_engine::events::about(&store, "default", "StatefulService", "counter", None);
+    assert!(events.iter().any(|e| e["reason"] == "StoreMissing" && e["type"] == "Warning"), "{events:#?}");
+
+    apply(&store, &stores).unwrap();
+    until("ready with its store", || readiness(&store, &keys).ready).await;
+    let set = store.get(&key(Kind::StatefulSet, "counter")).unwrap();
+    assert_eq!(
+        set["spec"]["template"]["metadata"]["annotations"]["cloudstate.io/stateful-store"],
+        "counter-store"
+    );
+    assert_eq!(degraded(&store).unwrap()["status"], "False");
+    let _ = r.stop.send(true);
+}
+
+/// Where the requeue test's tokio time started: its planners' clock runs from there.
+static PAUSED_START: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+
+/// 1000.8 s after the epoch plus tokio's (paused) time since [`PAUSED_START`].
+fn paused_clock() -> Timestamp {
+    let base = Timestamp::from_millisecond(1_000_800).unwrap_or(Timestamp::UNIX_EPOCH);
+    let elapsed = PAUSED_START.get().map_or(Duration::ZERO, |s| s.elapsed());
+    base.checked_add(SignedDuration::try_from(elapsed).unwrap_or_default()).unwrap_or(base)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_loop_wakes_when_a_planner_asks_not_on_a_tick() {
+    // A ReplicaSet with minReadySeconds: 1 whose pod turned Ready at the last whole second: it
+    // becomes available less than a second later, and the loop must look again exactly then.
+    PAUSED_START.get_or_init(tokio::time::Instant::now);
+    let fake = FakeRuntime::new(false);
+    let runtime: Arc<dyn Runtime> = Arc::new(fake.clone());
+    let config = EngineConfig { clock: paused_clock, ..EngineConfig::default() };
+    let engine = Engine::new(Store::in_memory(), runtime, config);
+    let (stop_loop, rx) = watch::channel(false);
+    tokio::spawn(engine.clone().run(rx));
+    let store = engine.store().clone();
+    store
+        .create(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"replicas": 1, "minReadySeconds": 1, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "app", "image": "web:1", "command": ["web"]}]}}}}))
+        .unwrap();
+    let pod_key = || store.list(Kind::Pod, Some("default")).first().and_then(|p| ObjectKey::of(p).ok());
+    let mut steps = 0;
+    while !pod_key().and_then(|k| store.get(&k)).is_some_and(|p| p["status"]["phase"] == "Running") {
+        steps += 1;
+        assert!(steps < 100, "the pod never ran");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let now = paused_clock();
+    let since = now.as_second();
+    let due = Timestamp::from_second(since + 1).unwrap();
+    let remaining = Duration::try_from(due.duration_since(now)).unwrap();
+    assert!(
+        remaining > Duration::from_millis(100) && remaining < Duration::from_millis(500),
+        "{remaining:?}"
+    );
+    let key = pod_key().unwrap();
+    let mut pod = (*store.get(&key).unwrap()).clone();
+    pod["status"] = json!({"phase": "Running", "conditions": [
+        {"type": "Ready", "status": "True", "lastTransitionTime": Timestamp::from_second(since).unwrap()}]});
+    pod["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+    store.update_status(pod).unwrap();
+    let written = tokio::time::Instant::now();
+
+    let rs = ObjectKey::new(Kind::ReplicaSet, "default", "web");
+    let available = || store.get(&rs).is_some_and(|r| r["status"]["availableReplicas"] == 1);
+    while !available() {
+        assert!(written.elapsed() < Duration::from_secs(2), "never became available");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let took = written.elapsed();
+    assert!(took >= remaining, "not before it is due: {took:?} < {remaining:?}");
+    assert!(took <= remaining + Duration::from_millis(10), "as soon as it is due: {took:?} vs {remaining:?}");
+    let _ = stop_loop.send(true);
 }

@@ -2,7 +2,6 @@
 //! wires them into a kube `Controller` over StatefulServices, their stores and their children.
 
 use crate::children::{self, Desired, child_kinds};
-use crate::status::{self, WorkloadState};
 use crate::{Error, Metrics};
 use futures::{Future, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -21,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use stead_api::types::{StatefulService, StatefulServiceStatus, StatefulStore};
-use stead_render::RenderOptions;
+use stead_render::{Children, RenderOptions, WorkloadState};
 
 /// The one field manager for every write the operator makes (children and status).
 pub const FIELD_MANAGER: &str = "stead-operator";
@@ -169,22 +168,22 @@ async fn reconcile_service(svc: &StatefulService, ctx: &Context) -> Result<Actio
     let store = match svc.spec.store_name() {
         None => None,
         Some(store_name) => {
-            match Api::<StatefulStore>::namespaced(ctx.client.clone(), &ns).get_opt(store_name).await? {
-                Some(store) => Some(store),
-                None => {
-                    // Re-checked when the store appears (the controller watches stores); until
-                    // then nothing is logged and nothing requeues.
-                    let view = with_last_status(svc, ctx, &uid);
-                    write_status(&view, ctx, &ns, &uid, status::store_missing(&view, store_name, now))
-                        .await?;
-                    return Ok(Action::await_change());
-                }
-            }
+            Api::<StatefulStore>::namespaced(ctx.client.clone(), &ns).get_opt(store_name).await?
         }
     };
-
-    let rendered = stead_render::render_service(svc, store.as_ref(), &ctx.render);
-    let desired = children::desired(&rendered)?;
+    // The plan reads the last status for its transition times: this process's, if newer.
+    let view = with_last_status(svc, ctx, &uid);
+    let plan = stead_render::plan_service(&view, store.as_ref(), &ctx.render);
+    let rendered = match &plan.children {
+        Children::Apply(rendered) => rendered,
+        Children::Hold { .. } => {
+            // Re-checked when the store appears (the controller watches stores); until then
+            // nothing is logged and nothing requeues.
+            write_status(&view, ctx, &ns, &uid, plan.status(None, now).status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let desired = children::desired(rendered)?;
     let live = list_children(ctx, svc, &ns, &uid).await?;
 
     let mut workload = None;
@@ -203,8 +202,7 @@ async fn reconcile_service(svc: &StatefulService, ctx: &Context) -> Result<Actio
     }
 
     let workload = workload.ok_or(Error::MissingField("workload in the rendered children"))?;
-    let view = with_last_status(svc, ctx, &uid);
-    write_status(&view, ctx, &ns, &uid, status::from_workload(&view, &workload, now)).await?;
+    write_status(&view, ctx, &ns, &uid, plan.status(Some(&workload), now).status).await?;
     Ok(Action::requeue(RESYNC))
 }
 
@@ -231,7 +229,7 @@ async fn list_children(
     ns: &str,
     uid: &str,
 ) -> Result<Vec<Live>, Error> {
-    let selector = status::selector(svc);
+    let selector = stead_render::selector(svc);
     let mut out = Vec::new();
     for (kind, child) in child_kinds().iter().enumerate() {
         let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), ns, &child.resource);
@@ -308,7 +306,7 @@ async fn write_status(
     api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
     ctx.remember_written(uid, status.clone());
     let reference = view.object_ref(&());
-    for t in status::transitions(view, &status) {
+    for t in stead_render::transitions(view, &status) {
         let event = Event {
             type_: if t.warning { EventType::Warning } else { EventType::Normal },
             reason: t.reason,

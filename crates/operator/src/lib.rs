@@ -5,7 +5,7 @@
 //! - `controller`: [`Context`], [`reconcile`], [`error_policy`], [`run_controller`] (the kube
 //!   `Controller`: StatefulServices, `.owns()` the child kinds, `.watches()` StatefulStores).
 //! - `children`: the child kinds, desired children from render, the live-vs-desired check.
-//! - `status`: status and conditions from the workload's status (pure), condition transitions.
+//! - status and conditions come from `stead_render::plan_service`, as in the local engine.
 //! - `metrics`: prometheus-client metrics; [`server`]: `/metrics`, `/healthz`, `/readyz` (axum).
 //! - [`leader`]: leader election on a coordination.k8s.io Lease.
 //! - `run`: start-up checks, admin server, election, controller, SIGTERM ([`run()`]).
@@ -37,7 +37,6 @@ pub mod leader;
 mod metrics;
 mod run;
 pub mod server;
-mod status;
 
 pub use children::{ChildKind, child_kinds, contains};
 pub use controller::{
@@ -49,4 +48,5 @@ pub use error::Error;
 pub use kube::Client;
 pub use metrics::Metrics;
 pub use run::{RunConfig, RunError, run};
-pub use status::{Transition, WorkloadState};
+/// The status rules are render's, shared with the local engine.
+pub use stead_render::{Transition, WorkloadState};

@@ -233,6 +233,94 @@ async fn applied_objects_are_exactly_what_render_all_produces() {
     }
 }
 
+/// The status the local engine writes for `svc` (its store, if it names one, missing) once its
+/// workload reports `workload_status`: its StatefulService step, on an in-memory store at [`NOW`].
+fn engine_status(svc: &StatefulService, workload_status: &J) -> J {
+    use stead_engine::{Kind, ObjectKey, Store};
+    let objects = Store::in_memory();
+    let strip = |mut o: J| {
+        let meta = o["metadata"].as_object_mut().expect("metadata");
+        for field in ["uid", "resourceVersion", "generation"] {
+            meta.remove(field);
+        }
+        o
+    };
+    objects.create(strip(json!(svc))).expect("service");
+    let step = || {
+        let pass = stead_engine::controllers::statefulservice::reconcile_all(&objects, &opts(), now());
+        assert!(pass.errors.is_empty(), "{:?}", pass.errors);
+    };
+    step();
+    let workload = ObjectKey::new(Kind::Deployment, "apps", "shop");
+    if let Some(current) = objects.get(&workload) {
+        let mut next = (*current).clone();
+        next["status"] = workload_status.clone();
+        next["metadata"].as_object_mut().expect("metadata").remove("resourceVersion");
+        objects.update_status(next).expect("workload status");
+        step();
+    }
+    objects.get(&ObjectKey::new(Kind::StatefulService, "apps", "shop")).expect("service")["status"].clone()
+}
+
+#[tokio::test]
+async fn both_engines_report_the_same_status_for_the_same_service_and_workload() {
+    // Settled, rolling out (the new generation not observed), past its progress deadline, and
+    // held on a missing store: the operator's status body equals the local engine's status.
+    let deadline = json!({"observedGeneration": 1, "replicas": 1, "readyReplicas": 0, "updatedReplicas": 1,
+        "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                        "message": "ReplicaSet \"shop-1\" has timed out progressing."}]});
+    let cases: [(&str, Option<&str>, J, &[&str]); 4] = [
+        ("settled", None, ready_status(1, 1), &["Ready"]),
+        ("rolling out", None, json!({"observedGeneration": 0, "replicas": 1, "readyReplicas": 1}), &[]),
+        ("deadline", None, deadline, &["ProgressDeadlineExceeded"]),
+        ("store missing", Some("pg"), ready_status(1, 1), &["StoreMissing"]),
+    ];
+    for (case, store_name, workload_status, events) in cases {
+        let (client, handle) = support::client();
+        let ctx = context(client);
+        let svc = svc(1, "shop:1", store_name);
+        let mut script = Vec::new();
+        if store_name.is_some() {
+            script.push(get(
+                "/apis/cloudstate.io/v1alpha1/namespaces/apps/statefulstores/pg",
+                404,
+                not_found("statefulstores pg"),
+            ));
+        } else {
+            let want = rendered(&svc, None);
+            script.extend(lists([
+                vec![live(&want[0], 1, workload_status.clone())],
+                vec![],
+                vec![live(&want[1], 1, json!({"loadBalancer": {}}))],
+                vec![],
+                vec![],
+            ]));
+        }
+        script.push(Exchange {
+            method: "PATCH",
+            uri: status_uri(),
+            body: Expect::Check(Box::new(|_| {})),
+            status: 200,
+            reply: svc_reply(),
+        });
+        for reason in events {
+            script.push(Exchange {
+                method: "POST",
+                uri: "/apis/events.k8s.io/v1/namespaces/apps/events?".into(),
+                body: Expect::Check(Box::new(move |b| assert_eq!(b["reason"], *reason))),
+                status: 201,
+                reply: json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+                    "metadata": {"name": "e", "namespace": "apps"}, "eventTime": NOW}),
+            });
+        }
+        let (result, seen) = run(&ctx, handle, svc.clone(), script).await;
+        result.expect(case);
+        let operator = seen.iter().find_map(|b| b.get("status")).expect("a status write").clone();
+        let engine = engine_status(&svc, &workload_status);
+        assert_eq!(operator, engine, "{case}");
+    }
+}
+
 /// The children as the server holds them once the service has settled.
 fn settled(svc: &StatefulService, replicas: i32) -> [Vec<J>; 5] {
     let want = rendered(svc, None);

@@ -13,12 +13,17 @@
 //!   `autoscaling`.
 //! - The pod: `user-container` (CloudState's injection rules), the other containers as declared,
 //!   and the `stead-proxy` sidecar unless `proxy.mode` is `none`.
+//!
+//! `status.rs` is the StatefulService's own controller as a pure plan ([`plan_service`]): its
+//! children or a hold (a missing StatefulStore), then its status and conditions from its
+//! workload's status and the time. Both engines call it, so they run and report the same thing.
 
 mod install;
 mod labels;
 mod output;
 mod policy;
 mod services;
+mod status;
 mod store_env;
 mod workload;
 
@@ -26,6 +31,9 @@ pub use install::{NAMESPACE as OPERATOR_NAMESPACE, crds, manifests as install_ma
 pub use labels::{SELECTOR_LABEL, STORE_ANNOTATION};
 pub use output::{Format, to_string};
 pub use policy::CONCURRENCY_METRIC;
+pub use status::{
+    Children, ServicePlan, ServiceStatus, Transition, WorkloadState, plan_service, selector, transitions,
+};
 pub use store_env::EMBEDDED_MOUNT_PATH;
 pub use workload::{PROXY_CONTAINER, USER_CONTAINER, wants_stateful_set};
 

@@ -1,13 +1,15 @@
-//! StatefulService → its children, through `stead_render` (exactly what the operator applies),
-//! and the service's status from its workload's.
+//! StatefulService → its children and its status, through `stead_render::plan_service`: the
+//! same plan the operator carries out (the same children, the same hold on a missing store, the
+//! same status and condition Events).
 
 use super::{apply, controlled_by};
 use crate::kinds::Kind;
 use crate::store::{DeleteOptions, ObjectKey, Store, StoreError, is_deleting, meta_str};
-use serde_json::{Value, json};
-use std::collections::BTreeSet;
+use k8s_openapi::jiff::Timestamp;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 use stead_api::types::{StatefulService, StatefulStore};
-use stead_render::RenderOptions;
+use stead_render::{Children, RenderOptions, WorkloadState};
 
 /// A problem with one service; the others are still reconciled.
 #[derive(Debug, thiserror::Error)]
@@ -20,65 +22,91 @@ pub enum ServiceError {
     Store(#[from] StoreError),
 }
 
-/// One pass over every StatefulService. Returns how many writes it made.
-pub fn reconcile_all(store: &Store, opts: &RenderOptions) -> (usize, Vec<ServiceError>) {
-    let mut writes = 0;
-    let mut errors = Vec::new();
+/// The outcome of one pass over every StatefulService.
+#[derive(Debug, Default)]
+pub struct Pass {
+    pub writes: usize,
+    pub errors: Vec<ServiceError>,
+    /// What each service waits on (`statefulservice/shop` → "0/1 replicas ready, ...").
+    pub waiting: BTreeMap<String, String>,
+}
+
+/// One pass over every StatefulService, at time `now`.
+pub fn reconcile_all(store: &Store, opts: &RenderOptions, now: Timestamp) -> Pass {
+    let mut pass = Pass::default();
     for object in store.list(Kind::StatefulService, None) {
         if is_deleting(&object) {
             continue;
         }
-        match reconcile(store, &object, opts) {
-            Ok(n) => writes += n,
-            Err(e) => errors.push(e),
+        match reconcile(store, &object, opts, now) {
+            Ok((n, waiting)) => {
+                pass.writes += n;
+                if let Some(waiting) = waiting {
+                    let name = meta_str(&object, "name").unwrap_or_default();
+                    pass.waiting.insert(format!("statefulservice/{name}"), waiting);
+                }
+            }
+            Err(e) => pass.errors.push(e),
         }
     }
-    (writes, errors)
+    pass
 }
 
-fn reconcile(store: &Store, object: &Value, opts: &RenderOptions) -> Result<usize, ServiceError> {
+/// Carries out the service's plan: its children applied and pruned (unless held), then its
+/// status from the workload as it now stands. Returns the writes and what the service waits on.
+fn reconcile(
+    store: &Store,
+    object: &Value,
+    opts: &RenderOptions,
+    now: Timestamp,
+) -> Result<(usize, Option<String>), ServiceError> {
     let namespace = meta_str(object, "namespace").unwrap_or_default().to_string();
     let name = meta_str(object, "name").unwrap_or_default().to_string();
     let uid = meta_str(object, "uid").unwrap_or_default().to_string();
     let svc: StatefulService = serde_json::from_value(object.clone()).map_err(|source| {
         ServiceError::Malformed { namespace: namespace.clone(), name: name.clone(), source }
     })?;
-    let store_name = svc.spec.store_name().map(str::to_string);
-    let stateful_store: Option<StatefulStore> = store_name
-        .as_deref()
+    let stateful_store: Option<StatefulStore> = svc
+        .spec
+        .store_name()
         .and_then(|s| store.get(&ObjectKey::new(Kind::StatefulStore, &namespace, s)))
         .and_then(|o| serde_json::from_value((*o).clone()).ok());
-    let rendered = stead_render::render_service(&svc, stateful_store.as_ref(), opts);
+    let plan = stead_render::plan_service(&svc, stateful_store.as_ref(), opts);
 
     let mut writes = 0;
-    let mut wanted = BTreeSet::new();
     let mut workload = None;
-    for child in &rendered.objects {
-        let Ok(value) = child.to_json() else { continue };
-        let key = ObjectKey::of(&value)?;
-        if matches!(key.kind, Kind::StatefulSet | Kind::Deployment) {
-            workload = Some(key.clone());
+    if let Children::Apply(rendered) = &plan.children {
+        let mut wanted = BTreeSet::new();
+        for child in &rendered.objects {
+            let Ok(value) = child.to_json() else { continue };
+            let key = ObjectKey::of(&value)?;
+            if matches!(key.kind, Kind::StatefulSet | Kind::Deployment) {
+                workload = Some(key.clone());
+            }
+            if !wanted.insert(key.clone()) {
+                // Two children with one name would overwrite each other on every pass.
+                return Err(ServiceError::Duplicate { namespace, name, child: key.to_string() });
+            }
+            writes += usize::from(apply(store, value)?);
         }
-        if !wanted.insert(key.clone()) {
-            // Two children with one name would overwrite each other on every pass.
-            return Err(ServiceError::Duplicate { namespace, name, child: key.to_string() });
-        }
-        writes += usize::from(apply(store, value)?);
-    }
-    // Children a previous render made and this one does not.
-    for (key, child) in store.all_except(Kind::Event) {
-        if key.namespace == namespace && controlled_by(&child, &uid) && !wanted.contains(&key) {
-            match store.delete(&key, DeleteOptions::default()) {
-                Ok(_) | Err(StoreError::NotFound { .. }) => writes += 1,
-                Err(e) => return Err(e.into()),
+        // Children a previous render made and this one does not.
+        for (key, child) in store.all_except(Kind::Event) {
+            if key.namespace == namespace && controlled_by(&child, &uid) && !wanted.contains(&key) {
+                match store.delete(&key, DeleteOptions::default()) {
+                    Ok(_) | Err(StoreError::NotFound { .. }) => writes += 1,
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
     }
 
-    let workload_status =
-        workload.and_then(|k| store.get(&k)).map(|w| w["status"].clone()).unwrap_or(Value::Null);
-    let store_missing = store_name.is_some() && stateful_store.is_none();
-    let status = status(object, &workload_status, store_name.as_deref().filter(|_| store_missing));
+    let workload = workload.and_then(|k| store.get(&k)).and_then(|w| WorkloadState::from_json(&w));
+    let planned = plan.status(workload.as_ref(), now);
+    let status = serde_json::to_value(&planned.status).map_err(|source| ServiceError::Malformed {
+        namespace: namespace.clone(),
+        name: name.clone(),
+        source,
+    })?;
     if object.get("status") != Some(&status) {
         tracing::debug!(service = %name, old = %object["status"], new = %status, "status changes");
         let mut next = object.clone();
@@ -88,55 +116,10 @@ fn reconcile(store: &Store, object: &Value, opts: &RenderOptions) -> Result<usiz
         }
         store.update_status(next)?;
         writes += 1;
+        for t in stead_render::transitions(&svc, &planned.status) {
+            let ty = if t.warning { crate::events::Type::Warning } else { crate::events::Type::Normal };
+            crate::events::record(store, object, ty, &t.reason, &t.message);
+        }
     }
-    Ok(writes)
-}
-
-/// The service's status: counts from the workload, conditions from them and from the store check.
-fn status(svc: &Value, workload: &Value, missing_store: Option<&str>) -> Value {
-    let desired = svc["spec"]["replicas"].as_i64().unwrap_or(1);
-    let replicas = workload["replicas"].as_i64().unwrap_or(0);
-    let ready = workload["readyReplicas"].as_i64().unwrap_or(0);
-    let updated = workload["updatedReplicas"].as_i64().unwrap_or(0);
-    let name = meta_str(svc, "name").unwrap_or_default();
-    let all_ready = ready == desired && updated == desired && replicas == desired;
-    let (ready_reason, ready_message) = if all_ready {
-        ("AllReplicasReady", format!("{ready}/{desired} replicas ready"))
-    } else {
-        ("ReplicasNotReady", format!("{ready}/{desired} replicas ready, {updated} updated"))
-    };
-    let degraded = match missing_store {
-        Some(store) => ("True", "StoreNotFound", format!("StatefulStore {store:?} not found")),
-        None => ("False", "AsExpected", String::new()),
-    };
-    let old = svc["status"]["conditions"].as_array().cloned().unwrap_or_default();
-    let conditions = vec![
-        condition(&old, "Ready", if all_ready { "True" } else { "False" }, ready_reason, &ready_message),
-        condition(
-            &old,
-            "Progressing",
-            if all_ready { "False" } else { "True" },
-            if all_ready { "RolloutComplete" } else { "RollingOut" },
-            "",
-        ),
-        condition(&old, "Degraded", degraded.0, degraded.1, &degraded.2),
-    ];
-    json!({
-        "observedGeneration": svc["metadata"]["generation"],
-        "replicas": replicas,
-        "readyReplicas": ready,
-        "updatedReplicas": updated,
-        "selector": format!("{}={name}", stead_render::SELECTOR_LABEL),
-        "conditions": conditions,
-    })
-}
-
-/// A condition, keeping `lastTransitionTime` when the status did not change.
-pub fn condition(old: &[Value], kind: &str, status: &str, reason: &str, message: &str) -> Value {
-    let since = old
-        .iter()
-        .find(|c| c["type"] == kind && c["status"] == status)
-        .and_then(|c| c["lastTransitionTime"].as_str().map(str::to_string))
-        .unwrap_or_else(crate::store::now_string);
-    json!({"type": kind, "status": status, "reason": reason, "message": message, "lastTransitionTime": since})
+    Ok((writes, planned.waiting_on))
 }
