@@ -10,6 +10,10 @@
 //!   `lwwregister.rs` (with [`Clock`]), `flag.rs`, `ormap.rs` (keys to any [`Crdt`]), `vote.rs`.
 //! - `crdt.rs`: [`Crdt`], the enum over the types (ORMap values, an entity's state), and
 //!   [`CrdtKind`]. `error.rs`: [`CrdtError`].
+//! - `update.rs`: [`apply`] a user function's [`Update`] (its `CrdtDelta`) to the state, giving
+//!   the replication delta; [`create`] a state from its initial value.
+//! - `view.rs`: what the function sees: [`view`] of a state, [`View::diff`] to the
+//!   [`ViewDelta`] the proxy sends after a change, [`View::apply`] (the function's side).
 //!
 //! Invariants (property-tested in `tests/properties.rs`):
 //! - Every type is a join-semilattice: `merge` is commutative, associative and idempotent, and a
@@ -30,6 +34,8 @@ mod ormap;
 mod orset;
 mod pncounter;
 mod replica;
+mod update;
+mod view;
 mod vote;
 
 pub use causal::{CausalContext, Dot, DotSource};
@@ -43,6 +49,8 @@ pub use ormap::OrMap;
 pub use orset::OrSet;
 pub use pncounter::PnCounter;
 pub use replica::ReplicaId;
+pub use update::{Update, apply, create};
+pub use view::{View, ViewDelta, view};
 pub use vote::Vote;
 
 /// An element, key or register value: opaque bytes (a protobuf `Any`, encoded), ordered

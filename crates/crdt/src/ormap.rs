@@ -186,12 +186,12 @@ fn join_fragments<'a>(
         match &mut value {
             None if kind.is_none_or(|k| k == fragment.kind()) => value = Some(fragment.clone()),
             None => {}
-            // Fragments of another kind are skipped: the merge cannot fail on equal kinds.
-            Some(v) => {
-                if v.kind() == fragment.kind() {
-                    v.merge(fragment).ok();
-                }
+            // Fragments of another kind are skipped; a failed merge (two kinds under one nested
+            // dot, from a dishonest replica only) leaves the value as it was.
+            Some(v) if v.kind() == fragment.kind() => {
+                v.merge(fragment).ok();
             }
+            Some(_) => {}
         }
     }
     value
