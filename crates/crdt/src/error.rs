@@ -14,6 +14,8 @@ pub enum CrdtError {
     FlagDisable,
     #[error("a view of {before} cannot change into {after}")]
     ViewKindMismatch { before: CrdtKind, after: CrdtKind },
-    #[error("a gcounter view went back from {before} to {after}")]
-    GCounterDecreased { before: u64, after: u64 },
+    /// A GCounter that decreased, a GSet that lost items, a flag disabled, a register emptied:
+    /// no delta says that (inside an ORMap, the key was replaced).
+    #[error("a {kind} view cannot go back to an earlier value")]
+    ViewWentBack { kind: CrdtKind },
 }

@@ -29,6 +29,9 @@ impl GCounter {
 
     /// Adds `by` to `replica`'s count; returns the delta (that replica's new count).
     pub fn increment(&mut self, replica: &ReplicaId, by: u64) -> Result<GCounter, CrdtError> {
+        if by == 0 {
+            return Ok(GCounter::new());
+        }
         let count = self
             .count_of(replica)
             .checked_add(by)

@@ -27,6 +27,8 @@ pub enum View {
 }
 
 /// A change to a [`View`]. ORSet and ORMap changes apply cleared, then removed, then the rest.
+/// Counters, GSets, flags and registers only go forward; an ORMap key whose value went back
+/// (removed and added again in between) is both removed and added.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ViewDelta {
     GCounter {
@@ -101,13 +103,16 @@ impl View {
         let delta = match (self, after) {
             (View::GCounter(b), View::GCounter(a)) => {
                 let increment =
-                    a.checked_sub(*b).ok_or(CrdtError::GCounterDecreased { before: *b, after: *a })?;
+                    a.checked_sub(*b).ok_or(CrdtError::ViewWentBack { kind: CrdtKind::GCounter })?;
                 (increment > 0).then_some(ViewDelta::GCounter { increment })
             }
             (View::PnCounter(b), View::PnCounter(a)) => {
                 (a != b).then(|| ViewDelta::PnCounter { change: a.wrapping_sub(*b) })
             }
             (View::GSet(b), View::GSet(a)) => {
+                if !b.is_subset(a) {
+                    return Err(CrdtError::ViewWentBack { kind: CrdtKind::GSet });
+                }
                 let added: BTreeSet<Value> = a.difference(b).cloned().collect();
                 (!added.is_empty()).then_some(ViewDelta::GSet { added })
             }
@@ -122,8 +127,14 @@ impl View {
                     added,
                 })
             }
+            (View::LwwRegister(Some(_)), View::LwwRegister(None)) => {
+                return Err(CrdtError::ViewWentBack { kind: CrdtKind::LwwRegister });
+            }
             (View::LwwRegister(b), View::LwwRegister(a)) => {
                 (a != b).then(|| ViewDelta::LwwRegister { value: a.clone() })
+            }
+            (View::Flag(true), View::Flag(false)) => {
+                return Err(CrdtError::ViewWentBack { kind: CrdtKind::Flag });
             }
             (View::Flag(b), View::Flag(a)) => (a != b).then_some(ViewDelta::Flag { value: *a }),
             (View::OrMap(b), View::OrMap(a)) => diff_maps(b, a)?,
@@ -210,11 +221,18 @@ fn diff_maps(
                 removed.insert(key.clone());
                 added.insert(key.clone(), new.clone());
             }
-            Some(new) => {
-                if let Some(change) = old.diff(new)? {
+            Some(new) => match old.diff(new) {
+                Ok(Some(change)) => {
                     updated.insert(key.clone(), change);
                 }
-            }
+                Ok(None) => {}
+                // The key was removed and added again: its value started over.
+                Err(CrdtError::ViewWentBack { .. }) => {
+                    removed.insert(key.clone());
+                    added.insert(key.clone(), new.clone());
+                }
+                Err(e) => return Err(e),
+            },
         }
     }
     for (key, new) in after {
@@ -240,7 +258,7 @@ mod tests {
         assert_eq!(d, Some(ViewDelta::PnCounter { change: -7 }));
         assert_eq!(View::GCounter(3).diff(&View::GCounter(3)).unwrap(), None);
         let err = View::GCounter(3).diff(&View::GCounter(2)).unwrap_err();
-        assert_eq!(err.to_string(), "a gcounter view went back from 3 to 2");
+        assert_eq!(err.to_string(), "a gcounter view cannot go back to an earlier value");
         let before = View::OrSet(BTreeSet::from([v("a"), v("b")]));
         let after = View::OrSet(BTreeSet::from([v("b"), v("c")]));
         assert_eq!(
