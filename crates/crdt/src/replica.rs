@@ -3,7 +3,9 @@
 use std::fmt;
 
 /// A node's identity among the replicas of one entity (the proxy's pod, say). Given by the caller;
-/// two live replicas never share one.
+/// two live replicas never share one, and a replica that lost its state (a restarted pod that has
+/// not fetched it back) takes a new one (say, the pod name and its start time): the dots it mints
+/// count up from what its state holds.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ReplicaId(String);
 
