@@ -88,12 +88,15 @@ enum Step {
     Update { at: usize, update: Update, now: i64 },
     /// One of the deltas made so far (index modulo their number) reaches a replica.
     Deliver { delta: usize, to: usize },
+    /// A replica retires a voter that left (Vote only; a no-op for the other kinds).
+    Retire { at: usize, voter: usize },
 }
 
 fn steps(kind: CrdtKind) -> impl Strategy<Value = Vec<Step>> {
     let step = prop_oneof![
-        (0usize..3, update(kind, 1), 0i64..6).prop_map(|(at, update, now)| Step::Update { at, update, now }),
-        (any::<usize>(), 0usize..3).prop_map(|(delta, to)| Step::Deliver { delta, to }),
+        4 => (0usize..3, update(kind, 1), 0i64..6).prop_map(|(at, update, now)| Step::Update { at, update, now }),
+        4 => (any::<usize>(), 0usize..3).prop_map(|(delta, to)| Step::Deliver { delta, to }),
+        1 => (0usize..3, 0usize..3).prop_map(|(at, voter)| Step::Retire { at, voter }),
     ];
     prop::collection::vec(step, 0..24)
 }
@@ -119,6 +122,7 @@ fn run(kind: CrdtKind, steps: &[Step]) -> Result<History, TestCaseError> {
         let (at, before) = match step {
             Step::Update { at, .. } => (*at, h.states[*at].clone()),
             Step::Deliver { to, .. } => (*to, h.states[*to].clone()),
+            Step::Retire { at, .. } => (*at, h.states[*at].clone()),
         };
         match step {
             Step::Update { at, update, now } => {
@@ -136,6 +140,12 @@ fn run(kind: CrdtKind, steps: &[Step]) -> Result<History, TestCaseError> {
                 if !h.deltas.is_empty() {
                     let d = h.deltas[delta % h.deltas.len()].clone();
                     h.states[*to].merge_delta(&d).unwrap();
+                }
+            }
+            Step::Retire { at, voter } => {
+                if let Crdt::Vote(v) = &mut h.states[*at] {
+                    let delta = v.retire(&replica(*voter));
+                    h.deltas.push(Crdt::Vote(delta));
                 }
             }
         }
