@@ -13,7 +13,8 @@
 //! - `update.rs`: [`apply`] a user function's [`Update`] (its `CrdtDelta`) to the state, giving
 //!   the replication delta; [`create`] a state from its initial value.
 //! - `view.rs`: what the function sees: [`view`] of a state, [`View::diff`] to the
-//!   [`ViewDelta`] the proxy sends after a change, [`View::apply`] (the function's side).
+//!   [`ViewDelta`] the proxy sends after a change, [`View::apply`] (the function's side) and
+//!   [`View::apply_update`] (the function's value after its own update).
 //!
 //! Invariants (property-tested in `tests/properties.rs`):
 //! - Every type is a join-semilattice: `merge` is commutative, associative and idempotent, and a

@@ -2,11 +2,17 @@
 //! shape) and changes after ([`ViewDelta`], `CrdtDelta`'s shape). The proxy keeps the last view
 //! it sent and sends [`View::diff`] against the new one; [`View::apply`] is the function's side.
 //!
-//! Invariant: `before.apply(&before.diff(&after)?)` gives `after` (tested by property).
+//! The function also changes its value by the updates it sends ([`View::apply_update`]): the
+//! proxy advances its copy of the function's view the same way and diffs that against the state,
+//! so a write that lost (an LWW write with a reverse or custom clock, say) is corrected.
+//!
+//! Invariants: `before.apply(&before.diff(&after)?)` gives `after`; with no concurrent change,
+//! a view advanced by an update equals the view of the state the update gave, unless a register
+//! write lost to its clock (both tested by property).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::{Crdt, CrdtError, CrdtKind, ReplicaId, Value};
+use crate::{Crdt, CrdtError, CrdtKind, ReplicaId, Update, Value};
 
 /// A CRDT's value as the user function sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +91,80 @@ pub fn view(state: &Crdt, replica: &ReplicaId) -> View {
 }
 
 impl View {
+    /// The view of the empty state of `kind`.
+    pub fn empty(kind: CrdtKind) -> View {
+        match kind {
+            CrdtKind::GCounter => View::GCounter(0),
+            CrdtKind::PnCounter => View::PnCounter(0),
+            CrdtKind::GSet => View::GSet(BTreeSet::new()),
+            CrdtKind::OrSet => View::OrSet(BTreeSet::new()),
+            CrdtKind::LwwRegister => View::LwwRegister(None),
+            CrdtKind::Flag => View::Flag(false),
+            CrdtKind::OrMap => View::OrMap(BTreeMap::new()),
+            CrdtKind::Vote => View::Vote { votes_for: 0, total_voters: 0, self_vote: false },
+        }
+    }
+
+    /// Changes the view as the function does when it sends `update`. Fails as
+    /// [`crate::apply`] fails (another kind, disabling a flag); then the view is unchanged.
+    pub fn apply_update(&mut self, update: &Update) -> Result<(), CrdtError> {
+        let mut work = self.clone();
+        work.apply_update_in_place(update)?;
+        *self = work;
+        Ok(())
+    }
+
+    fn apply_update_in_place(&mut self, update: &Update) -> Result<(), CrdtError> {
+        match (&mut *self, update) {
+            (View::GCounter(v), Update::GCounter { increment }) => *v = v.saturating_add(*increment),
+            (View::PnCounter(v), Update::PnCounter { change }) => *v = v.wrapping_add(*change),
+            (View::GSet(s), Update::GSet { added }) => s.extend(added.iter().cloned()),
+            (View::OrSet(s), Update::OrSet { cleared, removed, added }) => {
+                if *cleared {
+                    s.clear();
+                }
+                s.retain(|item| !removed.contains(item));
+                s.extend(added.iter().cloned());
+            }
+            (View::LwwRegister(r), Update::LwwRegister { value, .. }) => *r = Some(value.clone()),
+            (View::Flag(true), Update::Flag { value: false }) => return Err(CrdtError::FlagDisable),
+            (View::Flag(f), Update::Flag { value }) => *f = *value,
+            (View::Vote { votes_for, total_voters, self_vote }, Update::Vote { self_vote: new }) => {
+                // No voters at all: this is a new vote (in a new ORMap entry) and the function's
+                // ballot is its first.
+                if *total_voters == 0 {
+                    *total_voters = 1;
+                }
+                match (*self_vote, *new) {
+                    (false, true) => *votes_for = votes_for.saturating_add(1),
+                    (true, false) => *votes_for = votes_for.saturating_sub(1),
+                    _ => {}
+                }
+                *self_vote = *new;
+            }
+            (View::OrMap(m), Update::OrMap { cleared, removed, updated, added }) => {
+                if *cleared {
+                    m.clear();
+                }
+                m.retain(|key, _| !removed.contains(key));
+                for (key, nested) in updated {
+                    m.entry(key.clone())
+                        .or_insert_with(|| View::empty(nested.kind()))
+                        .apply_update_in_place(nested)?;
+                }
+                for (key, initial) in added {
+                    let mut value = View::empty(initial.kind());
+                    value.apply_update_in_place(initial)?;
+                    m.insert(key.clone(), value);
+                }
+            }
+            (view, update) => {
+                return Err(CrdtError::UpdateKindMismatch { state: view.kind(), update: update.kind() });
+            }
+        }
+        Ok(())
+    }
+
     pub fn kind(&self) -> CrdtKind {
         match self {
             View::GCounter(_) => CrdtKind::GCounter,
