@@ -13,8 +13,9 @@
 //! and re-added never reuses a dot.
 //!
 //! Invariants: every fragment's dot is in `context`; a key is present iff it has a fragment;
-//! fragments of one key are of one kind for honest replicas (if not, the value is the join of the
-//! fragments of the kind of the lowest dot, so every replica still reads the same).
+//! one dot is one fragment everywhere. Concurrent puts of two kinds under one key leave fragments
+//! of both; the value is then the join of the fragments of the kind of the lowest dot, so every
+//! replica reads the same. Cost: a merge walks both maps (O(state), as does an update).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -116,7 +117,8 @@ impl OrMap {
         delta
     }
 
-    /// Joins a state or delta; fails only when both hold one dot with fragments of two kinds.
+    /// Joins a state or delta; fails only when both hold one dot with fragments of two kinds
+    /// (a dot minted twice: never between honest replicas). On an error nothing changed.
     pub fn merge(&mut self, other: &OrMap) -> Result<(), CrdtError> {
         let keys: BTreeSet<&Value> = self.entries.keys().chain(other.entries.keys()).collect();
         let empty = BTreeMap::new();
