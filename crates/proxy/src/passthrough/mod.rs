@@ -26,8 +26,8 @@ use tokio::net::TcpStream;
 
 use crate::config::ConnectionConfig;
 use crate::connections::{Acceptor, Permit, Timed};
+use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
-use crate::runtime::lifecycle::Lifecycle;
 use detect::Protocol;
 
 /// How long a silent client may take before its connection is treated as opaque TCP.

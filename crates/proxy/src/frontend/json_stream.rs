@@ -25,8 +25,8 @@ use serde_json::Value as Json;
 use tonic::Status;
 use tonic::body::Body;
 
-use super::action_stream::{ReplyStream, RequestStream};
 use super::transcode::http_status;
+use crate::entities::{ReplyStream, RequestStream};
 
 /// Why a body of JSON values could not be split.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -32,11 +32,11 @@ use serde_json::Value as Json;
 use tonic::body::Body;
 use tonic::{Code, Status};
 
-use super::dispatch::{Call, Dispatcher};
 use super::http_rules::{Binding, BodyTarget, Lookup, RuleProblem, RuleTable};
 use super::json_stream;
 use crate::catalog::Catalog;
 use crate::discovery::MAX_MESSAGE_BYTES;
+use crate::entities::{Call, Dispatcher};
 use crate::protocol::cloudstate::{Metadata, MetadataEntry, metadata_entry};
 use crate::protocol::google::api::HttpRule;
 
@@ -533,7 +533,7 @@ impl Transcoder {
         &self,
         target: &Target,
         binding: &Binding,
-        replies: super::action_stream::ReplyStream,
+        replies: crate::entities::ReplyStream,
     ) -> Response<Body> {
         let (output, response_body) = (target.output.clone(), binding.response_body.clone());
         json_stream::stream_response(replies, move |reply| {

@@ -12,12 +12,13 @@ use tokio::sync::oneshot;
 use tonic::Status;
 use tonic::transport::Channel;
 
-use super::lifecycle::Lifecycle;
+use super::eventsourced::driver as event_sourced;
+use super::eventsourced::{CommandRequest, Outcome};
 use super::registry::Registry;
-use super::{event_sourced, value_entity};
+use super::value::driver as value_entity;
 use crate::catalog::{Catalog, EntityKind, Method, Service};
 use crate::discovery::MAX_MESSAGE_BYTES;
-use crate::eventsourced::{CommandRequest, Outcome};
+use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::protocol::cloudstate::action::action_protocol_client::ActionProtocolClient;
 use crate::protocol::cloudstate::action::{ActionCommand, action_response};

@@ -14,12 +14,12 @@ use futures::stream::StreamExt as _;
 use tokio::sync::oneshot;
 use tonic::Status;
 
-use super::dispatch::Dispatcher;
-use super::entity_stream::{self, Incoming};
-use super::registry::Inbox;
+use super::{CommandRequest, Effect, Entity, Outcome, Ticket};
 use crate::catalog::Service;
 use crate::discovery::report_error;
-use crate::eventsourced::{CommandRequest, Effect, Entity, Outcome, Ticket};
+use crate::entities::dispatch::Dispatcher;
+use crate::entities::entity_stream::{self, Incoming};
+use crate::entities::registry::Inbox;
 use crate::protocol::cloudstate::eventsourced::{EventSourcedStreamIn, EventSourcedStreamOut};
 use crate::store::{AnyStore, Snapshot, Store as _, StoreError, StoredEvent};
 

@@ -30,6 +30,7 @@ use crate::protocol::cloudstate::eventsourced::{
 use crate::protocol::cloudstate::{ClientAction, Command, Metadata, SideEffect, client_action};
 use crate::store::{Append, Snapshot, StoreError, StoredEvent};
 
+pub(crate) mod driver;
 #[cfg(test)]
 mod simulation;
 #[cfg(test)]

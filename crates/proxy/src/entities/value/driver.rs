@@ -13,13 +13,13 @@ use futures::channel::mpsc::UnboundedSender;
 use futures::stream::StreamExt as _;
 use tokio::sync::oneshot;
 
-use super::dispatch::Dispatcher;
-use super::entity_stream::{self, Incoming};
-use super::event_sourced::outcome_label;
-use super::registry::Inbox;
 use crate::catalog::Service;
 use crate::discovery::report_error;
-use crate::eventsourced::{CommandRequest, Outcome};
+use crate::entities::dispatch::Dispatcher;
+use crate::entities::entity_stream::{self, Incoming};
+use crate::entities::eventsourced::driver::outcome_label;
+use crate::entities::eventsourced::{CommandRequest, Outcome};
+use crate::entities::registry::Inbox;
 use crate::protocol::cloudstate::valueentity::{
     ValueEntityInit, ValueEntityInitState, ValueEntityReply, ValueEntityStreamIn, ValueEntityStreamOut,
     value_entity_action, value_entity_stream_in, value_entity_stream_out,

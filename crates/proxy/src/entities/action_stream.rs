@@ -26,9 +26,9 @@ use tonic::{Status, Streaming};
 use tonic_prost::{ProstCodec, ProstDecoder};
 
 use super::dispatch::Dispatcher;
+use super::eventsourced::Outcome;
 use crate::catalog::{EntityKind, Method, Service};
 use crate::discovery::MAX_MESSAGE_BYTES;
-use crate::eventsourced::Outcome;
 use crate::metrics::CommandTimer;
 use crate::protocol::cloudstate::action::action_protocol_client::ActionProtocolClient;
 use crate::protocol::cloudstate::action::{ActionCommand, ActionResponse, action_response};
