@@ -8,6 +8,7 @@
 pub mod codec;
 mod grpc_web;
 pub mod http_rules;
+pub mod http_status;
 mod json_stream;
 pub mod reflection;
 pub mod transcode;
