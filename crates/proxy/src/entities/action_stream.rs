@@ -25,8 +25,8 @@ use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 use tonic_prost::{ProstCodec, ProstDecoder};
 
+use super::command::Outcome;
 use super::dispatch::Dispatcher;
-use super::eventsourced::Outcome;
 use crate::catalog::{EntityKind, Method, Service};
 use crate::discovery::MAX_MESSAGE_BYTES;
 use crate::metrics::CommandTimer;

@@ -12,8 +12,8 @@ use tokio::sync::oneshot;
 use tonic::Status;
 use tonic::transport::Channel;
 
+use super::command::{CommandRequest, Outcome, Request};
 use super::eventsourced::driver as event_sourced;
-use super::eventsourced::{CommandRequest, Outcome};
 use super::registry::Registry;
 use super::value::driver as value_entity;
 use crate::catalog::{Catalog, EntityKind, Method, Service};
@@ -51,8 +51,8 @@ pub struct Dispatcher {
     pub(crate) lifecycle: Lifecycle,
     pub(crate) passivation: Duration,
     pub(crate) relay_timeout: Duration,
-    pub(crate) event_sourced: Registry<event_sourced::Request>,
-    pub(crate) value_entities: Registry<value_entity::Request>,
+    pub(crate) event_sourced: Registry<Request>,
+    pub(crate) value_entities: Registry<Request>,
 }
 
 impl Dispatcher {
@@ -164,7 +164,7 @@ impl Dispatcher {
         let entity_id = Self::entity_id(service, method, &call.payload)?;
         self.store_usable(service)?;
         let (reply, receiver) = oneshot::channel();
-        let request = event_sourced::Request { command: Self::command(method, call), reply };
+        let request = Request { command: Self::command(method, call), reply };
         let key = (service.name.clone(), entity_id.clone());
         self.event_sourced.send(key, request, |commands| {
             tokio::spawn(event_sourced::run(self.clone(), service.clone(), entity_id, commands));
@@ -181,7 +181,7 @@ impl Dispatcher {
         let entity_id = Self::entity_id(service, method, &call.payload)?;
         self.store_usable(service)?;
         let (reply, receiver) = oneshot::channel();
-        let request = value_entity::Request { command: Self::command(method, call), reply };
+        let request = Request { command: Self::command(method, call), reply };
         let key = (service.name.clone(), entity_id.clone());
         self.value_entities.send(key, request, |commands| {
             tokio::spawn(value_entity::run(self.clone(), service.clone(), entity_id, commands));

@@ -10,11 +10,12 @@
 //! - `value/`: the value entity: its task (`driver.rs`).
 
 mod action_stream;
+pub mod command;
 mod dispatch;
 mod entity_stream;
 pub mod eventsourced;
 mod registry;
-mod value;
+pub mod value;
 
 pub use action_stream::{ReplyStream, RequestStream};
 pub(crate) use dispatch::Dispatcher;

@@ -14,23 +14,15 @@ use futures::stream::StreamExt as _;
 use tokio::sync::oneshot;
 use tonic::Status;
 
-use super::{CommandRequest, Effect, Entity, Outcome, Ticket};
+use super::{Effect, Entity};
 use crate::catalog::Service;
 use crate::discovery::report_error;
+use crate::entities::command::{Outcome, Request, Ticket};
 use crate::entities::dispatch::Dispatcher;
 use crate::entities::entity_stream::{self, Incoming};
 use crate::entities::registry::Inbox;
 use crate::protocol::cloudstate::eventsourced::{EventSourcedStreamIn, EventSourcedStreamOut};
 use crate::store::{AnyStore, Snapshot, Store as _, StoreError, StoredEvent};
-
-/// A client's command and where its answer goes.
-#[derive(Debug)]
-pub struct Request {
-    /// The command.
-    pub command: CommandRequest,
-    /// The answer.
-    pub reply: oneshot::Sender<Outcome>,
-}
 
 type UserStream = Incoming<EventSourcedStreamOut>;
 

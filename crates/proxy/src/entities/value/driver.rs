@@ -1,40 +1,36 @@
-//! The IO of one value entity: its task loads the state, opens the user function's `handle`
-//! stream with it, and sends one command at a time; a reply's `update` or `delete` is written
-//! (checked against the revision it was computed from) before the client gets the reply.
+//! The IO around one value [`Entity`]: its task owns the state machine, the user function's
+//! `handle` stream and the command in flight, and carries out the machine's effects (send,
+//! write, complete, report, restart) in order.
 //!
-//! Architecture invariant: when a write loses against another replica (revision conflict) the
-//! command fails cleanly (nothing written, the client gets UNKNOWN naming the conflict) and the
-//! entity reloads, so the next command sees the other replica's state.
+//! Commands wait in the task's inbox until the entity is idle, so the machine holds at most
+//! one; while a command is in flight the task waits only for the user function's answer.
+//!
+//! Architecture invariant: the task is the only writer of its entity's state in this proxy,
+//! and it awaits each write before feeding the machine anything else (the machine's contract).
+//! When a write loses against another replica (revision conflict) the command fails cleanly
+//! (nothing written, the client gets UNKNOWN naming the conflict) and the entity reloads, so
+//! the next command sees the other replica's state.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::channel::mpsc::UnboundedSender;
 use futures::stream::StreamExt as _;
 use tokio::sync::oneshot;
+use tonic::Status;
 
+use super::{Closed, Effect, Entity, Write};
 use crate::catalog::Service;
 use crate::discovery::report_error;
+use crate::entities::command::{Outcome, Request, Ticket};
 use crate::entities::dispatch::Dispatcher;
 use crate::entities::entity_stream::{self, Incoming};
 use crate::entities::eventsourced::driver::outcome_label;
-use crate::entities::eventsourced::{CommandRequest, Outcome};
 use crate::entities::registry::Inbox;
-use crate::protocol::cloudstate::valueentity::{
-    ValueEntityInit, ValueEntityInitState, ValueEntityReply, ValueEntityStreamIn, ValueEntityStreamOut,
-    value_entity_action, value_entity_stream_in, value_entity_stream_out,
-};
-use crate::protocol::cloudstate::{Command, client_action};
-use crate::store::{AnyStore, Store as _, StoreError, ValueKey};
-
-/// A client's command and where its answer goes.
-#[derive(Debug)]
-pub struct Request {
-    /// The command.
-    pub command: CommandRequest,
-    /// The answer.
-    pub reply: oneshot::Sender<Outcome>,
-}
+use crate::lifecycle::Lifecycle;
+use crate::protocol::cloudstate::valueentity::{ValueEntityStreamIn, ValueEntityStreamOut};
+use crate::store::{AnyStore, Store as _, ValueKey, ValueState};
 
 type UserStream = Incoming<ValueEntityStreamOut>;
 
@@ -44,14 +40,6 @@ const HANDLE: entity_stream::Method = entity_stream::Method {
     method: "handle",
     path: "/cloudstate.valueentity.ValueEntity/handle",
 };
-
-struct Stream {
-    outgoing: UnboundedSender<Box<ValueEntityStreamIn>>,
-    incoming: UserStream,
-    revision: u64,
-    /// Command ids number the commands of one stream, from 1.
-    next_command_id: i64,
-}
 
 /// The entity's task: until passivation or shutdown.
 pub async fn run(
@@ -64,160 +52,155 @@ pub async fn run(
     let mut lifecycle = dispatcher.lifecycle.clone();
     let _active = dispatcher.metrics.entity_active("value_entity");
     let key = (service.name.clone(), entity_id.clone());
-    let value_key = ValueKey::new(service.persistence_id.clone(), entity_id.clone());
     let passivation = service.passivation.unwrap_or(dispatcher.passivation);
-    let mut stream: Option<Stream> = None;
+    let mut task = Task {
+        dispatcher: dispatcher.clone(),
+        store,
+        key: ValueKey::new(service.persistence_id.clone(), entity_id.clone()),
+        entity: Entity::new(&service.name, &entity_id),
+        waiting: None,
+        outgoing: None,
+        stream: None,
+    };
+    let mut work = VecDeque::from([Effect::Restart { reason: "activation".into() }]);
     loop {
-        if stream.is_none() {
-            tokio::select! {
-                opened = Box::pin(open(&dispatcher, &store, &service, &value_key)) => stream = Some(opened),
-                // Nothing loads until the proxy restarts; callers learn why (UNAVAILABLE).
-                _ = store.stopped() => return,
-                () = lifecycle.stopped() => return,
+        if !work.is_empty() {
+            // Boxed: carrying out effects needs more room than waiting does, and every active
+            // entity's task is sized for the larger of the two.
+            if !Box::pin(task.carry_out(&mut work, &mut lifecycle)).await {
+                return;
             }
         }
-        let Some(current) = stream.as_mut() else { continue };
+        if !task.entity.is_idle() {
+            // A command is in flight: only its answer (or the stream's end) moves on.
+            let message = next(&mut task.stream).await;
+            work.extend(task.received(message));
+            continue;
+        }
         let deadline = tokio::time::sleep(passivation);
-        let request = tokio::select! {
+        tokio::select! {
             request = commands.next() => match request {
-                Some(request) => *request,
+                Some(request) => task.accept(*request, &mut work),
                 None => return,
             },
             () = deadline => match dispatcher.value_entities.passivate(&key, &mut commands) {
-                Some(request) => *request,
+                Some(request) => task.accept(*request, &mut work),
                 None => return,
             },
-            unexpected = current.incoming.next() => {
-                let why = match unexpected {
-                    Some(Ok(_)) => "the user function sent a message while no command was in flight",
-                    _ => "the user function's stream ended",
-                };
-                tracing::warn!(service = %service.name, %entity_id, why, "reopening the value entity");
-                stream = None;
-                continue;
-            }
+            message = next(&mut task.stream) => work.extend(task.received(message)),
             () = lifecycle.stopped() => return,
-        };
-        let id = current.next_command_id;
-        current.next_command_id += 1;
-        let (outcome, keep) =
-            Box::pin(command(&dispatcher, &store, &value_key, current, &entity_id, id, request.command))
-                .await;
-        let _ = request.reply.send(outcome);
-        if !keep {
-            stream = None;
         }
     }
 }
 
-/// Loads the state and opens the stream with it (retrying while the store fails).
-async fn open(dispatcher: &Dispatcher, store: &AnyStore, service: &Service, key: &ValueKey) -> Stream {
-    let mut delay = Duration::from_millis(50);
-    let state = loop {
-        let start = Instant::now();
-        let state = store.get_value(key).await;
-        dispatcher.metrics.store("get_value", outcome_label(&state), start);
-        match state {
-            Ok(state) => break state,
-            Err(error) => {
-                tracing::warn!(entity = %key.entity_id, %error, "loading the value entity failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        }
-    };
-    let (outgoing, incoming) = entity_stream::open(&dispatcher.channel, HANDLE);
-    let init = ValueEntityInit {
-        service_name: service.name.clone(),
-        entity_id: key.entity_id.clone(),
-        state: state.value.map(|value| ValueEntityInitState { value: Some(value) }),
-    };
-    let init = ValueEntityStreamIn { message: Some(value_entity_stream_in::Message::Init(init)) };
-    let _ = outgoing.unbounded_send(Box::new(init));
-    Stream { outgoing, incoming, revision: state.revision, next_command_id: 1 }
+async fn next(stream: &mut Option<UserStream>) -> Option<Result<ValueEntityStreamOut, Status>> {
+    match stream {
+        Some(stream) => stream.next().await,
+        None => std::future::pending().await,
+    }
 }
 
-/// Sends one command and waits for its reply; returns the outcome and whether the stream may be
-/// kept (false: the user function's state may differ from the store's, reopen).
-async fn command(
-    dispatcher: &Dispatcher,
-    store: &AnyStore,
-    key: &ValueKey,
-    stream: &mut Stream,
-    entity_id: &str,
-    id: i64,
-    request: CommandRequest,
-) -> (Outcome, bool) {
-    let failed = |description: String| Outcome::Failed { description };
-    let command = Command {
-        entity_id: entity_id.to_string(),
-        id,
-        name: request.name,
-        payload: Some(request.payload),
-        streamed: false,
-        metadata: request.metadata,
-    };
-    let message = ValueEntityStreamIn { message: Some(value_entity_stream_in::Message::Command(command)) };
-    if stream.outgoing.unbounded_send(Box::new(message)).is_err() {
-        return (failed("the value entity's user function stream closed".into()), false);
-    }
-    let reply = match stream.incoming.next().await {
-        Some(Ok(ValueEntityStreamOut { message: Some(value_entity_stream_out::Message::Reply(reply)) })) => {
-            reply
-        }
-        Some(Ok(ValueEntityStreamOut { message: Some(value_entity_stream_out::Message::Failure(f)) })) => {
-            return (failed(f.description), !f.restart);
-        }
-        Some(Ok(ValueEntityStreamOut { message: None })) => {
-            let message = format!("entity {entity_id:?}: empty reply to command {id}");
-            tokio::spawn(report_error(dispatcher.channel.clone(), message.clone()));
-            return (failed(format!("protocol error: {message}")), false);
-        }
-        Some(Err(status)) => {
-            return (failed(format!("the user function failed: {}", status.message())), false);
-        }
-        None => return (failed("the value entity's user function stream ended".into()), false),
-    };
-    if reply.command_id != id {
-        let message =
-            format!("entity {entity_id:?}: reply to command {} while {id} is in flight", reply.command_id);
-        tokio::spawn(report_error(dispatcher.channel.clone(), message.clone()));
-        return (failed(format!("protocol error: {message}")), false);
-    }
-    let ValueEntityReply { client_action, side_effects, state_action, .. } = reply;
-    let action = match client_action.and_then(|a| a.action) {
-        Some(client_action::Action::Failure(f)) => return (failed(f.description), !f.restart),
-        Some(action) => action,
-        None => {
-            let message = format!("entity {entity_id:?}: reply to command {id} has no client action");
-            tokio::spawn(report_error(dispatcher.channel.clone(), message.clone()));
-            return (failed(format!("protocol error: {message}")), false);
-        }
-    };
-    if let Some(state_action) = state_action.and_then(|a| a.action) {
-        let start = Instant::now();
-        let (written, operation) = match state_action {
-            value_entity_action::Action::Update(update) => {
-                let value = update.value.unwrap_or_default();
-                (store.update_value(key, stream.revision, value).await, "update_value")
-            }
-            value_entity_action::Action::Delete(_) => {
-                (store.delete_value(key, stream.revision).await, "delete_value")
-            }
-        };
-        dispatcher.metrics.store(operation, outcome_label(&written), start);
-        match written {
-            Ok(revision) => stream.revision = revision,
-            Err(error) => return (failed(write_failure(entity_id, &error)), false),
-        }
-    }
-    (Outcome::Done { action, side_effects }, true)
+struct Task {
+    dispatcher: Arc<Dispatcher>,
+    store: Arc<AnyStore>,
+    key: ValueKey,
+    entity: Entity,
+    /// The command in flight (the driver feeds one at a time).
+    waiting: Option<(Ticket, oneshot::Sender<Outcome>)>,
+    outgoing: Option<UnboundedSender<Box<ValueEntityStreamIn>>>,
+    stream: Option<UserStream>,
 }
 
-fn write_failure(entity_id: &str, error: &StoreError) -> String {
-    if error.is_conflict() {
-        format!("the state of entity {entity_id:?} changed meanwhile (another replica wrote it): {error}")
-    } else {
-        format!("writing the state of entity {entity_id:?} failed: {error}")
+impl Task {
+    fn accept(&mut self, request: Request, work: &mut VecDeque<Effect>) {
+        let (ticket, effects) = self.entity.command(request.command);
+        self.waiting = Some((ticket, request.reply));
+        work.extend(effects);
+    }
+
+    /// What the user function's stream gave, for the machine.
+    fn received(&mut self, message: Option<Result<ValueEntityStreamOut, Status>>) -> Vec<Effect> {
+        match message {
+            Some(Ok(message)) => self.entity.user_message(message),
+            Some(Err(status)) => self.entity.stream_closed(Closed::Error(status.message().to_string())),
+            None => {
+                self.stream = None;
+                self.entity.stream_closed(Closed::End)
+            }
+        }
+    }
+
+    /// Carries out effects in order until none is left; false if the proxy stops or the store
+    /// stops for good while loading (the entity ends, and its callers learn why: UNAVAILABLE).
+    async fn carry_out(&mut self, work: &mut VecDeque<Effect>, lifecycle: &mut Lifecycle) -> bool {
+        while let Some(effect) = work.pop_front() {
+            match effect {
+                Effect::Send(message) => {
+                    let sent =
+                        self.outgoing.as_ref().is_some_and(|o| o.unbounded_send(Box::new(message)).is_ok());
+                    if !sent {
+                        work.extend(self.entity.stream_closed(Closed::Send));
+                    }
+                }
+                Effect::Write(write) => {
+                    let start = Instant::now();
+                    let (written, operation) = match write {
+                        Write::Update { revision, value } => {
+                            (self.store.update_value(&self.key, revision, value).await, "update_value")
+                        }
+                        Write::Delete { revision } => {
+                            (self.store.delete_value(&self.key, revision).await, "delete_value")
+                        }
+                    };
+                    self.dispatcher.metrics.store(operation, outcome_label(&written), start);
+                    work.extend(self.entity.written(written));
+                }
+                Effect::Complete { ticket, outcome } => {
+                    if let Some((_, reply)) = self.waiting.take_if(|(waiting, _)| *waiting == ticket) {
+                        // The caller may have given up (timeout); nothing to do then.
+                        let _ = reply.send(outcome);
+                    }
+                }
+                Effect::ReportError(message) => {
+                    tokio::spawn(report_error(self.dispatcher.channel.clone(), message));
+                }
+                Effect::Restart { reason } => {
+                    if self.stream.is_some() {
+                        tracing::warn!(entity = %self.key.entity_id, %reason, "reopening the value entity");
+                    }
+                    self.outgoing = None;
+                    self.stream = None;
+                    let store = self.store.clone();
+                    let state = tokio::select! {
+                        state = Box::pin(self.load()) => state,
+                        _ = store.stopped() => return false,
+                        () = lifecycle.stopped() => return false,
+                    };
+                    let (outgoing, stream) = entity_stream::open(&self.dispatcher.channel, HANDLE);
+                    self.outgoing = Some(outgoing);
+                    self.stream = Some(stream);
+                    work.extend(self.entity.loaded(state));
+                }
+            }
+        }
+        true
+    }
+
+    /// The stored state, retried with backoff while the store fails.
+    async fn load(&mut self) -> ValueState {
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let start = Instant::now();
+            let state = self.store.get_value(&self.key).await;
+            self.dispatcher.metrics.store("get_value", outcome_label(&state), start);
+            match state {
+                Ok(state) => return state,
+                Err(error) => {
+                    tracing::warn!(entity = %self.key.entity_id, %error, "loading the value entity failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
     }
 }
