@@ -20,7 +20,7 @@ use crate::catalog::{Catalog, CatalogError};
 use crate::config::{ProxyConfig, ProxyMode, StoreConfig};
 use crate::connections;
 use crate::discovery::{self, DiscoveryError};
-use crate::entities::{Dispatcher, Registry};
+use crate::entities::{Dispatcher, Host, Registry};
 use crate::frontend::reflection::Reflection;
 use crate::frontend::transcode::Transcoder;
 use crate::frontend::{self, Frontend};
@@ -286,22 +286,21 @@ async fn entity_mode(
     let services: Vec<String> =
         catalog.services().map(|s| format!("{} ({})", s.name, s.kind.label())).collect();
     tracing::info!(services = ?services, "discovered the user function's entities; ready");
-    let dispatcher = Arc::new(Dispatcher {
-        catalog,
-        channel,
+    let host = Arc::new(Host {
+        channel: channel.clone(),
         store,
         metrics,
         lifecycle: lifecycle.clone(),
         passivation: config.passivation_timeout,
-        relay_timeout: config.relay_timeout,
         event_sourced: Registry::default(),
         value_entities: Registry::default(),
     });
+    let dispatcher = Arc::new(Dispatcher { catalog, host, relay_timeout: config.relay_timeout });
     let (http, problems) = Transcoder::build(&dispatcher.catalog);
     // Each bad rule is logged (here, and as the report) and reported; the rest is served.
     let reports = problems.iter().map(|problem| {
         tracing::warn!(method = %problem.method, error = %problem.error, "an HTTP rule is invalid and left out");
-        discovery::report_error(dispatcher.channel.clone(), problem.to_string())
+        discovery::report_error(channel.clone(), problem.to_string())
     });
     futures::future::join_all(reports).await;
     let reflection = Arc::new(Reflection::new(

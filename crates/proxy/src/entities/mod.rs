@@ -14,10 +14,12 @@ pub mod command;
 mod dispatch;
 mod entity_stream;
 pub mod eventsourced;
+mod host;
 mod registry;
 pub mod value;
 
 pub use action_stream::{ReplyStream, RequestStream};
 pub(crate) use dispatch::Dispatcher;
 pub use dispatch::{Call, MAX_FORWARDS};
+pub(crate) use host::Host;
 pub use registry::{Inbox, Registry};

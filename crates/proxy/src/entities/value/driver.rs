@@ -12,6 +12,7 @@
 //! the next command sees the other replica's state.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,10 +25,9 @@ use super::{Closed, Effect, Entity, Write};
 use crate::catalog::Service;
 use crate::discovery::report_error;
 use crate::entities::command::{Outcome, Request, Ticket};
-use crate::entities::dispatch::Dispatcher;
 use crate::entities::entity_stream::{self, Incoming};
-use crate::entities::eventsourced::driver::outcome_label;
-use crate::entities::registry::Inbox;
+use crate::entities::host::{Driver, Host, outcome_label};
+use crate::entities::registry::{Inbox, Registry};
 use crate::lifecycle::Lifecycle;
 use crate::protocol::cloudstate::valueentity::{ValueEntityStreamIn, ValueEntityStreamOut};
 use crate::store::{AnyStore, Store as _, ValueKey, ValueState};
@@ -41,20 +41,33 @@ const HANDLE: entity_stream::Method = entity_stream::Method {
     path: "/cloudstate.valueentity.ValueEntity/handle",
 };
 
+/// The value entity type.
+pub(crate) struct ValueEntity;
+
+impl Driver for ValueEntity {
+    fn registry(host: &Host) -> &Registry<Request> {
+        &host.value_entities
+    }
+
+    fn run(
+        host: Arc<Host>,
+        service: Arc<Service>,
+        entity_id: String,
+        commands: Inbox<Request>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        run(host, service, entity_id, commands)
+    }
+}
+
 /// The entity's task: until passivation or shutdown.
-pub async fn run(
-    dispatcher: Arc<Dispatcher>,
-    service: Arc<Service>,
-    entity_id: String,
-    mut commands: Inbox<Request>,
-) {
-    let Some(store) = dispatcher.store.clone() else { return };
-    let mut lifecycle = dispatcher.lifecycle.clone();
-    let _active = dispatcher.metrics.entity_active("value_entity");
+async fn run(host: Arc<Host>, service: Arc<Service>, entity_id: String, mut commands: Inbox<Request>) {
+    let Some(store) = host.store.clone() else { return };
+    let mut lifecycle = host.lifecycle.clone();
+    let _active = host.metrics.entity_active("value_entity");
     let key = (service.name.clone(), entity_id.clone());
-    let passivation = service.passivation.unwrap_or(dispatcher.passivation);
+    let passivation = service.passivation.unwrap_or(host.passivation);
     let mut task = Task {
-        dispatcher: dispatcher.clone(),
+        host: host.clone(),
         store,
         key: ValueKey::new(service.persistence_id.clone(), entity_id.clone()),
         entity: Entity::new(&service.name, &entity_id),
@@ -83,7 +96,7 @@ pub async fn run(
                 Some(request) => task.accept(*request, &mut work),
                 None => return,
             },
-            () = deadline => match dispatcher.value_entities.passivate(&key, &mut commands) {
+            () = deadline => match host.value_entities.passivate(&key, &mut commands) {
                 Some(request) => task.accept(*request, &mut work),
                 None => return,
             },
@@ -101,7 +114,7 @@ async fn next(stream: &mut Option<UserStream>) -> Option<Result<ValueEntityStrea
 }
 
 struct Task {
-    dispatcher: Arc<Dispatcher>,
+    host: Arc<Host>,
     store: Arc<AnyStore>,
     key: ValueKey,
     entity: Entity,
@@ -152,7 +165,7 @@ impl Task {
                             (self.store.delete_value(&self.key, revision).await, "delete_value")
                         }
                     };
-                    self.dispatcher.metrics.store(operation, outcome_label(&written), start);
+                    self.host.metrics.store(operation, outcome_label(&written), start);
                     work.extend(self.entity.written(written));
                 }
                 Effect::Complete { ticket, outcome } => {
@@ -162,7 +175,7 @@ impl Task {
                     }
                 }
                 Effect::ReportError(message) => {
-                    tokio::spawn(report_error(self.dispatcher.channel.clone(), message));
+                    tokio::spawn(report_error(self.host.channel.clone(), message));
                 }
                 Effect::Restart { reason } => {
                     if self.stream.is_some() {
@@ -176,7 +189,7 @@ impl Task {
                         _ = store.stopped() => return false,
                         () = lifecycle.stopped() => return false,
                     };
-                    let (outgoing, stream) = entity_stream::open(&self.dispatcher.channel, HANDLE);
+                    let (outgoing, stream) = entity_stream::open(&self.host.channel, HANDLE);
                     self.outgoing = Some(outgoing);
                     self.stream = Some(stream);
                     work.extend(self.entity.loaded(state));
@@ -192,7 +205,7 @@ impl Task {
         loop {
             let start = Instant::now();
             let state = self.store.get_value(&self.key).await;
-            self.dispatcher.metrics.store("get_value", outcome_label(&state), start);
+            self.host.metrics.store("get_value", outcome_label(&state), start);
             match state {
                 Ok(state) => return state,
                 Err(error) => {
