@@ -19,7 +19,8 @@
 //!   unbounded channels: an active entity costs ~4 KiB of heap; `benches/proxy_hop.rs`
 //!   measures it). Each entity type is a machine without IO and a driver:
 //!   [`entities::eventsourced`] (init, one command at a time, events durable before the
-//!   reply, restarts and retries) and its `driver.rs`; the value entity's `driver.rs`.
+//!   reply, restarts and retries) and [`entities::value`] (init with the stored state, one
+//!   command at a time, its write durable before the reply), each with its `driver.rs`.
 //! - [`config`]: [`ProxyConfig`], read only from the environment (render's names).
 //! - [`discovery`]: `EntityDiscovery.discover` with backoff, version check, `reportError`.
 //! - [`catalog`]: the discovered services resolved with prost-reflect (entity keys, types).

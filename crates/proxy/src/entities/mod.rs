@@ -3,11 +3,18 @@
 //! Code map:
 //! - `dispatch.rs`: the [`Dispatcher`] routes a [`Call`] to the entity type that serves it and
 //!   turns the answer into the client's (forwards, side effects).
+//! - `host.rs`: the seam between the dispatcher and the entity types: what an entity's task
+//!   shares (`Host`) and what the dispatcher's one generic route needs of a type (`Driver`).
+//! - [`command`]: the command and outcome types every entity type shares.
 //! - `registry.rs`: the active entities of one type, one task each ([`Registry`]).
 //! - `entity_stream.rs`: an entity's `handle` stream to the user function, kept small.
 //! - `action_stream.rs`: streamed action calls.
-//! - [`eventsourced`]: the event-sourced entity: its machine (no IO) and `driver.rs`, its task.
-//! - `value/`: the value entity: its task (`driver.rs`).
+//! - Each entity type, a state machine without IO (its protocol rules, tested alone) and
+//!   `driver.rs`, its task, which carries out the machine's effects: [`eventsourced`] and
+//!   [`value`]. CRDTs will be a third, `crdt/`.
+//!
+//! Imports run one way: dispatch → drivers → machines → command; a driver knows its host,
+//! never the dispatcher.
 
 mod action_stream;
 pub mod command;

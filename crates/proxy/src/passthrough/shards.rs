@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::{Timeouts, serve_connection};
+use super::forward::{Timeouts, serve_connection};
 use crate::connections::Permit;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
