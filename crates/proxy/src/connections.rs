@@ -19,7 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
 use crate::config::ConnectionConfig;
-use crate::runtime::lifecycle::Lifecycle;
+use crate::lifecycle::Lifecycle;
 
 /// Descriptors kept free of client connections when their limit is derived from the open-file
 /// limit: the management ports' connections, the store's files, the channels to the user

@@ -286,7 +286,7 @@ async fn reflection_lists_the_cart_and_returns_its_file() {
             let pool = pool_of(&files.file_descriptor_proto);
             let service = pool.get_service_by_name(cart::SERVICE).expect("the cart's service");
             let add = service.methods().find(|m| m.name() == "AddItem").expect("AddItem");
-            let rule = stead_proxy::runtime::transcode::http_rule(&add).expect("options are kept");
+            let rule = stead_proxy::frontend::transcode::http_rule(&add).expect("options are kept");
             assert_eq!(
                 rule.pattern,
                 Some(stead_proxy::protocol::google::api::http_rule::Pattern::Post(

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::{Timeouts, serve_connection};
+use super::forward::{Timeouts, serve_connection};
 use crate::connections::Permit;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
-use crate::runtime::lifecycle::Lifecycle;
 
 /// A connection on its way to a shard, with its permit.
 type Arrival = (std::net::TcpStream, Permit);

@@ -33,7 +33,7 @@ mod writer;
 pub use log::LogError;
 use log::{End, Found, Log};
 use records::{
-    EVENTS, LOG_EPOCH, LOG_LENGTH, LOG_OPEN, LOG_SALT, META, SNAPSHOTS, VALUES, decode_event,
+    EVENTS, LOG_EPOCH, LOG_LENGTH, LOG_OPEN, LOG_SALT, META, SNAPSHOTS, STORE, VALUES, decode_event,
     decode_snapshot, decode_value,
 };
 use writer::{Counters, Shared, WriteOp, WriteRequest, Writer, unpanicked};
@@ -41,8 +41,6 @@ pub use writer::{RecoverError, WriterStats};
 
 use super::{Append, Snapshot, Store, StoreError, StoredEvent, ValueKey, ValueState};
 
-/// The store's name in error messages.
-const STORE: &str = "embedded";
 /// Most requests committed in one transaction.
 const MAX_BATCH: usize = 1024;
 /// Requests that may wait for the writer before senders wait too.

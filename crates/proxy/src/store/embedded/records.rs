@@ -5,8 +5,10 @@ use prost::Message as _;
 use prost_types::Any;
 use redb::TableDefinition;
 
-use super::STORE;
 use crate::store::{Snapshot, StoreError, ValueState};
+
+/// The store's name in error messages.
+pub(super) const STORE: &str = "embedded";
 
 /// `(persistence id, sequence number)` to an encoded `google.protobuf.Any`.
 pub(super) const EVENTS: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("events");

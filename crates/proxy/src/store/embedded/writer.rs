@@ -31,10 +31,9 @@ use prost_types::Any;
 use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::STORE;
 use super::log::{Log, LogError};
 use super::records::{
-    EVENTS, LOG_EPOCH, LOG_LENGTH, LOG_OPEN, LogBatch, LogPut, LogTable, META, SNAPSHOTS, VALUES,
+    EVENTS, LOG_EPOCH, LOG_LENGTH, LOG_OPEN, LogBatch, LogPut, LogTable, META, SNAPSHOTS, STORE, VALUES,
     decode_snapshot, decode_value, encode_snapshot, encode_value,
 };
 use crate::store::rules::{check_append, check_revision, check_snapshot};

@@ -1,5 +1,5 @@
-//! The sidecar at run time: [`Proxy::bind`] takes the ports, [`Proxy::serve`] runs until
-//! shutdown; [`run`] does both.
+//! Start-up and shutdown: [`Proxy::bind`] takes the ports, [`Proxy::serve`] runs until
+//! shutdown; [`run`] does both. [`build_runtime`] is the tokio runtime it runs on.
 //!
 //! Entity mode, in order: health and metrics servers (not ready yet), the store, discovery
 //! (retried with backoff), the version check and the [`Catalog`] (every problem reported to
@@ -7,20 +7,6 @@
 //! user function through `reportError` and logged, then left out: the proxy still becomes ready
 //! and serves everything else, gRPC included, since one bad route should not take a whole
 //! service down), ready, then clients. Passthrough mode: see [`crate::passthrough`].
-
-mod action_stream;
-mod dispatch;
-mod entity_stream;
-mod event_sourced;
-mod grpc_web;
-pub mod http_rules;
-mod json_stream;
-pub(crate) mod lifecycle;
-pub mod reflection;
-mod registry;
-mod server;
-pub mod transcode;
-mod value_entity;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,14 +16,16 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-pub use dispatch::{Call, MAX_FORWARDS};
-pub use registry::{Inbox, Registry};
-
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{ProxyConfig, ProxyMode, StoreConfig};
 use crate::connections;
 use crate::discovery::{self, DiscoveryError};
+use crate::entities::{Dispatcher, Host, Registry};
+use crate::frontend::reflection::Reflection;
+use crate::frontend::transcode::Transcoder;
+use crate::frontend::{self, Frontend};
 use crate::health::{self, Readiness};
+use crate::lifecycle::{self, Lifecycle};
 use crate::metrics::Metrics;
 use crate::protocol::entity_type;
 use crate::store::{
@@ -217,7 +205,7 @@ fn spawn_http(
     router: axum::Router,
     port: &'static str,
     config: &ProxyConfig,
-    lifecycle: lifecycle::Lifecycle,
+    lifecycle: Lifecycle,
 ) {
     let limits = config.connections.clone();
     tokio::spawn(async move {
@@ -270,7 +258,7 @@ async fn entity_mode(
     listener: connections::Acceptor,
     store: Option<Arc<AnyStore>>,
     metrics: Arc<Metrics>,
-    lifecycle: lifecycle::Lifecycle,
+    lifecycle: Lifecycle,
     ready: Arc<AtomicBool>,
 ) -> Result<(), ProxyError> {
     let channel = discovery::channel(config.user_function)?;
@@ -298,32 +286,31 @@ async fn entity_mode(
     let services: Vec<String> =
         catalog.services().map(|s| format!("{} ({})", s.name, s.kind.label())).collect();
     tracing::info!(services = ?services, "discovered the user function's entities; ready");
-    let dispatcher = Arc::new(dispatch::Dispatcher {
-        catalog,
-        channel,
+    let host = Arc::new(Host {
+        channel: channel.clone(),
         store,
         metrics,
         lifecycle: lifecycle.clone(),
         passivation: config.passivation_timeout,
-        relay_timeout: config.relay_timeout,
         event_sourced: Registry::default(),
         value_entities: Registry::default(),
     });
-    let (http, problems) = transcode::Transcoder::build(&dispatcher.catalog);
+    let dispatcher = Arc::new(Dispatcher { catalog, host, relay_timeout: config.relay_timeout });
+    let (http, problems) = Transcoder::build(&dispatcher.catalog);
     // Each bad rule is logged (here, and as the report) and reported; the rest is served.
     let reports = problems.iter().map(|problem| {
         tracing::warn!(method = %problem.method, error = %problem.error, "an HTTP rule is invalid and left out");
-        discovery::report_error(dispatcher.channel.clone(), problem.to_string())
+        discovery::report_error(channel.clone(), problem.to_string())
     });
     futures::future::join_all(reports).await;
-    let reflection = Arc::new(reflection::Reflection::new(
+    let reflection = Arc::new(Reflection::new(
         dispatcher.catalog.pool(),
         dispatcher.catalog.services().map(|s| s.name.clone()),
     ));
     tracing::info!(http_rules = http.len(), "HTTP/JSON transcoding and server reflection ready");
-    let frontend = Arc::new(server::Frontend { dispatcher, http, reflection, cors: config.cors.clone() });
+    let frontend = Arc::new(Frontend { dispatcher, http, reflection, cors: config.cors.clone() });
     ready.store(true, Ordering::Release);
-    server::serve(listener, frontend, &config.connections, lifecycle).await;
+    frontend::serve(listener, frontend, &config.connections, lifecycle).await;
     Ok(())
 }
 

@@ -10,15 +10,13 @@ use futures::future::BoxFuture;
 use prost_types::Any;
 use tokio::sync::oneshot;
 use tonic::Status;
-use tonic::transport::Channel;
 
-use super::lifecycle::Lifecycle;
-use super::registry::Registry;
-use super::{event_sourced, value_entity};
+use super::command::{CommandRequest, Outcome, Request};
+use super::eventsourced::driver::EventSourced;
+use super::host::{Driver, Host};
+use super::value::driver::ValueEntity;
 use crate::catalog::{Catalog, EntityKind, Method, Service};
 use crate::discovery::MAX_MESSAGE_BYTES;
-use crate::eventsourced::{CommandRequest, Outcome};
-use crate::metrics::Metrics;
 use crate::protocol::cloudstate::action::action_protocol_client::ActionProtocolClient;
 use crate::protocol::cloudstate::action::{ActionCommand, action_response};
 use crate::protocol::cloudstate::{Metadata, Reply, SideEffect, client_action};
@@ -40,18 +38,14 @@ pub struct Call {
     pub metadata: Option<Metadata>,
 }
 
-/// Everything an entity task or a call needs; shared behind an `Arc`.
+/// Everything a call needs; shared behind an `Arc`.
 #[derive(Debug)]
 pub struct Dispatcher {
     pub(crate) catalog: Catalog,
-    pub(crate) channel: Channel,
-    pub(crate) store: Option<Arc<AnyStore>>,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) lifecycle: Lifecycle,
-    pub(crate) passivation: Duration,
+    /// What the entities' tasks share.
+    pub(crate) host: Arc<Host>,
+    /// How long a call waits for its entity's answer.
     pub(crate) relay_timeout: Duration,
-    pub(crate) event_sourced: Registry<event_sourced::Request>,
-    pub(crate) value_entities: Registry<value_entity::Request>,
 }
 
 impl Dispatcher {
@@ -83,10 +77,10 @@ impl Dispatcher {
                     call.service, call.method
                 )));
             }
-            let timer = self.metrics.command(service.kind.label(), &service.name, &method.name);
+            let timer = self.host.metrics.command(service.kind.label(), &service.name, &method.name);
             let outcome = match service.kind {
-                EntityKind::EventSourced => self.event_sourced(&service, &method, call).await?,
-                EntityKind::ValueEntity => self.value_entity(&service, &method, call).await?,
+                EntityKind::EventSourced => self.entity::<EventSourced>(&service, &method, call).await?,
+                EntityKind::ValueEntity => self.entity::<ValueEntity>(&service, &method, call).await?,
                 EntityKind::Action => self.action(&service, &method, call).await?,
             };
             let result = self.finish(outcome, depth).await;
@@ -119,7 +113,7 @@ impl Dispatcher {
     /// UNAVAILABLE if the store has stopped for good (see [`AnyStore::fault`]): an entity's
     /// command fails at once rather than after the relay timeout.
     fn store_usable(&self, service: &Service) -> Result<(), Status> {
-        match self.store.as_deref().and_then(AnyStore::fault) {
+        match self.host.store.as_deref().and_then(AnyStore::fault) {
             Some(reason) => Err(store_unavailable(service, reason)),
             None => Ok(()),
         }
@@ -133,7 +127,7 @@ impl Dispatcher {
         receiver: oneshot::Receiver<Outcome>,
     ) -> Result<Outcome, Status> {
         let unavailable = |reason| store_unavailable(service, reason);
-        let store = self.store.as_deref();
+        let store = self.host.store.as_deref();
         let stopped = async {
             match store {
                 Some(store) => store.stopped().await,
@@ -154,8 +148,10 @@ impl Dispatcher {
         }
     }
 
-    async fn event_sourced(
-        self: &Arc<Self>,
+    /// Routes a command to the entity of type `D` that serves it (starting the entity's task
+    /// if it is not active) and waits for its outcome: the one path of every entity type.
+    async fn entity<D: Driver>(
+        &self,
         service: &Arc<Service>,
         method: &Method,
         call: Call,
@@ -163,33 +159,16 @@ impl Dispatcher {
         let entity_id = Self::entity_id(service, method, &call.payload)?;
         self.store_usable(service)?;
         let (reply, receiver) = oneshot::channel();
-        let request = event_sourced::Request { command: Self::command(method, call), reply };
+        let request = Request { command: Self::command(method, call), reply };
         let key = (service.name.clone(), entity_id.clone());
-        self.event_sourced.send(key, request, |commands| {
-            tokio::spawn(event_sourced::run(self.clone(), service.clone(), entity_id, commands));
-        });
-        self.await_outcome(service, receiver).await
-    }
-
-    async fn value_entity(
-        self: &Arc<Self>,
-        service: &Arc<Service>,
-        method: &Method,
-        call: Call,
-    ) -> Result<Outcome, Status> {
-        let entity_id = Self::entity_id(service, method, &call.payload)?;
-        self.store_usable(service)?;
-        let (reply, receiver) = oneshot::channel();
-        let request = value_entity::Request { command: Self::command(method, call), reply };
-        let key = (service.name.clone(), entity_id.clone());
-        self.value_entities.send(key, request, |commands| {
-            tokio::spawn(value_entity::run(self.clone(), service.clone(), entity_id, commands));
+        D::registry(&self.host).send(key, request, |commands| {
+            tokio::spawn(D::run(self.host.clone(), service.clone(), entity_id, commands));
         });
         self.await_outcome(service, receiver).await
     }
 
     async fn action(&self, service: &Service, method: &Method, call: Call) -> Result<Outcome, Status> {
-        let mut client = ActionProtocolClient::new(self.channel.clone())
+        let mut client = ActionProtocolClient::new(self.host.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let command = Self::command(method, call);

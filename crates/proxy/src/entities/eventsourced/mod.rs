@@ -21,15 +21,15 @@
 
 use std::collections::VecDeque;
 
-use prost_types::Any;
-
+use crate::entities::command::{CommandRequest, Outcome, Ticket};
 use crate::protocol::cloudstate::eventsourced::{
     EventSourcedEvent, EventSourcedInit, EventSourcedReply, EventSourcedSnapshot, EventSourcedStreamIn,
     event_sourced_stream_in, event_sourced_stream_out,
 };
-use crate::protocol::cloudstate::{ClientAction, Command, Metadata, SideEffect, client_action};
+use crate::protocol::cloudstate::{ClientAction, Command, SideEffect, client_action};
 use crate::store::{Append, Snapshot, StoreError, StoredEvent};
 
+pub(crate) mod driver;
 #[cfg(test)]
 mod simulation;
 #[cfg(test)]
@@ -37,21 +37,6 @@ mod tests;
 
 /// How often a command is sent again after its events lost a race with another writer.
 pub const MAX_ATTEMPTS: u32 = 3;
-
-/// Identifies a client's command inside one [`Entity`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Ticket(pub u64);
-
-/// A command from a client.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CommandRequest {
-    /// The gRPC method name.
-    pub name: String,
-    /// The request message.
-    pub payload: Any,
-    /// Request metadata (headers).
-    pub metadata: Option<Metadata>,
-}
 
 /// What the driver must do, in order.
 ///
@@ -78,24 +63,6 @@ pub enum Effect {
     Restart {
         /// Why, for the log.
         reason: String,
-    },
-}
-
-/// The answer to a client's command.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
-    /// Reply to the client or forward the command, then perform the side effects (synchronous
-    /// ones before replying).
-    Done {
-        /// A reply or a forward.
-        action: client_action::Action,
-        /// Calls to make after the command.
-        side_effects: Vec<SideEffect>,
-    },
-    /// The command failed (gRPC UNKNOWN with this description).
-    Failed {
-        /// What the user function or the proxy said.
-        description: String,
     },
 }
 

@@ -25,10 +25,10 @@ use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 use tonic_prost::{ProstCodec, ProstDecoder};
 
+use super::command::Outcome;
 use super::dispatch::Dispatcher;
 use crate::catalog::{EntityKind, Method, Service};
 use crate::discovery::MAX_MESSAGE_BYTES;
-use crate::eventsourced::Outcome;
 use crate::metrics::CommandTimer;
 use crate::protocol::cloudstate::action::action_protocol_client::ActionProtocolClient;
 use crate::protocol::cloudstate::action::{ActionCommand, ActionResponse, action_response};
@@ -42,14 +42,14 @@ pub type RequestStream = BoxStream<'static, Result<Bytes, Status>>;
 
 impl Dispatcher {
     fn action_client(&self) -> ActionProtocolClient<Channel> {
-        ActionProtocolClient::new(self.channel.clone())
+        ActionProtocolClient::new(self.host.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
     /// Calls a client-streamed `ActionProtocol` method with [`CommandCodec`].
     async fn grpc(&self) -> Result<Grpc<Channel>, Status> {
-        let mut grpc = Grpc::new(self.channel.clone())
+        let mut grpc = Grpc::new(self.host.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         grpc.ready()
@@ -71,7 +71,7 @@ impl Dispatcher {
     }
 
     fn timer(&self, service: &Service, method: &Method) -> CommandTimer {
-        self.metrics.command(service.kind.label(), &service.name, &method.name)
+        self.host.metrics.command(service.kind.label(), &service.name, &method.name)
     }
 
     /// The client's messages as the protocol's commands: a header, then payload-only commands.

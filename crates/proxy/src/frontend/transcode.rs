@@ -29,14 +29,15 @@ use prost_reflect::{
     SerializeOptions,
 };
 use serde_json::Value as Json;
+use tonic::Status;
 use tonic::body::Body;
-use tonic::{Code, Status};
 
-use super::dispatch::{Call, Dispatcher};
 use super::http_rules::{Binding, BodyTarget, Lookup, RuleProblem, RuleTable};
+use super::http_status::{error_json, http_status};
 use super::json_stream;
 use crate::catalog::Catalog;
 use crate::discovery::MAX_MESSAGE_BYTES;
+use crate::entities::{Call, Dispatcher};
 use crate::protocol::cloudstate::{Metadata, MetadataEntry, metadata_entry};
 use crate::protocol::google::api::HttpRule;
 
@@ -107,24 +108,6 @@ pub struct Transcoder {
     targets: HashMap<(String, String), Target>,
 }
 
-/// The HTTP status grpc-gateway answers for a gRPC code.
-pub fn http_status(code: Code) -> StatusCode {
-    match code {
-        Code::Ok => StatusCode::OK,
-        Code::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
-        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => StatusCode::BAD_REQUEST,
-        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
-        Code::NotFound => StatusCode::NOT_FOUND,
-        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
-        Code::PermissionDenied => StatusCode::FORBIDDEN,
-        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
-        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
     let mut response = Response::new(Body::new(Full::new(Bytes::from(body))));
     *response.status_mut() = status;
@@ -138,12 +121,7 @@ pub fn error_response(status: &Status) -> Response<Body> {
 }
 
 fn error_with(http: StatusCode, status: &Status) -> Response<Body> {
-    let body = serde_json::json!({
-        "code": status.code() as i32,
-        "message": status.message(),
-        "details": [],
-    });
-    json_response(http, body.to_string().into_bytes())
+    json_response(http, error_json(status).to_string().into_bytes())
 }
 
 /// Whether the request says its body is JSON: `application/json` or a `+json` type
@@ -533,7 +511,7 @@ impl Transcoder {
         &self,
         target: &Target,
         binding: &Binding,
-        replies: super::action_stream::ReplyStream,
+        replies: crate::entities::ReplyStream,
     ) -> Response<Body> {
         let (output, response_body) = (target.output.clone(), binding.response_body.clone());
         json_stream::stream_response(replies, move |reply| {
@@ -547,6 +525,7 @@ impl Transcoder {
 mod tests {
     use proptest::prelude::*;
     use prost_reflect::DescriptorPool;
+    use tonic::Code;
 
     use super::*;
     use crate::protocol::google::api::http_rule::Pattern;
@@ -758,18 +737,6 @@ mod tests {
             assert!(!with(other), "{other}");
         }
         assert!(!is_json(&HeaderMap::new()), "no content type");
-    }
-
-    #[test]
-    fn statuses_map_like_grpc_gateway() {
-        assert_eq!(http_status(Code::NotFound), StatusCode::NOT_FOUND);
-        assert_eq!(http_status(Code::InvalidArgument), StatusCode::BAD_REQUEST);
-        assert_eq!(http_status(Code::Unavailable), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(http_status(Code::Unknown), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(http_status(Code::DeadlineExceeded), StatusCode::GATEWAY_TIMEOUT);
-        assert_eq!(http_status(Code::AlreadyExists), StatusCode::CONFLICT);
-        assert_eq!(http_status(Code::Unauthenticated), StatusCode::UNAUTHORIZED);
-        assert_eq!(http_status(Code::Cancelled).as_u16(), 499);
     }
 
     #[test]

@@ -5,6 +5,14 @@
 //! preflights) is translated to gRPC around the same path (`grpc_web`); every other request is
 //! HTTP/JSON, transcoded through the `google.api.http` rules ([`Transcoder`]).
 
+pub mod codec;
+mod grpc_web;
+pub mod http_rules;
+pub mod http_status;
+mod json_stream;
+pub mod reflection;
+pub mod transcode;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -18,14 +26,14 @@ use tonic::metadata::KeyAndValueRef;
 use tonic::server::Grpc;
 use tonic::{Status, Streaming};
 
-use super::dispatch::{Call, Dispatcher};
-use super::grpc_web;
-use super::lifecycle::Lifecycle;
-use super::reflection::Reflection;
-use super::transcode::Transcoder;
-use crate::codec::BytesCodec;
+use codec::BytesCodec;
+use reflection::Reflection;
+use transcode::Transcoder;
+
 use crate::config::{AllowedOrigins, ConnectionConfig};
 use crate::connections::{self, Acceptor, Timed};
+use crate::entities::{Call, Dispatcher};
+use crate::lifecycle::Lifecycle;
 use crate::protocol::cloudstate::{Metadata, MetadataEntry, metadata_entry};
 use crate::protocol::grpc::reflection::{v1, v1alpha};
 
@@ -55,7 +63,7 @@ fn metadata(map: &tonic::metadata::MetadataMap) -> Option<Metadata> {
 
 /// Everything the client-facing server answers with.
 #[derive(Debug)]
-pub struct Frontend {
+pub(crate) struct Frontend {
     /// User service calls.
     pub dispatcher: Arc<Dispatcher>,
     /// HTTP/JSON rules.
@@ -195,7 +203,7 @@ where
 /// Accepts client connections until the lifecycle stops: at most the acceptor's limit at once,
 /// each closed when it sends no request within the header timeout or stays silent for the idle
 /// timeout.
-pub async fn serve(
+pub(crate) async fn serve(
     mut acceptor: Acceptor,
     frontend: Arc<Frontend>,
     config: &ConnectionConfig,

@@ -6,6 +6,7 @@
 //! awaits each append before feeding the machine anything else (the machine's contract).
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,23 +15,15 @@ use futures::stream::StreamExt as _;
 use tokio::sync::oneshot;
 use tonic::Status;
 
-use super::dispatch::Dispatcher;
-use super::entity_stream::{self, Incoming};
-use super::registry::Inbox;
+use super::{Effect, Entity};
 use crate::catalog::Service;
 use crate::discovery::report_error;
-use crate::eventsourced::{CommandRequest, Effect, Entity, Outcome, Ticket};
+use crate::entities::command::{Outcome, Request, Ticket};
+use crate::entities::entity_stream::{self, Incoming};
+use crate::entities::host::{Driver, Host, outcome_label};
+use crate::entities::registry::{Inbox, Registry};
 use crate::protocol::cloudstate::eventsourced::{EventSourcedStreamIn, EventSourcedStreamOut};
 use crate::store::{AnyStore, Snapshot, Store as _, StoreError, StoredEvent};
-
-/// A client's command and where its answer goes.
-#[derive(Debug)]
-pub struct Request {
-    /// The command.
-    pub command: CommandRequest,
-    /// The answer.
-    pub reply: oneshot::Sender<Outcome>,
-}
 
 type UserStream = Incoming<EventSourcedStreamOut>;
 
@@ -41,21 +34,34 @@ const HANDLE: entity_stream::Method = entity_stream::Method {
     path: "/cloudstate.eventsourced.EventSourced/handle",
 };
 
+/// The event-sourced entity type.
+pub(crate) struct EventSourced;
+
+impl Driver for EventSourced {
+    fn registry(host: &Host) -> &Registry<Request> {
+        &host.event_sourced
+    }
+
+    fn run(
+        host: Arc<Host>,
+        service: Arc<Service>,
+        entity_id: String,
+        commands: Inbox<Request>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        run(host, service, entity_id, commands)
+    }
+}
+
 /// The entity's task: until passivation or shutdown.
-pub async fn run(
-    dispatcher: Arc<Dispatcher>,
-    service: Arc<Service>,
-    entity_id: String,
-    mut commands: Inbox<Request>,
-) {
-    let Some(store) = dispatcher.store.clone() else {
+async fn run(host: Arc<Host>, service: Arc<Service>, entity_id: String, mut commands: Inbox<Request>) {
+    let Some(store) = host.store.clone() else {
         // The catalog refuses event-sourced entities without a store; nothing to do.
         return;
     };
-    let mut lifecycle = dispatcher.lifecycle.clone();
-    let _active = dispatcher.metrics.entity_active("event_sourced");
+    let mut lifecycle = host.lifecycle.clone();
+    let _active = host.metrics.entity_active("event_sourced");
     let mut task = Task {
-        dispatcher: dispatcher.clone(),
+        host: host.clone(),
         store,
         entity: Entity::new(&service.name, &service.persistence_id, &entity_id),
         waiting: Vec::new(),
@@ -109,9 +115,9 @@ pub async fn run(
             }
             // The deadline is computed in place rather than kept: every byte held across this
             // wait is held by every active entity.
-            () = tokio::time::sleep_until(passivation_deadline(&dispatcher, &service, last_activity)), if idle => {
+            () = tokio::time::sleep_until(passivation_deadline(&host, &service, last_activity)), if idle => {
                 let key = (service.name.clone(), task.entity.entity_id().to_string());
-                match dispatcher.event_sourced.passivate(&key, &mut commands) {
+                match host.event_sourced.passivate(&key, &mut commands) {
                     Some(request) => task.accept(*request, &mut work),
                     None => break,
                 }
@@ -125,12 +131,8 @@ pub async fn run(
 }
 
 /// When an entity idle since `last_activity` passivates.
-fn passivation_deadline(
-    dispatcher: &Dispatcher,
-    service: &Service,
-    last_activity: Instant,
-) -> tokio::time::Instant {
-    tokio::time::Instant::from_std(last_activity + service.passivation.unwrap_or(dispatcher.passivation))
+fn passivation_deadline(host: &Host, service: &Service, last_activity: Instant) -> tokio::time::Instant {
+    tokio::time::Instant::from_std(last_activity + service.passivation.unwrap_or(host.passivation))
 }
 
 async fn next(stream: &mut Option<UserStream>) -> Option<Result<EventSourcedStreamOut, Status>> {
@@ -141,7 +143,7 @@ async fn next(stream: &mut Option<UserStream>) -> Option<Result<EventSourcedStre
 }
 
 struct Task {
-    dispatcher: Arc<Dispatcher>,
+    host: Arc<Host>,
     store: Arc<AnyStore>,
     entity: Entity,
     /// Commands in flight or queued: usually one, so a list.
@@ -175,7 +177,7 @@ impl Task {
                     // Boxed: the store's futures (PostgreSQL's above all) would otherwise
                     // size every idle entity's task for the largest of them.
                     let result = Box::pin(self.store.append(append)).await;
-                    self.dispatcher.metrics.store("append", outcome_label(&result), start);
+                    self.host.metrics.store("append", outcome_label(&result), start);
                     work.extend(self.entity.persisted(result));
                 }
                 Effect::Complete { ticket, outcome } => {
@@ -186,7 +188,7 @@ impl Task {
                     }
                 }
                 Effect::ReportError(message) => {
-                    tokio::spawn(report_error(self.dispatcher.channel.clone(), message));
+                    tokio::spawn(report_error(self.host.channel.clone(), message));
                 }
                 Effect::Restart { reason } => {
                     if self.restarts_in_a_row > 0 {
@@ -206,7 +208,7 @@ impl Task {
                         work.clear();
                         return;
                     };
-                    let (outgoing, stream) = entity_stream::open(&self.dispatcher.channel, HANDLE);
+                    let (outgoing, stream) = entity_stream::open(&self.host.channel, HANDLE);
                     self.outgoing = Some(outgoing);
                     self.stream = Some(stream);
                     self.restarts_in_a_row = self.restarts_in_a_row.saturating_add(1);
@@ -234,7 +236,7 @@ impl Task {
                 Ok::<_, StoreError>((snapshot, events))
             }
             .await;
-            self.dispatcher.metrics.store("load", outcome_label(&loaded), start);
+            self.host.metrics.store("load", outcome_label(&loaded), start);
             match loaded {
                 Ok(loaded) => return loaded,
                 Err(error) => {
@@ -244,12 +246,5 @@ impl Task {
                 }
             }
         }
-    }
-}
-
-pub(crate) fn outcome_label<T>(result: &Result<T, StoreError>) -> &'static str {
-    match result {
-        Ok(_) => "ok",
-        Err(error) => error.metric_label(),
     }
 }

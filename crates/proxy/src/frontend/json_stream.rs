@@ -25,8 +25,8 @@ use serde_json::Value as Json;
 use tonic::Status;
 use tonic::body::Body;
 
-use super::action_stream::{ReplyStream, RequestStream};
-use super::transcode::http_status;
+use super::http_status::{error_json, http_status};
+use crate::entities::{ReplyStream, RequestStream};
 
 /// Why a body of JSON values could not be split.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -206,10 +206,7 @@ where
 
 /// One line of a streamed reply: `{"error": ..}` and a newline.
 fn error_line(status: &Status) -> Bytes {
-    let chunk = serde_json::json!({
-        "error": {"code": status.code() as i32, "message": status.message(), "details": []},
-    });
-    line(&chunk)
+    line(&serde_json::json!({ "error": error_json(status) }))
 }
 
 fn line(value: &Json) -> Bytes {
