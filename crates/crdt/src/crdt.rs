@@ -1,38 +1,8 @@
 //! [`Crdt`]: any of the types, as an ORMap value and as a CRDT entity's state.
 
-use std::fmt;
-
 use crate::{
-    CausalContext, CrdtError, Dot, Flag, GCounter, GSet, LwwRegister, OrMap, OrSet, PnCounter, Vote,
+    CausalContext, CrdtError, CrdtKind, Dot, Flag, GCounter, GSet, LwwRegister, OrMap, OrSet, PnCounter, Vote,
 };
-
-/// The kinds of crdt.proto, in its order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum CrdtKind {
-    GCounter,
-    PnCounter,
-    GSet,
-    OrSet,
-    LwwRegister,
-    Flag,
-    OrMap,
-    Vote,
-}
-
-impl fmt::Display for CrdtKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            CrdtKind::GCounter => "gcounter",
-            CrdtKind::PnCounter => "pncounter",
-            CrdtKind::GSet => "gset",
-            CrdtKind::OrSet => "orset",
-            CrdtKind::LwwRegister => "lwwregister",
-            CrdtKind::Flag => "flag",
-            CrdtKind::OrMap => "ormap",
-            CrdtKind::Vote => "vote",
-        })
-    }
-}
 
 /// A state (or a delta: deltas are states of the same type).
 #[derive(Debug, Clone, PartialEq, Eq)]
