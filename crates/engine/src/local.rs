@@ -121,6 +121,10 @@ impl Local {
             dns_server: None,
             init_program: config.stead_exe.clone(),
             init_args: vec!["container-init".into()],
+            // Host processes until examples and tests name `runtimeClassName: stead-host-process`.
+            default_runtime: stead_node::runtime_class::ContainerRuntime::HostProcess,
+            // The daemon inherits the environment of `stead up -d`, read at each pull.
+            registry_env: stead_node::images::RegistryEnv::Process,
         })
         .await?;
         let node = Arc::new(NodeRuntime::new(kubelet));

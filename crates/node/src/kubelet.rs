@@ -16,6 +16,10 @@
 //! - Each container instance has a task of its own ([`container`]) that owns the process, and stops
 //!   it: preStop hook, SIGTERM to its process group, the grace period, SIGKILL, and finally a kill of
 //!   everything left in its cgroups, so no process of the pod outlives it.
+//! - A container of an image runtime ([`crate::runtime_class`]) first has its image made present
+//!   by `imagePullPolicy` ([`crate::images`]) on a task of its own ([`pull`]): `ErrImagePull`,
+//!   then `ImagePullBackOff` (10 s doubling to 5 min), `ErrImageNeverPull`, with the kubelet's
+//!   events; the pod stays Pending.
 //! - [`Kubelet::kill_pod`] returns once every process is gone and the sandbox is removed; the last
 //!   status and the logs stay readable until the same name is synced with a new uid.
 //!
@@ -23,16 +27,19 @@
 //! through its event channel, and the handle reads only the snapshot in [`PodShared`].
 
 mod container;
+mod pull;
 mod worker;
 
 use crate::cgroups::Cgroups;
 use crate::env::ObjectLookup;
+use crate::images::{ImageProgress, ImageService, RegistryEnv};
 use crate::init::InitSpec;
 use crate::ipam::{Ipam, IpamError};
 use crate::netlink::{Netlink, NetlinkError, NetnsRef, RtNetlink};
 use crate::pod_files::DnsSettings;
 use crate::preflight::PreflightError;
 use crate::process::{InitProgram, ProcessError};
+use crate::runtime_class::ContainerRuntime;
 use crate::sandbox::{SandboxConfig, SandboxError};
 use crate::syscall::{LinuxSyscall, Syscall};
 use ipnet::Ipv4Net;
@@ -63,6 +70,11 @@ pub struct KubeletConfig {
     pub init_program: PathBuf,
     /// ... and its leading arguments (`--spec <json>` follows).
     pub init_args: Vec<String>,
+    /// How containers of a pod without `runtimeClassName` run ([`crate::runtime_class`]).
+    pub default_runtime: ContainerRuntime,
+    /// Where registry settings come from at each pull ([`crate::images`]); images are stored
+    /// under `<state_dir>/images`.
+    pub registry_env: RegistryEnv,
 }
 
 /// Something that happened to one container, for the pod's Events (what the kubelet records with
@@ -139,6 +151,7 @@ pub(crate) enum PodEvent {
     Exited { container: String, instance: u64, exit: crate::status::Exit },
     Probe { container: String, instance: u64, action: crate::probe::ProbeAction },
     PostStartDone { container: String, instance: u64 },
+    Pulled { container: String, outcome: pull::PullOutcome },
     Stop { grace: Option<Duration> },
 }
 
@@ -162,6 +175,7 @@ pub(crate) struct Inner {
     pub bridge_ip: Ipv4Addr,
     pub tx: broadcast::Sender<PodStatusUpdate>,
     pub container_events: broadcast::Sender<ContainerEvent>,
+    pub images: ImageService,
     pods: Mutex<HashMap<(String, String), PodEntry>>,
 }
 
@@ -219,6 +233,7 @@ impl Kubelet {
         let (tx, _) = broadcast::channel(1024);
         let (container_events, _) = broadcast::channel(1024);
         let init = InitProgram { program: cfg.init_program.clone(), args: cfg.init_args.clone() };
+        let images = ImageService::new(cfg.state_dir.join("images"), cfg.registry_env.clone());
         Ok(Kubelet {
             inner: Arc::new(Inner {
                 cfg,
@@ -232,6 +247,7 @@ impl Kubelet {
                 bridge_ip,
                 tx,
                 container_events,
+                images,
                 pods: Mutex::new(HashMap::new()),
             }),
         })
@@ -332,6 +348,11 @@ impl Kubelet {
     /// Every container event of every pod (see [`ContainerEvent`]).
     pub fn subscribe_events(&self) -> broadcast::Receiver<ContainerEvent> {
         self.inner.container_events.subscribe()
+    }
+
+    /// Every image pull's progress (layers and bytes), for docker-pull-like lines.
+    pub fn subscribe_pulls(&self) -> broadcast::Receiver<ImageProgress> {
+        self.inner.images.subscribe()
     }
 
     /// The live log file of a container (`previous`: the instance before the last restart), in the
@@ -470,6 +491,8 @@ mod tests {
             dns_server: None,
             init_program: "/bin/true".into(),
             init_args: vec![],
+            default_runtime: ContainerRuntime::Image,
+            registry_env: RegistryEnv::Process,
         };
         let e = rt.block_on(Kubelet::start(cfg)).unwrap_err();
         assert!(e.to_string().contains("sudo stead up"), "{e}");

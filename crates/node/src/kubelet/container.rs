@@ -45,7 +45,7 @@ pub(super) struct PodRef {
 
 impl PodRef {
     /// Publishes an event about `container` (nobody listening is fine).
-    fn record(&self, k: &Inner, container: &str, warning: bool, reason: &str, message: String) {
+    pub(super) fn record(&self, k: &Inner, container: &str, warning: bool, reason: &str, message: String) {
         let _ = k.container_events.send(ContainerEvent {
             namespace: self.namespace.clone(),
             name: self.name.clone(),

@@ -1,7 +1,8 @@
 //! One pod's worker task: sandbox, container starts in the order [`PodLifecycle`] gives, events from
 //! container and probe tasks, status, and the final teardown.
 
-use super::container::{self, ContainerHandle, StopRequest};
+use super::container::{self, ContainerHandle, PodRef, StopRequest};
+use super::pull::{self, Pulls};
 use super::{Inner, PodEvent, PodShared, PodStatusUpdate, lock};
 use crate::backoff::{CreateBackoff, Retry};
 use crate::env::{EnvContext, ObjectLookup, resolve_env};
@@ -9,6 +10,7 @@ use crate::lifecycle::{Event, PodLifecycle};
 use crate::logs::{LogConfig, LogWriter, wall_now};
 use crate::probe::{ContainerProbes, ProbeAction};
 use crate::quantity::Quantity;
+use crate::runtime_class::ContainerRuntime;
 use crate::sandbox::{self, SandboxPlan};
 use crate::status::{Observed, waiting_state};
 use k8s_openapi::api::core::v1::{Container, Pod, PodCondition, PodStatus};
@@ -18,6 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use stead_image::pull::Image;
 use tokio::sync::{mpsc, watch};
 
 /// The condition type that reports limits the machine cannot enforce.
@@ -79,6 +82,12 @@ pub(super) fn prepare(
     Ok(Prepared { pod, lookup, lifecycle, shared })
 }
 
+/// How a container runs, decided at its start.
+enum Stage {
+    HostProcess,
+    Image(Arc<Image>),
+}
+
 /// A container that could not be created: the kubelet's Waiting reason and message, and the
 /// back-off of its retries.
 struct StartError {
@@ -114,6 +123,7 @@ struct Worker {
     running: HashMap<String, Running>,
     starts: HashMap<String, u32>,
     start_errors: BTreeMap<String, StartError>,
+    pulls: Pulls,
     limit_notes: BTreeMap<String, String>,
     sandbox_error: Option<String>,
     start_time: Timestamp,
@@ -142,6 +152,7 @@ pub(super) fn spawn(k: Arc<Inner>, p: Prepared) -> (mpsc::UnboundedSender<PodEve
         running: HashMap::new(),
         starts: HashMap::new(),
         start_errors: BTreeMap::new(),
+        pulls: Pulls::default(),
         limit_notes: BTreeMap::new(),
         sandbox_error: None,
         start_time: wall_now(),
@@ -217,12 +228,15 @@ impl Worker {
                 for name in self.lifecycle.due(now) {
                     if self.running.contains_key(&name)
                         || self.start_errors.get(&name).is_some_and(|e| e.backoff.in_backoff(now))
+                        || self.pulls.busy(&name, now)
                     {
                         continue;
                     }
                     self.start_container(&name);
                 }
             }
+            let pod = self.pod_ref();
+            self.pulls.report_backoffs(&self.k, &pod, Instant::now());
             self.publish();
             if self.lifecycle.stopping() && self.running.is_empty() {
                 return;
@@ -233,6 +247,7 @@ impl Worker {
                 .next_wakeup()
                 .into_iter()
                 .chain(self.start_errors.values().filter_map(|e| e.backoff.retry_at()))
+                .chain(self.pulls.next_wakeup())
                 .filter(|_| !self.lifecycle.stopping())
                 .min()
                 .map_or(now + Duration::from_secs(3600), |w| w.max(now + Duration::from_millis(5)));
@@ -288,7 +303,17 @@ impl Worker {
                     self.lifecycle.set_started(&container, started);
                 }
             }
+            PodEvent::Pulled { container, outcome } => {
+                let image = self.container(&container).and_then(|c| c.image).unwrap_or_default();
+                let pod = self.pod_ref();
+                self.pulls.finish(&self.k, &pod, &container, &image, outcome);
+                if self.pulls.waiting(&container, Instant::now()).is_some() {
+                    // The pull's failure is what the container waits for now.
+                    self.start_errors.remove(&container);
+                }
+            }
             PodEvent::Stop { grace } => {
+                self.pulls.cancel_all();
                 let grace = grace.unwrap_or_else(|| self.pod_grace());
                 let grace = self.stop_grace.map_or(grace, |g| g.min(grace));
                 self.stop_grace = Some(grace);
@@ -300,11 +325,44 @@ impl Worker {
         }
     }
 
-    /// Starts a container; one that cannot be created waits with the reason, and is tried again
-    /// on its back-off (the pod stays Pending, as the kubelet keeps it), each failure an event.
+    fn pod_ref(&self) -> PodRef {
+        PodRef { namespace: self.ns.clone(), name: self.name.clone(), uid: self.uid.clone() }
+    }
+
+    /// The image of a container of an image runtime, once pulled for this start; `Ok(None)`
+    /// while its pull runs (started here when none does); `HostProcess` needs none.
+    fn image_stage(&mut self, name: &str) -> Result<Option<Stage>, (&'static str, String)> {
+        let c = self
+            .container(name)
+            .ok_or_else(|| ("CreateContainerConfigError", format!("container {name:?} is not in the pod")))?;
+        let runtime = crate::runtime_class::container_runtime(&self.pod, name, self.k.cfg.default_runtime)
+            .map_err(|e| ("CreateContainerConfigError", e.to_string()))?;
+        if runtime == ContainerRuntime::HostProcess {
+            return Ok(Some(Stage::HostProcess));
+        }
+        if let Some(image) = self.pulls.take_ready(name) {
+            return Ok(Some(Stage::Image(image)));
+        }
+        let (image, policy) = crate::images::pull_policy(&c).map_err(|e| ("InvalidImageName", e))?;
+        let secrets = pull::pull_secrets(&self.pod, &*self.lookup);
+        let pod = self.pod_ref();
+        let text = c.image.clone().unwrap_or_default();
+        self.pulls.begin(&self.k, &pod, name, &text, image, policy, secrets, self.tx.clone());
+        Ok(None)
+    }
+
+    /// Starts a container (after its image's pull); one that cannot be created waits with the
+    /// reason, and is tried again on its back-off (the pod stays Pending, as the kubelet keeps
+    /// it), each failure an event.
     fn start_container(&mut self, name: &str) {
-        match self.try_start(name) {
-            Ok(()) => {
+        let started = self.image_stage(name).and_then(|stage| match stage {
+            None => Ok(false),
+            Some(Stage::HostProcess) => self.try_start(name, None).map(|()| true),
+            Some(Stage::Image(image)) => self.try_start(name, Some(image)).map(|()| true),
+        });
+        match started {
+            Ok(false) => {}
+            Ok(true) => {
                 self.start_errors.remove(name);
             }
             Err((reason, message)) => {
@@ -325,7 +383,7 @@ impl Worker {
                 entry.reason = reason;
                 entry.message = message;
                 let retry = match reason {
-                    "CreateContainerConfigError" => Retry::Steady,
+                    "CreateContainerConfigError" | "InvalidImageName" => Retry::Steady,
                     _ => Retry::Doubling,
                 };
                 entry.backoff.record_failure(Instant::now(), retry);
@@ -333,7 +391,7 @@ impl Worker {
         }
     }
 
-    fn try_start(&mut self, name: &str) -> Result<(), (&'static str, String)> {
+    fn try_start(&mut self, name: &str, image: Option<Arc<Image>>) -> Result<(), (&'static str, String)> {
         let config_err = |e: String| ("CreateContainerConfigError", e);
         let c = self
             .container(name)
@@ -341,6 +399,19 @@ impl Worker {
         let plan = self.plan.as_ref().ok_or_else(|| config_err("the pod has no sandbox".into()))?;
         let env = resolve_env(&self.pod, &c, &self.env_ctx(), &*self.lookup)
             .map_err(|e| config_err(e.to_string()))?;
+        if let Some(image) = image {
+            // Never run something else in its place (the host's programs, say).
+            return Err((
+                "CreateContainerError",
+                format!(
+                    "container {name:?}: image {} is pulled, but this build of stead cannot run containers \
+                     from images yet (no OCI runtime bundle); set runtimeClassName: {} to run `command` \
+                     as a host process",
+                    image.reference,
+                    crate::runtime_class::HOST_PROCESS_CLASS
+                ),
+            ));
+        }
         // A container without a command cannot be created in host-process mode (the kubelet's
         // `CreateContainerError` for an image with no entrypoint).
         let exec = crate::host_process::exec_spec(&self.pod, &c, &env)
@@ -429,10 +500,16 @@ impl Worker {
                 o.started = false;
             }
         }
-        for (name, error) in &self.start_errors {
+        let waiting = self
+            .start_errors
+            .iter()
+            .map(|(name, e)| (name, (e.reason, e.message.clone())))
+            .chain(containers(&self.pod).filter_map(|c| Some((&c.name, self.pulls.waiting(&c.name, now)?))))
+            .collect::<Vec<_>>();
+        for (name, (reason, message)) in waiting {
             let prev = obs.containers.get(name);
             let o = Observed {
-                state: waiting_state(error.reason, Some(error.message.clone())),
+                state: waiting_state(reason, Some(message)),
                 last_state: prev.and_then(|p| p.last_state.clone()),
                 restart_count: prev.map_or(0, |p| p.restart_count),
                 ready: false,
