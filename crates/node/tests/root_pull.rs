@@ -71,7 +71,11 @@ fn pod(name: &str, spec: Value) -> Pod {
 }
 
 fn image() -> TestImage {
-    build_image(vec![layer_tar(&[("bin/", b""), ("bin/hello", b"#!/bin/sh\necho hello\n")])], &["/bin/hello"], &[])
+    build_image(
+        vec![layer_tar(&[("bin/", b""), ("bin/hello", b"#!/bin/sh\necho hello\n")])],
+        &["/bin/hello"],
+        &[],
+    )
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -88,7 +92,12 @@ fn waiting(s: &PodStatus, name: &str) -> Option<(String, String)> {
 }
 
 /// Polls the pod's status until `pred` holds (bounded).
-async fn wait_status(k: &Kubelet, name: &str, limit: Duration, pred: impl Fn(&PodStatus) -> bool) -> PodStatus {
+async fn wait_status(
+    k: &Kubelet,
+    name: &str,
+    limit: Duration,
+    pred: impl Fn(&PodStatus) -> bool,
+) -> PodStatus {
     let deadline = Instant::now() + limit;
     loop {
         let st = k.pod_status("e2e", name);
@@ -97,7 +106,10 @@ async fn wait_status(k: &Kubelet, name: &str, limit: Duration, pred: impl Fn(&Po
         {
             return s.clone();
         }
-        assert!(Instant::now() < deadline, "pod {name}: condition not reached within {limit:?}; status: {st:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "pod {name}: condition not reached within {limit:?}; status: {st:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -124,7 +136,8 @@ async fn finish(n: &Node, name: &str) {
     n.kubelet.kill_pod("e2e", name, Some(Duration::from_secs(1))).await.expect("kill");
     n.kubelet.shutdown().await;
     let pods = n.state.path().join("pods");
-    let left: Vec<_> = std::fs::read_dir(&pods).map(|d| d.filter_map(Result::ok).collect()).unwrap_or_default();
+    let left: Vec<_> =
+        std::fs::read_dir(&pods).map(|d| d.filter_map(Result::ok).collect()).unwrap_or_default();
     assert!(left.is_empty(), "{} not empty: {left:?}", pods.display());
 }
 
@@ -154,7 +167,10 @@ fn a_missing_image_backs_off_and_is_pulled_once_pushed() {
         })
         .await;
         let (_, message) = waiting(&st, "app").expect("waiting");
-        assert!(message.starts_with(&format!("Back-off pulling image \"{image_name}\": ErrImagePull: ")), "{message}");
+        assert!(
+            message.starts_with(&format!("Back-off pulling image \"{image_name}\": ErrImagePull: ")),
+            "{message}"
+        );
         assert_eq!(st.phase.as_deref(), Some("Pending"), "never Failed");
         let got = drain(&mut events, &mut seen);
         for want in [
@@ -171,8 +187,14 @@ fn a_missing_image_backs_off_and_is_pulled_once_pushed() {
         wait_status(k, "late", Duration::from_secs(20), refused_after_pull).await;
         let got = drain(&mut events, &mut seen);
         let pulled = got.iter().find(|e| e.starts_with("Pulled: ")).expect("a Pulled event");
-        assert!(pulled.starts_with(&format!("Pulled: Successfully pulled image \"{image_name}\" in ")), "{pulled}");
-        assert!(pulled.contains(" including waiting). Image size: ") && pulled.ends_with(" bytes."), "{pulled}");
+        assert!(
+            pulled.starts_with(&format!("Pulled: Successfully pulled image \"{image_name}\" in ")),
+            "{pulled}"
+        );
+        assert!(
+            pulled.contains(" including waiting). Image size: ") && pulled.ends_with(" bytes."),
+            "{pulled}"
+        );
         assert!(n.state.path().join("images/index.json").is_file(), "pulled into <state>/images");
         finish(&n, "late").await;
     });
@@ -223,7 +245,10 @@ fn if_not_present_uses_the_store_without_asking_the_registry() {
         let puller = stead_image::pull::Puller::new(store, conf, Default::default());
         let reference = stead_image::reference::ImageRef::parse(&format!("{host}/cached:1")).expect("ref");
         let keyring = stead_image::auth::Keyring::new();
-        puller.pull(&reference, stead_image::container::PullPolicy::Always, &keyring, None).await.expect("pulled");
+        puller
+            .pull(&reference, stead_image::container::PullPolicy::Always, &keyring, None)
+            .await
+            .expect("pulled");
         drop(registry);
         let mut events = n.kubelet.subscribe_events();
         let mut seen = Vec::new();
@@ -232,7 +257,10 @@ fn if_not_present_uses_the_store_without_asking_the_registry() {
         n.kubelet.sync_pod(p, Arc::new(MapLookup::default())).expect("sync");
         wait_status(&n.kubelet, "cached", Duration::from_secs(10), refused_after_pull).await;
         let got = drain(&mut events, &mut seen);
-        assert!(has(&got, &format!("Pulled: Container image \"{image_name}\" already present on machine")), "{got:#?}");
+        assert!(
+            has(&got, &format!("Pulled: Container image \"{image_name}\" already present on machine")),
+            "{got:#?}"
+        );
         assert!(!has(&got, "Pulling"), "{got:#?}");
         finish(&n, "cached").await;
     });
@@ -328,7 +356,9 @@ fn a_kill_during_a_pull_ends_the_pod_at_once() {
         let st = n.kubelet.pod_status("e2e", "hung").expect("status");
         assert_eq!(waiting(&st, "app").map(|w| w.0).as_deref(), Some("ContainerCreating"));
         let t0 = Instant::now();
-        tokio::time::timeout(Duration::from_secs(5), finish(&n, "hung")).await.expect("the kill waits for no pull");
+        tokio::time::timeout(Duration::from_secs(5), finish(&n, "hung"))
+            .await
+            .expect("the kill waits for no pull");
         assert!(t0.elapsed() < Duration::from_secs(5));
         assert!(Path::new(&n.state.path().join("images")).is_dir());
         drop(listener);

@@ -260,7 +260,8 @@ mod tests {
         assert_eq!(runtime("stead"), Ok(stead_node::runtime_class::ContainerRuntime::HostProcess));
         assert_eq!(runtime("app"), Ok(stead_node::runtime_class::ContainerRuntime::Image));
         // A pod without the sidecar is left alone.
-        let plain = json!({"metadata": {"name": "q"}, "spec": {"containers": [{"name": "app", "image": "shop:1"}]}});
+        let plain =
+            json!({"metadata": {"name": "q"}, "spec": {"containers": [{"name": "app", "image": "shop:1"}]}});
         assert_eq!(images.localize(plain.clone()), plain);
     }
 }
