@@ -33,6 +33,7 @@
 //! - processes: [`init`] (the container init, run as `stead-container-init --spec <json>` or through
 //!   [`init::init_main`] from another binary), [`process`]
 //!   (spawn, log, wait, graceful stop of a process group);
+//! - image containers: [`oci`] (bundle, overlay root file system, `config.json`, the runc driver);
 //! - output: [`logs`].
 
 pub mod backoff;
@@ -48,6 +49,7 @@ pub mod kubelet;
 pub mod lifecycle;
 pub mod logs;
 pub mod netlink;
+pub mod oci;
 pub mod pod_files;
 pub mod preflight;
 pub mod probe;

@@ -5,6 +5,8 @@
 //!   SIGTERM, then SIGKILL after the grace period (`terminationGracePeriodSeconds`). Descendants that
 //!   leave the group (`setsid`) escape it: the kubelet kills those through the container's cgroups
 //!   ([`crate::cgroups`]).
+//! - An image container runs as `runc run` in the foreground ([`spawn_oci`]): its signals go to the
+//!   container's init through the runtime's state (SIGKILL to `runc` itself would not be forwarded).
 //! - stdout and stderr are piped into a [`LogWriter`] with a timestamp per line.
 //! - The exit is reported as [`Exit`]: a code, or the signal that killed it. The kubelet turns a SIGKILL
 //!   into `OOMKilled` when the container's memory cgroup counted an OOM kill.
@@ -37,10 +39,20 @@ pub enum ProcessError {
     NoPid { container: String },
 }
 
+/// Where a container's signals go.
+#[derive(Clone, Debug)]
+enum SignalTarget {
+    /// The process group of the spawned process.
+    ProcessGroup,
+    /// The init of an OCI container (the spawned process is `runc run`).
+    OciInit { runtime: crate::oci::OciRuntime, id: String },
+}
+
 /// A running container process.
 #[derive(Debug)]
 pub struct ContainerProcess {
     container: String,
+    target: SignalTarget,
     child: tokio::process::Child,
     pid: i32,
     copiers: Vec<JoinHandle<()>>,
@@ -89,11 +101,43 @@ pub fn spawn_with(
     spec: &InitSpec,
     log: LogWriter,
 ) -> Result<ContainerProcess, ProcessError> {
-    let mut cmd = init.command(container, spec)?;
+    let cmd = init.command(container, spec)?;
+    spawn_command(container, &init.program, cmd, log, SignalTarget::ProcessGroup)
+}
+
+/// Starts an OCI container: `cmd` is its `runc run` (see [`crate::oci`]), `id` its container id.
+/// The process gets its own process group; signals go to the container's init. Needs a tokio
+/// runtime.
+pub fn spawn_oci(
+    container: &str,
+    cmd: std::process::Command,
+    log: LogWriter,
+    runtime: crate::oci::OciRuntime,
+    id: String,
+) -> Result<ContainerProcess, ProcessError> {
+    let program = runtime.program().to_owned();
+    let mut cmd = cmd;
+    cmd.process_group(0);
+    spawn_command(
+        container,
+        &program,
+        tokio::process::Command::from(cmd),
+        log,
+        SignalTarget::OciInit { runtime, id },
+    )
+}
+
+fn spawn_command(
+    container: &str,
+    program: &Path,
+    mut cmd: tokio::process::Command,
+    log: LogWriter,
+    target: SignalTarget,
+) -> Result<ContainerProcess, ProcessError> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {
         container: container.to_owned(),
-        init: init.program.display().to_string(),
+        init: program.display().to_string(),
         source,
     })?;
     let pid = child
@@ -108,7 +152,7 @@ pub fn spawn_with(
     if let Some(err) = child.stderr.take() {
         copiers.push(tokio::spawn(copy(err, Stream::Stderr, log.clone())));
     }
-    Ok(ContainerProcess { container: container.to_owned(), child, pid, copiers, log })
+    Ok(ContainerProcess { container: container.to_owned(), target, child, pid, copiers, log })
 }
 
 async fn copy(mut from: impl tokio::io::AsyncRead + Unpin, stream: Stream, log: Arc<Mutex<LogWriter>>) {
@@ -166,9 +210,14 @@ impl ContainerProcess {
         })
     }
 
-    /// Sends `signal` to the whole process group. A group that is already gone is not an error.
+    /// Sends `signal` to the whole process group, or to an OCI container's init. A group or
+    /// container that is already gone is not an error.
     pub fn signal<S: Syscall>(&self, sys: &S, signal: Signal) -> Result<(), ProcessError> {
-        match sys.killpg(self.pid, signal) {
+        let sent = match &self.target {
+            SignalTarget::ProcessGroup => sys.killpg(self.pid, signal),
+            SignalTarget::OciInit { runtime, id } => runtime.signal_init(sys, id, signal),
+        };
+        match sent {
             Err(e) if e.errno != nix::errno::Errno::ESRCH => {
                 Err(ProcessError::Signal { container: self.container.clone(), pid: self.pid, source: e })
             }
@@ -176,7 +225,8 @@ impl ContainerProcess {
         }
     }
 
-    /// Graceful stop: SIGTERM to the group, wait up to `grace`, then SIGKILL to the group.
+    /// Graceful stop: SIGTERM to the group (or the container's init), wait up to `grace`, then
+    /// SIGKILL.
     pub async fn stop<S: Syscall>(&mut self, sys: &S, grace: Duration) -> Result<Exit, ProcessError> {
         self.signal(sys, Signal::SIGTERM)?;
         let status = match tokio::time::timeout(grace, self.child.wait()).await {

@@ -1,7 +1,8 @@
 //! The pod sandbox: planned as data, performed through [`Syscall`] and [`Netlink`].
 //!
 //! Per pod, under `<state>/pods/<uid>/`:
-//! - `ns/net`, `ns/uts`: the pod's network and UTS namespaces, pinned by bind mounts (no `/run/netns`);
+//! - `ns/net`, `ns/uts`, `ns/ipc`: the pod's network, UTS and IPC namespaces, pinned by bind mounts (no
+//!   `/run/netns`); image containers join all three (Kubernetes shares IPC per pod);
 //! - a veth pair: the host end `sv<8 hex>` enslaved to the bridge (`stead0`), the peer created directly
 //!   inside the pod netns as `eth0` (the probe measured moving a link at ~33 ms; creating it in place
 //!   avoids that), with the pod IP, `lo` up and a default route via the bridge address;
@@ -73,6 +74,7 @@ pub struct SandboxPlan {
     pub pod_dir: PathBuf,
     pub netns_path: PathBuf,
     pub uts_path: PathBuf,
+    pub ipc_path: PathBuf,
     pub bridge: String,
     pub host_veth: String,
     /// Pod IP with the CIDR prefix.
@@ -144,6 +146,7 @@ pub fn plan(cfg: &SandboxConfig, pod: &Pod, pod_ip: Ipv4Addr) -> Result<SandboxP
         pod: pod_ref,
         netns_path: pod_dir.join("ns").join("net"),
         uts_path: pod_dir.join("ns").join("uts"),
+        ipc_path: pod_dir.join("ns").join("ipc"),
         pod_dir,
         bridge: cfg.bridge.clone(),
         host_veth: host_veth_name(pod),
@@ -213,7 +216,7 @@ async fn setup_inner<S: Syscall, N: Netlink>(
     for (path, content) in &plan.files {
         crate::fsutil::replace_file(path, content.as_bytes(), 0o644).map_err(io(path))?;
     }
-    for pin in [&plan.netns_path, &plan.uts_path] {
+    for pin in [&plan.netns_path, &plan.uts_path, &plan.ipc_path] {
         if let Some(dir) = pin.parent() {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
         }
@@ -233,6 +236,10 @@ async fn setup_inner<S: Syscall, N: Netlink>(
         sys.unshare(&[Namespace::Uts])?;
         sys.sethostname(&plan.hostname.hostname)?;
         sys.bind_mount(&Namespace::Uts.thread_self_path(), &plan.uts_path, false)
+    })?;
+    on_thread(p, "create ipc namespace", || {
+        sys.unshare(&[Namespace::Ipc])?;
+        sys.bind_mount(&Namespace::Ipc.thread_self_path(), &plan.ipc_path, false)
     })?;
 
     let nlerr = |step| move |source| SandboxError::Netlink { pod: p.to_owned(), step, source };
@@ -285,6 +292,7 @@ pub async fn teardown<S: Syscall, N: Netlink>(
     for v in plan.volumes.iter().rev().filter(|v| v.tmpfs.is_some()) {
         umount(&v.path, "unmount volume tmpfs");
     }
+    umount(&plan.ipc_path, "unpin ipc namespace");
     umount(&plan.uts_path, "unpin uts namespace");
     umount(&plan.netns_path, "unpin network namespace");
     // Only remove the directory once nothing is mounted below it.

@@ -61,6 +61,30 @@ pub struct SyscallError {
     pub errno: nix::errno::Errno,
 }
 
+/// An overlayfs mount. `lower` is top first. Relative paths are relative to `dir`: the mount is made
+/// from there (on a thread of its own whose working directory is `dir`), so the option string stays
+/// short for images with many layers (overlayfs takes at most one page of options).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Overlay {
+    pub dir: PathBuf,
+    pub lower: Vec<PathBuf>,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+}
+
+impl Overlay {
+    /// The mount data: `lowerdir=a:b,upperdir=u,workdir=w`.
+    pub fn data(&self) -> String {
+        let lower: Vec<String> = self.lower.iter().map(|p| p.display().to_string()).collect();
+        format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.join(":"),
+            self.upper.display(),
+            self.work.display()
+        )
+    }
+}
+
 /// The syscalls the sandbox uses.
 pub trait Syscall: Send + Sync {
     /// `unshare(2)` the given namespaces for the calling thread.
@@ -71,6 +95,8 @@ pub trait Syscall: Send + Sync {
     fn bind_mount(&self, source: &Path, target: &Path, readonly: bool) -> Result<(), SyscallError>;
     /// A tmpfs on `target` with `tmpfs.mode` for its root, and an optional size limit in bytes.
     fn mount_tmpfs(&self, target: &Path, tmpfs: Tmpfs) -> Result<(), SyscallError>;
+    /// Mounts `overlay` on `target` (an absolute path).
+    fn mount_overlay(&self, target: &Path, overlay: &Overlay) -> Result<(), SyscallError>;
     /// Makes every mount below `target` private (`mount --make-rprivate`).
     fn make_rprivate(&self, target: &Path) -> Result<(), SyscallError>;
     /// `umount2(2)`; `detach` is `MNT_DETACH`.
@@ -137,6 +163,24 @@ impl Syscall for LinuxSyscall {
             .map_err(err(format!("mount -t tmpfs -o {data} {}", target.display())))
     }
 
+    fn mount_overlay(&self, target: &Path, overlay: &Overlay) -> Result<(), SyscallError> {
+        let data = overlay.data();
+        let call =
+            format!("mount -t overlay -o {data} {} (from {})", target.display(), overlay.dir.display());
+        let mount = || -> Result<(), nix::errno::Errno> {
+            // A working directory of this thread's own, so the chdir touches no other thread.
+            nix::sched::unshare(CloneFlags::CLONE_FS)?;
+            nix::unistd::chdir(&overlay.dir)?;
+            nix::mount::mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
+        };
+        match std::thread::scope(|s| s.spawn(mount).join()) {
+            Ok(r) => r.map_err(err(call)),
+            Err(_) => {
+                Err(SyscallError { call: format!("{call} (thread panicked)"), errno: nix::errno::Errno::EIO })
+            }
+        }
+    }
+
     fn make_rprivate(&self, target: &Path) -> Result<(), SyscallError> {
         let flags = MsFlags::MS_PRIVATE | MsFlags::MS_REC;
         nix::mount::mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
@@ -191,6 +235,7 @@ pub enum SysCall {
     Setns(PathBuf, Namespace),
     BindMount { source: PathBuf, target: PathBuf, readonly: bool },
     MountTmpfs { target: PathBuf, tmpfs: Tmpfs },
+    MountOverlay { target: PathBuf, overlay: Overlay },
     MakeRprivate(PathBuf),
     Umount { target: PathBuf, detach: bool },
     Sethostname(String),
@@ -245,6 +290,9 @@ impl Syscall for RecordingSyscall {
     }
     fn mount_tmpfs(&self, target: &Path, tmpfs: Tmpfs) -> Result<(), SyscallError> {
         self.record(SysCall::MountTmpfs { target: target.to_owned(), tmpfs })
+    }
+    fn mount_overlay(&self, target: &Path, overlay: &Overlay) -> Result<(), SyscallError> {
+        self.record(SysCall::MountOverlay { target: target.to_owned(), overlay: overlay.clone() })
     }
     fn make_rprivate(&self, target: &Path) -> Result<(), SyscallError> {
         self.record(SysCall::MakeRprivate(target.to_owned()))

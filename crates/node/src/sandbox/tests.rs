@@ -62,6 +62,7 @@ fn plan_names_everything() {
     assert_eq!(plan.pod_dir, pd);
     assert_eq!(plan.netns_path, pd.join("ns/net"));
     assert_eq!(plan.uts_path, pd.join("ns/uts"));
+    assert_eq!(plan.ipc_path, pd.join("ns/ipc"));
     assert_eq!(plan.host_veth, host_veth_name(&pod()));
     assert!(plan.host_veth.starts_with("sv") && plan.host_veth.len() == 10);
     assert_eq!(plan.pod_ip.to_string(), "10.244.0.11/16");
@@ -127,6 +128,12 @@ fn setup_then_teardown_exact_calls() {
                 target: pd.join("ns/uts"),
                 readonly: false
             },
+            SysCall::Unshare(vec![Namespace::Ipc]),
+            SysCall::BindMount {
+                source: "/proc/thread-self/ns/ipc".into(),
+                target: pd.join("ns/ipc"),
+                readonly: false
+            },
             SysCall::MountTmpfs { target: cache.clone(), tmpfs: Tmpfs { size: None, mode: 0o1777 } },
         ]
     );
@@ -168,6 +175,7 @@ fn setup_then_teardown_exact_calls() {
         sys2.calls(),
         [
             SysCall::Umount { target: cache, detach: true },
+            SysCall::Umount { target: pd.join("ns/ipc"), detach: true },
             SysCall::Umount { target: pd.join("ns/uts"), detach: true },
             SysCall::Umount { target: pd.join("ns/net"), detach: true },
         ]
@@ -217,11 +225,12 @@ fn failed_setup_rolls_back() {
     let err = rt().block_on(setup(&sys, &nl, &plan, &p, &lookup(), &EnvContext::default())).unwrap_err();
     assert!(err.to_string().starts_with("pod \"shop/web-1\": add default route: AddDefaultRoute("), "{err}");
     assert_eq!(nl.calls().last(), Some(&NlCall::DeleteLink(NetnsRef::Host, plan.host_veth.clone())));
-    let tail: Vec<SysCall> = sys.calls().into_iter().skip(5).collect();
+    let tail: Vec<SysCall> = sys.calls().into_iter().skip(7).collect();
     assert_eq!(
         tail,
         [
             SysCall::Umount { target: plan.volumes[2].path.clone(), detach: true },
+            SysCall::Umount { target: plan.ipc_path.clone(), detach: true },
             SysCall::Umount { target: plan.uts_path.clone(), detach: true },
             SysCall::Umount { target: plan.netns_path.clone(), detach: true },
         ]
