@@ -140,8 +140,37 @@ pub(crate) struct PodShared {
     pub log_dir: PathBuf,
     /// Per container: the instance number (= its restartCount) of the latest start.
     pub instances: HashMap<String, u32>,
-    /// Per running container: its init spec, for `exec`.
-    pub exec: HashMap<String, InitSpec>,
+    /// Per running container: how to run a command inside it, for `exec`.
+    pub exec: HashMap<String, ExecTarget>,
+}
+
+/// How a command runs inside a running container: through the container init with the
+/// container's spec (a host process), or `runc exec` (an image container).
+#[derive(Clone, Debug)]
+pub(crate) enum ExecTarget {
+    Host(InitSpec),
+    Oci(crate::oci::OciContainer),
+}
+
+impl ExecTarget {
+    /// `argv` inside the container, in a process group of its own, stdin closed.
+    pub fn command(
+        &self,
+        init: &InitProgram,
+        container: &str,
+        argv: &[String],
+    ) -> Result<tokio::process::Command, ProcessError> {
+        match self {
+            ExecTarget::Host(spec) => {
+                init.command(container, &InitSpec { argv: argv.to_vec(), ..spec.clone() })
+            }
+            ExecTarget::Oci(c) => {
+                let mut cmd = c.exec_command(argv);
+                cmd.process_group(0);
+                Ok(cmd)
+            }
+        }
+    }
 }
 
 /// Messages to a pod's worker. `PostStartDone`: the instance's postStart hook succeeded, so it may
@@ -176,6 +205,8 @@ pub(crate) struct Inner {
     pub tx: broadcast::Sender<PodStatusUpdate>,
     pub container_events: broadcast::Sender<ContainerEvent>,
     pub images: ImageService,
+    /// The OCI runtime for image containers, or why there is none (their `CreateContainerError`).
+    pub oci: Result<crate::oci::OciRuntime, String>,
     pods: Mutex<HashMap<(String, String), PodEntry>>,
 }
 
@@ -228,6 +259,13 @@ impl Kubelet {
         };
         let nl = RtNetlink::new()?;
         let cgroups = Cgroups::detect(Path::new("/sys/fs/cgroup"));
+        let oci = crate::oci::OciRuntime::find(&cfg.state_dir).map_err(|e| e.to_string());
+        if let Ok(runtime) = &oci {
+            // Image containers of a previous run go before their pods' directories.
+            let (runtime, state) = (runtime.clone(), cfg.state_dir.clone());
+            let _ =
+                tokio::task::spawn_blocking(move || runtime.remove_leftovers(&LinuxSyscall, &state)).await;
+        }
         recover(&cfg.state_dir, &nl, &cgroups, &mut ipam).await;
         crate::sandbox::ensure_bridge(&nl, &sandbox).await?;
         let (tx, _) = broadcast::channel(1024);
@@ -248,6 +286,7 @@ impl Kubelet {
                 tx,
                 container_events,
                 images,
+                oci,
                 pods: Mutex::new(HashMap::new()),
             }),
         })
@@ -384,12 +423,11 @@ impl Kubelet {
             .get(&(namespace.to_owned(), pod.to_owned()))
             .ok_or(KubeletError::NoPod { pod: pref.clone() })?;
         let shared = lock(&e.shared);
-        let spec = shared
+        let target = shared
             .exec
             .get(container)
             .ok_or_else(|| KubeletError::NotRunning { pod: pref, container: container.to_owned() })?;
-        let spec = InitSpec { argv: argv.to_vec(), ..spec.clone() };
-        Ok(self.inner.init.command(container, &spec)?)
+        Ok(target.command(&self.inner.init, container, argv)?)
     }
 
     /// Stops every pod (in parallel, gracefully), then removes the bridge if no pod is left.

@@ -70,12 +70,33 @@ fn pod(name: &str, spec: Value) -> Pod {
         .expect("pod")
 }
 
+/// The host's busybox and the libraries it links (at the paths its loader looks for them), with
+/// `/srv` (the image's working directory): entrypoint `/bin/busybox`, cmd `sleep 1000`.
 fn image() -> TestImage {
-    build_image(
-        vec![layer_tar(&[("bin/", b""), ("bin/hello", b"#!/bin/sh\necho hello\n")])],
-        &["/bin/hello"],
-        &[],
-    )
+    static FILES: std::sync::OnceLock<Vec<(String, Vec<u8>)>> = std::sync::OnceLock::new();
+    let files = FILES.get_or_init(|| {
+        let busybox = Path::new("/bin/busybox");
+        let mut files = vec![("bin/busybox".to_string(), std::fs::read(busybox).expect("/bin/busybox"))];
+        let ldd = std::process::Command::new("ldd").arg(busybox).output().expect("ldd");
+        for word in String::from_utf8_lossy(&ldd.stdout).split_whitespace() {
+            if word.starts_with('/') {
+                let bytes = std::fs::read(word).expect("a library");
+                files.push((word.trim_start_matches('/').to_string(), bytes));
+            }
+        }
+        files
+    });
+    let dirs: std::collections::BTreeSet<String> = files
+        .iter()
+        .filter_map(|(p, _)| Path::new(p).parent())
+        .flat_map(|d| d.ancestors().map(|a| format!("{}/", a.display())).collect::<Vec<_>>())
+        .chain(["bin/".to_string(), "srv/".to_string(), "tmp/".to_string()])
+        .filter(|d| d != "/")
+        .collect();
+    let mut entries: Vec<(&str, &[u8])> = dirs.iter().map(|d| (d.as_str(), &b""[..])).collect();
+    entries.sort_by_key(|(p, _)| p.matches('/').count());
+    entries.extend(files.iter().map(|(p, b)| (p.as_str(), b.as_slice())));
+    build_image(vec![layer_tar(&entries)], &["/bin/busybox"], &["sleep", "1000"])
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -126,10 +147,9 @@ fn has(events: &[String], prefix: &str) -> bool {
     events.iter().any(|e| e.starts_with(prefix))
 }
 
-/// Until the OCI runtime runs images, a pulled image's container is refused, never run as
-/// something else.
-fn refused_after_pull(s: &PodStatus) -> bool {
-    waiting(s, "app").is_some_and(|(r, m)| r == "CreateContainerError" && m.contains("is pulled"))
+/// The pulled image's container runs.
+fn running(s: &PodStatus) -> bool {
+    status_of(s, "app").and_then(|c| c.state.as_ref()).is_some_and(|st| st.running.is_some())
 }
 
 async fn finish(n: &Node, name: &str) {
@@ -184,7 +204,7 @@ fn a_missing_image_backs_off_and_is_pulled_once_pushed() {
         }
         // The retry after 10 s finds it.
         registry.push_image("late", "1", &image()).await;
-        wait_status(k, "late", Duration::from_secs(20), refused_after_pull).await;
+        wait_status(k, "late", Duration::from_secs(20), running).await;
         let got = drain(&mut events, &mut seen);
         let pulled = got.iter().find(|e| e.starts_with("Pulled: ")).expect("a Pulled event");
         assert!(
@@ -255,7 +275,7 @@ fn if_not_present_uses_the_store_without_asking_the_registry() {
         let image_name = format!("{host}/cached:1");
         let p = pod("cached", json!({"containers": [{"name": "app", "image": image_name}]}));
         n.kubelet.sync_pod(p, Arc::new(MapLookup::default())).expect("sync");
-        wait_status(&n.kubelet, "cached", Duration::from_secs(10), refused_after_pull).await;
+        wait_status(&n.kubelet, "cached", Duration::from_secs(10), running).await;
         let got = drain(&mut events, &mut seen);
         assert!(
             has(&got, &format!("Pulled: Container image \"{image_name}\" already present on machine")),
@@ -306,7 +326,7 @@ fn image_pull_secrets_authenticate_against_basic_auth() {
             json!({"imagePullSecrets": [{"name": "regcred"}], "containers": [{"name": "app", "image": image_name}]}),
         );
         n.kubelet.sync_pod(with, lookup).expect("sync");
-        wait_status(&n.kubelet, "with-secret", Duration::from_secs(20), refused_after_pull).await;
+        wait_status(&n.kubelet, "with-secret", Duration::from_secs(20), running).await;
         n.kubelet.kill_pod("e2e", "anonymous", Some(Duration::from_secs(1))).await.expect("kill");
         finish(&n, "with-secret").await;
     });
@@ -362,5 +382,65 @@ fn a_kill_during_a_pull_ends_the_pod_at_once() {
         assert!(t0.elapsed() < Duration::from_secs(5));
         assert!(Path::new(&n.state.path().join("images")).is_dir());
         drop(listener);
+    });
+}
+
+#[test]
+fn a_pulled_image_runs_with_probes_exec_logs_and_exit_codes() {
+    if !needs_root() {
+        return;
+    }
+    let Some(registry) = Registry::start() else { return };
+    runtime().block_on(async {
+        let host = registry.host();
+        let n = node(66, &insecure(&host)).await;
+        registry.push_image("box", "1", &image()).await;
+        let image_name = format!("{host}/box:1");
+        let p = pod(
+            "box",
+            json!({"restartPolicy": "Never", "containers": [
+                {"name": "app", "image": image_name,
+                 "readinessProbe": {"exec": {"command": ["/bin/busybox", "test", "-d", "/srv"]}, "periodSeconds": 1}},
+                {"name": "quits", "image": image_name,
+                 "command": ["/bin/busybox", "sh", "-c", "echo hello from $(WHO) in $PWD; exit 3"],
+                 "env": [{"name": "WHO", "value": "the image"}]},
+            ]}),
+        );
+        n.kubelet.sync_pod(p, Arc::new(MapLookup::default())).expect("sync");
+        let st = wait_status(&n.kubelet, "box", Duration::from_secs(30), |s| {
+            status_of(s, "app").is_some_and(|c| c.ready)
+                && status_of(s, "quits")
+                    .and_then(|c| c.state.as_ref()?.terminated.as_ref())
+                    .is_some_and(|t| t.exit_code == 3)
+        })
+        .await;
+        assert_eq!(st.phase.as_deref(), Some("Running"));
+        let log = n.kubelet.log_path("e2e", "box", "quits", false).expect("a log");
+        let text = std::fs::read_to_string(log).expect("the log");
+        assert!(text.contains("hello from the image in /srv"), "{text}");
+        let mut cmd = n
+            .kubelet
+            .exec_command("e2e", "box", "app", &["/bin/busybox".into(), "cat".into(), "/etc/hostname".into()])
+            .expect("exec");
+        cmd.stdout(std::process::Stdio::piped());
+        let out = cmd.output().await.expect("exec runs");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "box", "{out:?}");
+        // The image's process, not the host's: its root has no /usr.
+        let mut cmd = n
+            .kubelet
+            .exec_command("e2e", "box", "app", &["/bin/busybox".into(), "test".into(), "-e".into(), "/usr".into()])
+            .expect("exec");
+        assert_eq!(cmd.status().await.expect("exec runs").code(), Some(1));
+        finish(&n, "box").await;
+        let runc = std::process::Command::new("runc")
+            .arg("--root")
+            .arg(n.state.path().join("runc"))
+            .args(["list", "-q"])
+            .output()
+            .expect("runc list");
+        assert_eq!(String::from_utf8_lossy(&runc.stdout).trim(), "", "containers left behind");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let state = n.state.path().display().to_string();
+        assert!(!mounts.contains(&state), "mounts left under {state}");
     });
 }

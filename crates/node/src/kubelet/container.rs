@@ -1,9 +1,8 @@
 //! One container instance: a task that owns its process and stops it, and a task that runs its
 //! probes. Both report to the pod's worker.
 
-use super::{ContainerEvent, Inner, PodEvent};
+use super::{ContainerEvent, ExecTarget, Inner, PodEvent};
 use crate::cgroups::ContainerCgroup;
-use crate::init::InitSpec;
 use crate::probe::{ContainerProbes, ProbeAction, ProbeKind};
 use crate::prober::{self, Outcome};
 use crate::process::ContainerProcess;
@@ -66,7 +65,7 @@ pub(super) struct Ctx {
     pub process: ContainerProcess,
     pub cgroup: ContainerCgroup,
     pub oom_before: u64,
-    pub spec: InitSpec,
+    pub spec: ExecTarget,
     pub probes: ContainerProbes,
     pub pod_ip: Ipv4Addr,
     /// The pod's termination grace period (for a stop after a failed postStart hook).
@@ -154,10 +153,19 @@ async fn run(mut ctx: Ctx, stop: oneshot::Receiver<StopRequest>, probe_task: tok
         let _ = ctx.process.signal(&ctx.k.sys, Signal::SIGKILL);
     }
     let exit = ctx.process.wait().await.unwrap_or(Exit::Code(-1));
+    // An image container killed by SIGKILL exits `runc run` with 137.
     let exit = match exit {
-        Exit::Signal(9) if ctx.cgroup.oom_kills() > ctx.oom_before => Exit::OomKilled,
+        Exit::Signal(9) | Exit::Code(137) if ctx.cgroup.oom_kills() > ctx.oom_before => Exit::OomKilled,
         other => other,
     };
+    if let ExecTarget::Oci(oci) = &ctx.spec {
+        // The stopped container and its root file system go with the instance.
+        let (oci, k) = (oci.clone(), ctx.k.clone());
+        let removed = tokio::task::spawn_blocking(move || oci.remove(&k.sys)).await;
+        if let Ok(Err(e)) = removed {
+            eprintln!("stead-node: container {:?}: {e}", ctx.container.name);
+        }
+    }
     // The OOM count is read above, before the directories go; a process that joined since the kill
     // (an exec session starting) is killed too.
     let cg = ctx.cgroup.clone();
@@ -183,7 +191,7 @@ struct Prober {
     pod: PodRef,
     c: Container,
     instance: u64,
-    spec: InitSpec,
+    spec: ExecTarget,
     pod_ip: Ipv4Addr,
     events: mpsc::UnboundedSender<PodEvent>,
 }
@@ -222,18 +230,17 @@ async fn probe_loop(p: Prober, mut probes: ContainerProbes) {
 fn exec_command(
     k: &Inner,
     c: &Container,
-    spec: &InitSpec,
+    spec: &ExecTarget,
     command: &[String],
 ) -> Option<tokio::process::Command> {
-    let spec = InitSpec { argv: command.to_vec(), ..spec.clone() };
-    k.init.command(&c.name, &spec).ok()
+    spec.command(&k.init, &c.name, command).ok()
 }
 
 async fn run_probe(
     k: &Inner,
     c: &Container,
     probe: &Probe,
-    spec: &InitSpec,
+    spec: &ExecTarget,
     pod_ip: Ipv4Addr,
     timeout: Duration,
 ) -> Outcome {
@@ -264,7 +271,7 @@ async fn run_hook(
     k: &Inner,
     c: &Container,
     hook: &LifecycleHandler,
-    spec: &InitSpec,
+    spec: &ExecTarget,
     pod_ip: Ipv4Addr,
     limit: Duration,
 ) -> Option<Outcome> {

@@ -3,7 +3,7 @@
 
 use super::container::{self, ContainerHandle, PodRef, StopRequest};
 use super::pull::{self, Pulls};
-use super::{Inner, PodEvent, PodShared, PodStatusUpdate, lock};
+use super::{ExecTarget, Inner, PodEvent, PodShared, PodStatusUpdate, lock};
 use crate::backoff::{CreateBackoff, Retry};
 use crate::env::{EnvContext, ObjectLookup, resolve_env};
 use crate::lifecycle::{Event, PodLifecycle};
@@ -399,25 +399,21 @@ impl Worker {
         let plan = self.plan.as_ref().ok_or_else(|| config_err("the pod has no sandbox".into()))?;
         let env = resolve_env(&self.pod, &c, &self.env_ctx(), &*self.lookup)
             .map_err(|e| config_err(e.to_string()))?;
-        if let Some(image) = image {
-            // Never run something else in its place (the host's programs, say).
-            return Err((
-                "CreateContainerError",
-                format!(
-                    "container {name:?}: image {} is pulled, but this build of stead cannot run containers \
-                     from images yet (no OCI runtime bundle); set runtimeClassName: {} to run `command` \
-                     as a host process",
-                    image.reference,
-                    crate::runtime_class::HOST_PROCESS_CLASS
-                ),
-            ));
-        }
-        // A container without a command cannot be created in host-process mode (the kubelet's
-        // `CreateContainerError` for an image with no entrypoint).
-        let exec = crate::host_process::exec_spec(&self.pod, &c, &env)
-            .map_err(|e| ("CreateContainerError", e.to_string()))?;
         let mounts = sandbox::container_mounts(plan, &c, &env).map_err(|e| config_err(e.to_string()))?;
         let limit = memory_limit(&c).map_err(config_err)?;
+        // A host-process container without a command cannot be created (the kubelet's
+        // `CreateContainerError` for an image with no entrypoint).
+        let host_exec = match &image {
+            None => Some(
+                crate::host_process::exec_spec(&self.pod, &c, &env)
+                    .map_err(|e| ("CreateContainerError", e.to_string()))?,
+            ),
+            Some(_) => None,
+        };
+        let oci = match &image {
+            Some(_) => Some(self.k.oci.clone().map_err(|e| ("CreateContainerError", e))?),
+            None => None,
+        };
         let cg = if self.k.cgroups.any() {
             self.k
                 .cgroups
@@ -430,27 +426,61 @@ impl Worker {
             Some(note) => self.limit_notes.insert(name.to_owned(), format!("container {name:?}: {note}")),
             None => self.limit_notes.remove(name),
         };
-        let spec = crate::init::InitSpec {
-            netns: Some(plan.netns_path.clone()),
-            uts: Some(plan.uts_path.clone()),
-            mounts,
-            argv: exec.argv,
-            env: exec.env,
-            working_dir: exec.working_dir.map(Into::into),
-            cgroups: cg.dirs().cloned().collect(),
-        };
         let instance_no = self.starts.get(name).copied().unwrap_or(0);
         let log_dir = lock(&self.shared).log_dir.join(name);
         let log = LogWriter::open(&log_dir, instance_no, LogConfig::default())
             .map_err(|e| ("RunContainerError", e.to_string()))?;
         let oom_before = cg.oom_kills();
-        let proc = crate::process::spawn_with(name, &self.k.init, &spec, log)
-            .map_err(|e| ("RunContainerError", e.to_string()))?;
-        // The init joins its cgroups before anything else, but the start is reported only once
-        // the process is surely counted there (a runtime killed right now must find it).
-        if let Err(e) = cg.adopt(proc.pid()) {
-            eprintln!("stead-node: container {name:?}: {e}");
-        }
+        let (proc, spec) = match (image, oci, host_exec) {
+            (Some(image), Some(runtime), _) => {
+                let cgroups_path = cg.dirs().next().map(|_| crate::oci::cgroups_path(&self.uid, name));
+                let req = crate::oci::CreateRequest {
+                    pod: &self.pod,
+                    container: &c,
+                    image: &image.config,
+                    layers: &image.layers,
+                    env: &env,
+                    sandbox: plan,
+                    mounts: &mounts,
+                    cgroups_path: cgroups_path.as_deref(),
+                    memory_limit: limit,
+                    instance: instance_no,
+                };
+                let created = crate::oci::create(&self.k.sys, &runtime, &req).map_err(|e| {
+                    let reason = match e {
+                        crate::oci::OciError::NonRoot(_) => "CreateContainerConfigError",
+                        _ => "CreateContainerError",
+                    };
+                    (reason, e.to_string())
+                })?;
+                // runc puts the container into its cgroups itself.
+                let proc = created.spawn(log).map_err(|e| {
+                    let _ = created.remove(&self.k.sys);
+                    ("RunContainerError", e.to_string())
+                })?;
+                (proc, ExecTarget::Oci(created))
+            }
+            (_, _, Some(exec)) => {
+                let spec = crate::init::InitSpec {
+                    netns: Some(plan.netns_path.clone()),
+                    uts: Some(plan.uts_path.clone()),
+                    mounts,
+                    argv: exec.argv,
+                    env: exec.env,
+                    working_dir: exec.working_dir.map(Into::into),
+                    cgroups: cg.dirs().cloned().collect(),
+                };
+                let proc = crate::process::spawn_with(name, &self.k.init, &spec, log)
+                    .map_err(|e| ("RunContainerError", e.to_string()))?;
+                // The init joins its cgroups before anything else, but the start is reported only
+                // once the process is surely counted there (a runtime killed right now must find it).
+                if let Err(e) = cg.adopt(proc.pid()) {
+                    eprintln!("stead-node: container {name:?}: {e}");
+                }
+                (proc, ExecTarget::Host(spec))
+            }
+            _ => return Err(("CreateContainerError", format!("container {name:?}: nothing to run"))),
+        };
         self.seq += 1;
         let instance = self.seq;
         self.starts.insert(name.to_owned(), instance_no + 1);
