@@ -73,8 +73,12 @@ fn pod(name: &str, spec: Value) -> Pod {
 /// The host's busybox and the libraries it links (at the paths its loader looks for them), with
 /// `/srv` (the image's working directory): entrypoint `/bin/busybox`, cmd `sleep 1000`.
 fn image() -> TestImage {
-    static FILES: std::sync::OnceLock<Vec<(String, Vec<u8>)>> = std::sync::OnceLock::new();
-    let files = FILES.get_or_init(|| {
+    static IMAGE: std::sync::OnceLock<TestImage> = std::sync::OnceLock::new();
+    IMAGE.get_or_init(build_busybox_image).clone()
+}
+
+fn build_busybox_image() -> TestImage {
+    let files = {
         let busybox = Path::new("/bin/busybox");
         let mut files = vec![("bin/busybox".to_string(), std::fs::read(busybox).expect("/bin/busybox"))];
         let ldd = std::process::Command::new("ldd").arg(busybox).output().expect("ldd");
@@ -85,7 +89,7 @@ fn image() -> TestImage {
             }
         }
         files
-    });
+    };
     let dirs: std::collections::BTreeSet<String> = files
         .iter()
         .filter_map(|(p, _)| Path::new(p).parent())
