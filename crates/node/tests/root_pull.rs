@@ -26,6 +26,11 @@ fn needs_root() -> bool {
     stead_testkit::require_root("network, UTS and mount namespaces, cgroups")
 }
 
+/// Root, and runc for tests whose containers run (skips outside CI without them).
+fn needs_root_and_runc() -> bool {
+    needs_root() && stead_testkit::require_program("runc", "apt-get install runc, as .ci/run does").is_some()
+}
+
 struct Node {
     kubelet: Kubelet,
     state: tempfile::TempDir,
@@ -167,7 +172,7 @@ async fn finish(n: &Node, name: &str) {
 
 #[test]
 fn a_missing_image_backs_off_and_is_pulled_once_pushed() {
-    if !needs_root() {
+    if !needs_root_and_runc() {
         return;
     }
     let Some(registry) = Registry::start() else { return };
@@ -255,7 +260,7 @@ fn never_without_the_image_waits_with_err_image_never_pull() {
 
 #[test]
 fn if_not_present_uses_the_store_without_asking_the_registry() {
-    if !needs_root() {
+    if !needs_root_and_runc() {
         return;
     }
     let Some(registry) = Registry::start() else { return };
@@ -292,7 +297,7 @@ fn if_not_present_uses_the_store_without_asking_the_registry() {
 
 #[test]
 fn image_pull_secrets_authenticate_against_basic_auth() {
-    if !needs_root() {
+    if !needs_root_and_runc() {
         return;
     }
     let Some(registry) = Registry::start_with_basic_auth("puller", "s3cret") else { return };
@@ -391,7 +396,7 @@ fn a_kill_during_a_pull_ends_the_pod_at_once() {
 
 #[test]
 fn a_pulled_image_runs_with_probes_exec_logs_and_exit_codes() {
-    if !needs_root() {
+    if !needs_root_and_runc() {
         return;
     }
     let Some(registry) = Registry::start() else { return };
