@@ -72,6 +72,19 @@ pub fn decide(policy: PullPolicy, present: bool) -> Decision {
     }
 }
 
+/// An `imagePullPolicy` that is not one of the three (the API server's validation refuses it, so
+/// the kubelet never sees one; here `sync_pod` refuses the pod).
+pub fn validate_pull_policy(container: &Container) -> Result<(), String> {
+    match container.image_pull_policy.as_deref() {
+        None | Some("") => Ok(()),
+        Some(p) if PullPolicy::parse(p).is_some() => Ok(()),
+        Some(p) => Err(format!(
+            "container {:?}: imagePullPolicy {p:?} is not Always, IfNotPresent or Never",
+            container.name
+        )),
+    }
+}
+
 /// A container's image and pull policy, or why it has none (the kubelet's `InvalidImageName`).
 pub fn pull_policy(container: &Container) -> Result<(ImageRef, PullPolicy), String> {
     let text = container.image.as_deref().unwrap_or("");
@@ -81,12 +94,10 @@ pub fn pull_policy(container: &Container) -> Result<(ImageRef, PullPolicy), Stri
     let image = ImageRef::parse(text).map_err(|e| e.to_string())?;
     let policy = match container.image_pull_policy.as_deref() {
         None | Some("") => PullPolicy::default_for(&image),
-        Some(p) => PullPolicy::parse(p).ok_or_else(|| {
-            format!(
-                "container {:?}: imagePullPolicy {p:?} is not Always, IfNotPresent or Never",
-                container.name
-            )
-        })?,
+        Some(p) => match PullPolicy::parse(p) {
+            Some(policy) => policy,
+            None => return Err(validate_pull_policy(container).err().unwrap_or_default()),
+        },
     };
     Ok((image, policy))
 }
@@ -359,10 +370,12 @@ mod tests {
     #[test]
     fn bad_images_and_policies_are_named() {
         assert_eq!(pull_policy(&container(None, None)).unwrap_err(), "container \"app\" has no image");
-        assert_eq!(
-            pull_policy(&container(Some("alpine"), Some("always"))).unwrap_err(),
-            "container \"app\": imagePullPolicy \"always\" is not Always, IfNotPresent or Never"
-        );
+        let bad = container(Some("alpine"), Some("always"));
+        let message = "container \"app\": imagePullPolicy \"always\" is not Always, IfNotPresent or Never";
+        assert_eq!(pull_policy(&bad).unwrap_err(), message);
+        assert_eq!(validate_pull_policy(&bad).unwrap_err(), message);
+        assert_eq!(validate_pull_policy(&container(Some("alpine"), Some("Never"))), Ok(()));
+        assert_eq!(validate_pull_policy(&container(None, None)), Ok(()));
         let e = pull_policy(&container(Some("Alpine:x y"), None)).unwrap_err();
         assert!(e.contains("Alpine:x y"), "{e}");
     }

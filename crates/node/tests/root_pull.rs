@@ -359,6 +359,13 @@ fn an_unknown_runtime_class_waits_with_a_config_error() {
         .await;
         let (_, message) = waiting(&st, "app").expect("waiting");
         assert!(message.contains("\"gvisor\"") && message.contains("stead-host-process"), "{message}");
+        // A pull policy the API server would refuse is refused at once.
+        let bad = pod(
+            "sometimes",
+            json!({"containers": [{"name": "app", "image": "alpine:3.20", "imagePullPolicy": "Sometimes"}]}),
+        );
+        let e = n.kubelet.sync_pod(bad, Arc::new(MapLookup::default())).unwrap_err();
+        assert!(e.to_string().contains("imagePullPolicy \"Sometimes\""), "{e}");
         finish(&n, "gvisor").await;
     });
 }

@@ -73,6 +73,7 @@ pub(super) fn prepare(
     for c in containers(&pod) {
         ContainerProbes::new(c, Instant::now()).map_err(|e| e.to_string())?;
         memory_limit(c)?;
+        crate::images::validate_pull_policy(c)?;
     }
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let shared = Arc::new(Mutex::new(PodShared {
