@@ -215,7 +215,12 @@ impl ContainerProcess {
     pub fn signal<S: Syscall>(&self, sys: &S, signal: Signal) -> Result<(), ProcessError> {
         let sent = match &self.target {
             SignalTarget::ProcessGroup => sys.killpg(self.pid, signal),
-            SignalTarget::OciInit { runtime, id } => runtime.signal_init(sys, id, signal),
+            SignalTarget::OciInit { runtime, id } => match runtime.init_pid(id) {
+                Some(pid) => sys.kill(pid, signal),
+                // No init (yet, or any more): a kill must still end `runc run`, whose group it is.
+                None if signal == Signal::SIGKILL => sys.killpg(self.pid, signal),
+                None => Ok(()),
+            },
         };
         match sent {
             Err(e) if e.errno != nix::errno::Errno::ESRCH => {

@@ -202,22 +202,6 @@ impl OciRuntime {
             .then_some(s.init_process_pid)
     }
 
-    /// Sends `signal` to the container's init; a container that is gone is not an error.
-    pub fn signal_init<S: Syscall>(
-        &self,
-        sys: &S,
-        id: &str,
-        signal: Signal,
-    ) -> Result<(), crate::syscall::SyscallError> {
-        match self.init_pid(id) {
-            Some(pid) => match sys.kill(pid, signal) {
-                Err(e) if e.errno == nix::errno::Errno::ESRCH => Ok(()),
-                other => other,
-            },
-            None => Ok(()),
-        }
-    }
-
     /// At start: deletes every container a previous daemon left (killing what still runs) and
     /// unmounts and removes their bundles under `<state_dir>/pods/*/containers/`. Returns the ids
     /// deleted. Blocking.

@@ -97,6 +97,8 @@ pub struct SpecInputs<'a> {
     pub memory_limit: Option<u64>,
     /// The host's devices, given to a privileged container ([`super::host_devices`]).
     pub host_devices: &'a [LinuxDevice],
+    /// The capabilities this node can give ([`super::host_capabilities`]).
+    pub host_capabilities: &'a Capabilities,
 }
 
 fn pod_ref(pod: &Pod) -> String {
@@ -247,61 +249,74 @@ fn capability(pod: &str, container: &str, name: &str) -> Result<Capability, OciE
     })
 }
 
-/// Every capability the spec knows.
-pub fn all_capabilities() -> Capabilities {
-    let names = [
-        "AUDIT_CONTROL",
-        "AUDIT_READ",
-        "AUDIT_WRITE",
-        "BLOCK_SUSPEND",
-        "BPF",
-        "CHECKPOINT_RESTORE",
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "DAC_READ_SEARCH",
-        "FOWNER",
-        "FSETID",
-        "IPC_LOCK",
-        "IPC_OWNER",
-        "KILL",
-        "LEASE",
-        "LINUX_IMMUTABLE",
-        "MAC_ADMIN",
-        "MAC_OVERRIDE",
-        "MKNOD",
-        "NET_ADMIN",
-        "NET_BIND_SERVICE",
-        "NET_BROADCAST",
-        "NET_RAW",
-        "PERFMON",
-        "SETFCAP",
-        "SETGID",
-        "SETPCAP",
-        "SETUID",
-        "SYS_ADMIN",
-        "SYS_BOOT",
-        "SYS_CHROOT",
-        "SYS_MODULE",
-        "SYS_NICE",
-        "SYS_PACCT",
-        "SYS_PTRACE",
-        "SYS_RAWIO",
-        "SYS_RESOURCE",
-        "SYS_TIME",
-        "SYS_TTY_CONFIG",
-        "SYSLOG",
-        "WAKE_ALARM",
-    ];
-    names.iter().filter_map(|n| capability("", "", n).ok()).collect()
+/// The capabilities in the kernel's bit order (`CAP_CHOWN` is bit 0).
+const KERNEL_ORDER: [&str; 41] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// The capabilities whose bits are set in `mask` (as in `CapBnd:` of `/proc/<pid>/status`).
+pub fn capabilities_from_mask(mask: u64) -> Capabilities {
+    KERNEL_ORDER
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| mask & (1 << bit) != 0)
+        .filter_map(|(_, n)| capability("", "", n).ok())
+        .collect()
 }
 
-/// The container's capabilities: the default set, or all when privileged; then containerd's rule
-/// for `add`/`drop`: `add: [ALL]` starts from every capability, `drop: [ALL]` from none, named
-/// drops are removed, named adds added.
-pub fn capabilities(pod: &Pod, container: &Container) -> Result<Capabilities, OciError> {
+/// Every capability the spec knows.
+pub fn all_capabilities() -> Capabilities {
+    capabilities_from_mask(u64::MAX)
+}
+
+/// The container's capabilities: the default set, or every one of `host` (the capabilities this
+/// node can give, [`super::host_capabilities`]) when privileged; then containerd's rule for
+/// `add`/`drop`: `add: [ALL]` starts from `host`, `drop: [ALL]` from none, named drops are
+/// removed, named adds added. What `host` lacks is left out (the runtime could not give it).
+pub fn capabilities(pod: &Pod, container: &Container, host: &Capabilities) -> Result<Capabilities, OciError> {
     let (p, c) = (pod_ref(pod), container.name.as_str());
     if Security::of(pod, container).privileged() {
-        return Ok(all_capabilities());
+        return Ok(host.clone());
     }
     let caps = container.security_context.as_ref().and_then(|s| s.capabilities.as_ref());
     let add = caps.and_then(|c| c.add.clone()).unwrap_or_default();
@@ -318,6 +333,7 @@ pub fn capabilities(pod: &Pod, container: &Container) -> Result<Capabilities, Oc
     for a in add.iter().filter(|n| !is_all(n)) {
         set.insert(capability(&p, c, a)?);
     }
+    set.retain(|cap| host.contains(cap));
     Ok(set)
 }
 
@@ -349,7 +365,7 @@ pub fn runtime_spec(inputs: &SpecInputs<'_>) -> Result<Spec, OciError> {
     root.set_path(rootfs.to_owned());
     root.set_readonly(Some(csec.and_then(|s| s.read_only_root_filesystem) == Some(true)));
 
-    let caps = capabilities(pod, container)?;
+    let caps = capabilities(pod, container, inputs.host_capabilities)?;
     let mut linux_caps = LinuxCapabilities::default();
     linux_caps.set_bounding(Some(caps.clone()));
     linux_caps.set_effective(Some(caps.clone()));

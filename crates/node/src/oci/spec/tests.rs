@@ -62,6 +62,7 @@ fn spec_of(p: &Pod) -> Spec {
         cgroups_path: Some("/stead/u1/app"),
         memory_limit: Some(64 << 20),
         host_devices: &[],
+        host_capabilities: &all_capabilities(),
     })
     .expect("spec")
 }
@@ -265,12 +266,26 @@ fn the_security_context_is_honoured() {
 }
 
 #[test]
+fn capabilities_are_limited_to_what_the_node_has() {
+    let mask = 0x0000_01ff_feff_ffff_u64; // every capability but CAP_SYS_RESOURCE (bit 24)
+    let host = capabilities_from_mask(mask);
+    assert_eq!(host.len(), 40);
+    assert!(!host.contains(&Capability::SysResource) && host.contains(&Capability::CheckpointRestore));
+    let p = pod(json!({"containers": [{"name": "app", "securityContext": {"privileged": true}}]}));
+    assert_eq!(capabilities(&p, &p.spec.as_ref().expect("spec").containers[0], &host).expect("caps"), host);
+    let p = pod(json!({"containers": [{"name": "app",
+        "securityContext": {"capabilities": {"add": ["SYS_RESOURCE", "NET_ADMIN"]}}}]}));
+    let caps = capabilities(&p, &p.spec.as_ref().expect("spec").containers[0], &host).expect("caps");
+    assert!(caps.contains(&Capability::NetAdmin) && !caps.contains(&Capability::SysResource));
+}
+
+#[test]
 fn bad_security_contexts_are_named() {
     let p =
         pod(json!({"containers": [{"name": "app", "securityContext": {"capabilities": {"add": ["FLY"]}}}]}));
     let c = &p.spec.as_ref().expect("spec").containers[0];
     assert_eq!(
-        capabilities(&p, c).unwrap_err().to_string(),
+        capabilities(&p, c, &all_capabilities()).unwrap_err().to_string(),
         "pod \"shop/web-0\": container \"app\": unknown capability \"FLY\""
     );
     let p = pod(
@@ -291,6 +306,7 @@ fn bad_security_contexts_are_named() {
         cgroups_path: None,
         memory_limit: None,
         host_devices: &[],
+        host_capabilities: &all_capabilities(),
     })
     .unwrap_err();
     assert_eq!(
