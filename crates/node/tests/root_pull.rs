@@ -456,6 +456,11 @@ fn a_pulled_image_runs_with_probes_exec_logs_and_exit_codes() {
             .output()
             .expect("runc list");
         assert_eq!(String::from_utf8_lossy(&runc.stdout).trim(), "", "containers left behind");
+        let uid = format!("box-{}", std::process::id());
+        for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().filter_map(Result::ok) {
+            let dir = h.path().join("stead").join(&uid);
+            assert!(!dir.exists(), "{} left behind", dir.display());
+        }
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let state = n.state.path().display().to_string();
         assert!(!mounts.contains(&state), "mounts left under {state}");

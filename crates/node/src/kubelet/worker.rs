@@ -447,13 +447,8 @@ impl Worker {
                     memory_limit: limit,
                     instance: instance_no,
                 };
-                let created = crate::oci::create(&self.k.sys, &runtime, &req).map_err(|e| {
-                    let reason = match e {
-                        crate::oci::OciError::NonRoot(_) => "CreateContainerConfigError",
-                        _ => "CreateContainerError",
-                    };
-                    (reason, e.to_string())
-                })?;
+                let created = crate::oci::create(&self.k.sys, &runtime, &req)
+                    .map_err(|e| (e.reason(), e.to_string()))?;
                 // runc puts the container into its cgroups itself.
                 let proc = created.spawn(log).map_err(|e| {
                     let _ = created.remove(&self.k.sys);
@@ -594,7 +589,17 @@ impl Worker {
     async fn teardown(&mut self) {
         let cg = self.k.cgroups.clone();
         let uid = self.uid.clone();
-        let _ = tokio::task::spawn_blocking(move || cg.kill_pod(&uid)).await;
+        let ran_images = self.k.oci.is_ok();
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = cg.kill_pod(&uid);
+            // runc made the containers' cgroups in every hierarchy, and leaves the pod's.
+            if ran_images
+                && let Err(e) = crate::oci::remove_pod_cgroups(std::path::Path::new("/sys/fs/cgroup"), &uid)
+            {
+                eprintln!("stead-node: {e}");
+            }
+        })
+        .await;
         if let Some(plan) = self.plan.take() {
             if let Err(e) = sandbox::teardown(&self.k.sys, &self.k.nl, &plan).await {
                 eprintln!("stead-node: {e}");
