@@ -466,3 +466,59 @@ fn a_pulled_image_runs_with_probes_exec_logs_and_exit_codes() {
         assert!(!mounts.contains(&state), "mounts left under {state}");
     });
 }
+
+#[test]
+fn image_and_host_process_containers_share_a_pod_and_its_volumes() {
+    if !needs_root_and_runc() {
+        return;
+    }
+    let Some(registry) = Registry::start() else { return };
+    runtime().block_on(async {
+        let host = registry.host();
+        let n = node(67, &insecure(&host)).await;
+        registry.push_image("box", "1", &image()).await;
+        let image_name = format!("{host}/box:1");
+        let mut p = pod(
+            "mixed",
+            json!({
+                "volumes": [{"name": "data", "emptyDir": {}}],
+                "initContainers": [{"name": "prepare", "image": image_name,
+                    "command": ["/bin/busybox", "sh", "-c", "echo prepared > /data/note"],
+                    "securityContext": {"runAsUser": 0},
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+                "containers": [
+                    {"name": "app", "image": image_name,
+                     "volumeMounts": [{"name": "data", "mountPath": "/data"}]},
+                    // The host's busybox, as the engine runs its sidecar.
+                    {"name": "helper", "image": "stead-sidecar:1",
+                     "command": ["/bin/busybox", "sleep", "1000"]},
+                ],
+            }),
+        );
+        p.metadata.annotations = Some(BTreeMap::from([(
+            stead_node::runtime_class::HOST_PROCESS_ANNOTATION.to_string(),
+            "helper".to_string(),
+        )]));
+        n.kubelet.sync_pod(p, Arc::new(MapLookup::default())).expect("sync");
+        let st = wait_status(&n.kubelet, "mixed", Duration::from_secs(90), |s| {
+            ["app", "helper"].iter().all(|c| status_of(s, c).is_some_and(|c| c.ready))
+        })
+        .await;
+        assert_eq!(st.phase.as_deref(), Some("Running"));
+        let run = |container: &str, argv: &[&str]| {
+            let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+            let mut cmd = n.kubelet.exec_command("e2e", "mixed", container, &argv).expect("exec");
+            cmd.stdout(std::process::Stdio::piped());
+            cmd
+        };
+        // The init container's file, through the volume, in the image container.
+        let out = run("app", &["/bin/busybox", "cat", "/data/note"]).output().await.expect("exec");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "prepared", "{out:?}");
+        // The image's root has no /usr; the host process sees the host's.
+        let status = run("app", &["/bin/busybox", "test", "-d", "/usr/bin"]).status().await.expect("exec");
+        assert_eq!(status.code(), Some(1));
+        let status = run("helper", &["/bin/busybox", "test", "-d", "/usr/bin"]).status().await.expect("exec");
+        assert_eq!(status.code(), Some(0));
+        finish(&n, "mixed").await;
+    });
+}
