@@ -95,10 +95,32 @@ async fn run(mut ctx: Ctx, stop: oneshot::Receiver<StopRequest>, probe_task: tok
     let mut exited = false;
     let mut stop_open = true;
     let mut request = None;
+    // An image container counts as created once runc runs its program: until then `runc exec`
+    // (hooks, probes, `exec`) finds no container.
+    if let ExecTarget::Oci(oci) = &ctx.spec {
+        tokio::select! {
+            () = oci_running(oci) => {}
+            _ = ctx.process.exited() => exited = true,
+            req = &mut stop => {
+                stop_open = false;
+                request = req;
+            }
+        }
+        let hook = ctx.container.lifecycle.as_ref().is_some_and(|l| l.post_start.is_some());
+        if !exited && request.is_none() && !hook {
+            let _ = ctx.events.send(PodEvent::PostStartDone {
+                container: ctx.container.name.clone(),
+                instance: ctx.instance,
+            });
+        }
+    }
     // postStart runs right after the start; the worker reports the container Waiting
     // (ContainerCreating) until it succeeds, then Running from the process's start. A failure kills
     // the container (the kubelet's FailedPostStartHook), which then restarts per the restart policy.
-    if let Some(hook) = ctx.container.lifecycle.as_ref().and_then(|l| l.post_start.clone()) {
+    if let Some(hook) = ctx.container.lifecycle.as_ref().and_then(|l| l.post_start.clone())
+        && !exited
+        && request.is_none()
+    {
         let hook_run = run_hook(&ctx.k, &ctx.container, &hook, &ctx.spec, ctx.pod_ip, ctx.grace);
         tokio::select! {
             outcome = hook_run => match outcome.filter(|o| o.result == crate::probe::ProbeResult::Failure) {
@@ -196,8 +218,27 @@ struct Prober {
     events: mpsc::UnboundedSender<PodEvent>,
 }
 
+/// Returns once runc reports the container past `created` (running, or already stopped), or
+/// when runc cannot say. While `runc run` has not made it yet, it waits; callers also watch the
+/// process, which ends if runc fails.
+async fn oci_running(oci: &crate::oci::OciContainer) {
+    loop {
+        let (runtime, id) = (oci.runtime.clone(), oci.id.clone());
+        let state = tokio::task::spawn_blocking(move || runtime.state(&id)).await;
+        match state {
+            Ok(Ok(None)) => {}
+            Ok(Ok(Some(s))) if s.status == "created" => {}
+            _ => return,
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn probe_loop(p: Prober, mut probes: ContainerProbes) {
     let Prober { k, pod, c, instance, spec, pod_ip, events } = p;
+    if let ExecTarget::Oci(oci) = &spec {
+        oci_running(oci).await;
+    }
     while let Some(next) = probes.next_due() {
         tokio::time::sleep_until(next.into()).await;
         for kind in probes.due(Instant::now()) {

@@ -482,7 +482,10 @@ impl Worker {
         self.starts.insert(name.to_owned(), instance_no + 1);
         self.lifecycle.record(name, Event::Started, Instant::now(), wall_now());
         let probes = ContainerProbes::new(&c, Instant::now()).map_err(|e| config_err(e.to_string()))?;
-        let post_start = c.lifecycle.as_ref().is_some_and(|l| l.post_start.is_some());
+        // An image container is Waiting (ContainerCreating) until runc runs its program, as one
+        // with a postStart hook is until the hook succeeds (the container task reports both).
+        let post_start = c.lifecycle.as_ref().is_some_and(|l| l.post_start.is_some())
+            || matches!(spec, ExecTarget::Oci(_));
         self.lifecycle.set_started(name, probes.started() && !post_start);
         self.lifecycle.set_ready(name, probes.ready());
         let started_after_hook = probes.started();
