@@ -24,6 +24,12 @@ use stead_node::kubelet::{Kubelet, KubeletConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// How the engine runs containers of pods that name no `runtimeClassName`: as host processes,
+/// until examples and tests name `runtimeClassName: stead-host-process` and images become the
+/// default.
+pub const DEFAULT_RUNTIME: stead_node::runtime_class::ContainerRuntime =
+    stead_node::runtime_class::ContainerRuntime::HostProcess;
+
 /// Where and how the local engine runs.
 #[derive(Clone, Debug)]
 pub struct LocalConfig {
@@ -121,6 +127,9 @@ impl Local {
             dns_server: None,
             init_program: config.stead_exe.clone(),
             init_args: vec!["container-init".into()],
+            default_runtime: DEFAULT_RUNTIME,
+            // The daemon inherits the environment of `stead up -d`, read at each pull.
+            registry_env: stead_node::images::RegistryEnv::Process,
         })
         .await?;
         let node = Arc::new(NodeRuntime::new(kubelet));

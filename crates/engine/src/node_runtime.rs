@@ -1,6 +1,6 @@
 //! The real runtime: `stead_node`'s kubelet behind the engine's [`Runtime`] trait.
 
-use crate::runtime::{BoxFuture, ContainerEvent, PodStatusUpdate, Runtime, RuntimeError};
+use crate::runtime::{BoxFuture, ContainerEvent, ImageProgress, PodStatusUpdate, Runtime, RuntimeError};
 use k8s_openapi::api::core::v1::Pod;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -45,6 +45,10 @@ impl Runtime for NodeRuntime {
 
     fn container_events(&self) -> Option<broadcast::Receiver<ContainerEvent>> {
         Some(self.kubelet.subscribe_events())
+    }
+
+    fn image_pulls(&self) -> Option<broadcast::Receiver<ImageProgress>> {
+        Some(self.kubelet.subscribe_pulls())
     }
 
     fn node_address(&self) -> Option<Ipv4Addr> {

@@ -18,6 +18,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use stead_node::env::{LookupError, ObjectLookup};
+pub use stead_node::images::ImageProgress;
 use stead_node::kubelet::KubeletError;
 pub use stead_node::kubelet::{ContainerEvent, PodStatusUpdate};
 use tokio::sync::broadcast;
@@ -53,6 +54,10 @@ pub trait Runtime: Send + Sync + 'static {
     /// What happened to containers beyond their status (failed probes, probe restarts, failed
     /// hooks), for the pods' Events; `None` when the runtime reports none.
     fn container_events(&self) -> Option<broadcast::Receiver<ContainerEvent>> {
+        None
+    }
+    /// Every image pull's progress (layers and bytes); `None` when the runtime pulls no images.
+    fn image_pulls(&self) -> Option<broadcast::Receiver<ImageProgress>> {
         None
     }
     /// The address pods reach the node (and its DNS server) at, when there is a pod network.

@@ -1,5 +1,6 @@
 //! Test support (feature `test-util`, for other crates' tests): a plain-HTTP registry on
-//! loopback (Debian's `docker-registry`), images built from bytes, and pushing them.
+//! loopback (Debian's `docker-registry`), anonymous or with htpasswd basic auth, images built
+//! from bytes, and pushing them.
 //!
 //! Without the registry binary (`STEAD_TEST_DOCKER_REGISTRY`, else `/usr/bin/docker-registry`)
 //! [`Registry::start`] returns `None` after printing why, and panics under CI (`stead_testkit`):
@@ -23,9 +24,10 @@ use crate::store::sha256_of;
 /// The OCI manifest media type.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
-/// A running registry, anonymous, over plain HTTP on 127.0.0.1.
+/// A running registry over plain HTTP on 127.0.0.1, anonymous or with basic auth.
 pub struct Registry {
     port: u16,
+    auth: RegistryAuth,
     _dir: tempfile::TempDir,
     _child: Mutex<(Child, ChildStdin)>,
 }
@@ -42,18 +44,43 @@ pub fn registry_binary() -> Option<PathBuf> {
 }
 
 impl Registry {
-    /// Starts a registry; `None` when the binary is missing outside CI.
+    /// Starts an anonymous registry; `None` when the binary is missing outside CI.
     pub fn start() -> Option<Registry> {
+        Self::start_with(None)
+    }
+
+    /// Starts a registry that wants `user` and `password` (htpasswd basic auth over plain HTTP,
+    /// which the registry allows); `None` when the registry or `htpasswd` (apache2-utils) is
+    /// missing outside CI. Pushes use the same credentials.
+    pub fn start_with_basic_auth(user: &str, password: &str) -> Option<Registry> {
+        Self::start_with(Some((user, password)))
+    }
+
+    fn start_with(basic: Option<(&str, &str)>) -> Option<Registry> {
         let binary = registry_binary()?;
         let dir = tempfile::tempdir().expect("a temporary directory");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let config = format!(
+        let mut config = format!(
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
             dir.path().join("data").display()
         );
+        let mut auth = RegistryAuth::Anonymous;
+        if let Some((user, password)) = basic {
+            let htpasswd =
+                stead_testkit::require_program("htpasswd", "apt-get install apache2-utils, as .ci/run does")?;
+            let out = Command::new(htpasswd).args(["-Bbn", user, password]).output().expect("htpasswd runs");
+            assert!(out.status.success(), "htpasswd failed: {out:?}");
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, &out.stdout).expect("the htpasswd file written");
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: stead-test\n    path: {}\n",
+                file.display()
+            ));
+            auth = RegistryAuth::Basic(user.to_string(), password.to_string());
+        }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).expect("the registry's config written");
         let mut child = Command::new("sh")
@@ -75,7 +102,7 @@ impl Registry {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(Registry { port, _dir: dir, _child: Mutex::new((child, stdin)) })
+        Some(Registry { port, auth, _dir: dir, _child: Mutex::new((child, stdin)) })
     }
 
     /// `127.0.0.1:<port>`.
@@ -93,7 +120,7 @@ impl Registry {
         .expect("a registry client");
         let reference: Reference =
             format!("{}/{repo}:{tag}", self.host()).parse().expect("a valid test reference");
-        let auth = RegistryAuth::Anonymous;
+        let auth = self.auth.clone();
         client.auth(&reference, &auth, RegistryOperation::Push).await.expect("push authorized");
         for blob in image.layers.iter().chain(std::iter::once(&image.config)) {
             client.push_blob(&reference, blob.clone(), &sha256_of(blob)).await.expect("blob pushed");

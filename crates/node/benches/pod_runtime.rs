@@ -133,6 +133,8 @@ fn main() {
             dns_server: None,
             init_program: env!("CARGO_BIN_EXE_stead-container-init").into(),
             init_args: vec![],
+            default_runtime: stead_node::runtime_class::ContainerRuntime::HostProcess,
+            registry_env: stead_node::images::RegistryEnv::Process,
         })
         .await
         .expect("kubelet");

@@ -16,6 +16,10 @@
 //! - Each container instance has a task of its own ([`container`]) that owns the process, and stops
 //!   it: preStop hook, SIGTERM to its process group, the grace period, SIGKILL, and finally a kill of
 //!   everything left in its cgroups, so no process of the pod outlives it.
+//! - A container of an image runtime ([`crate::runtime_class`]) first has its image made present
+//!   by `imagePullPolicy` ([`crate::images`]) on a task of its own ([`pull`]): `ErrImagePull`,
+//!   then `ImagePullBackOff` (10 s doubling to 5 min), `ErrImageNeverPull`, with the kubelet's
+//!   events; the pod stays Pending.
 //! - [`Kubelet::kill_pod`] returns once every process is gone and the sandbox is removed; the last
 //!   status and the logs stay readable until the same name is synced with a new uid.
 //!
@@ -30,16 +34,19 @@
 //! through its event channel, and the handle reads only the snapshot in [`PodShared`].
 
 mod container;
+mod pull;
 mod worker;
 
 use crate::cgroups::Cgroups;
 use crate::env::ObjectLookup;
+use crate::images::{ImageProgress, ImageService, RegistryEnv};
 use crate::init::InitSpec;
 use crate::ipam::{Ipam, IpamError};
 use crate::netlink::{Netlink, NetlinkError, NetnsRef, RtNetlink};
 use crate::pod_files::DnsSettings;
 use crate::preflight::PreflightError;
 use crate::process::{InitProgram, ProcessError};
+use crate::runtime_class::ContainerRuntime;
 use crate::sandbox::{SandboxConfig, SandboxError};
 use crate::syscall::{LinuxSyscall, Syscall};
 use ipnet::Ipv4Net;
@@ -70,6 +77,11 @@ pub struct KubeletConfig {
     pub init_program: PathBuf,
     /// ... and its leading arguments (`--spec <json>` follows).
     pub init_args: Vec<String>,
+    /// How containers of a pod without `runtimeClassName` run ([`crate::runtime_class`]).
+    pub default_runtime: ContainerRuntime,
+    /// Where registry settings come from at each pull ([`crate::images`]); images are stored
+    /// under `<state_dir>/images`.
+    pub registry_env: RegistryEnv,
 }
 
 /// What the kubelet acts on: its syscalls, netlink and the cgroup hierarchies' root.
@@ -161,8 +173,37 @@ pub(crate) struct PodShared {
     pub log_dir: PathBuf,
     /// Per container: the instance number (= its restartCount) of the latest start.
     pub instances: HashMap<String, u32>,
-    /// Per running container: its init spec, for `exec`.
-    pub exec: HashMap<String, InitSpec>,
+    /// Per running container: how to run a command inside it, for `exec`.
+    pub exec: HashMap<String, ExecTarget>,
+}
+
+/// How a command runs inside a running container: through the container init with the
+/// container's spec (a host process), or `runc exec` (an image container).
+#[derive(Clone, Debug)]
+pub(crate) enum ExecTarget {
+    Host(InitSpec),
+    Oci(crate::oci::OciContainer),
+}
+
+impl ExecTarget {
+    /// `argv` inside the container, in a process group of its own, stdin closed.
+    pub fn command(
+        &self,
+        init: &InitProgram,
+        container: &str,
+        argv: &[String],
+    ) -> Result<tokio::process::Command, ProcessError> {
+        match self {
+            ExecTarget::Host(spec) => {
+                init.command(container, &InitSpec { argv: argv.to_vec(), ..spec.clone() })
+            }
+            ExecTarget::Oci(c) => {
+                let mut cmd = c.exec_command(argv);
+                cmd.process_group(0);
+                Ok(cmd)
+            }
+        }
+    }
 }
 
 /// Messages to a pod's worker. `PostStartDone`: the instance's postStart hook succeeded, so it may
@@ -172,6 +213,7 @@ pub(crate) enum PodEvent {
     Exited { container: String, instance: u64, exit: crate::status::Exit },
     Probe { container: String, instance: u64, action: crate::probe::ProbeAction },
     PostStartDone { container: String, instance: u64 },
+    Pulled { container: String, outcome: pull::PullOutcome },
     Stop { grace: Option<Duration> },
 }
 
@@ -191,10 +233,15 @@ pub(crate) struct Inner {
     pub ipam: Mutex<Ipam>,
     pub sandbox: SandboxConfig,
     pub cgroups: Cgroups,
+    /// The cgroup hierarchies' root (runc's pod directories are removed below it).
+    pub cgroup_root: PathBuf,
     pub init: InitProgram,
     pub bridge_ip: Ipv4Addr,
     pub tx: broadcast::Sender<PodStatusUpdate>,
     pub container_events: broadcast::Sender<ContainerEvent>,
+    pub images: ImageService,
+    /// The OCI runtime for image containers, or why there is none (their `CreateContainerError`).
+    pub oci: Result<crate::oci::OciRuntime, String>,
     pods: Mutex<HashMap<(String, String), PodEntry>>,
 }
 
@@ -255,11 +302,18 @@ impl Kubelet {
         };
         let Host { sys, nl, cgroup_root } = host;
         let cgroups = Cgroups::detect(&cgroup_root);
+        let oci = crate::oci::OciRuntime::find(&cfg.state_dir).map_err(|e| e.to_string());
+        if let Ok(runtime) = &oci {
+            // Image containers of a previous run go before their pods' directories.
+            let (runtime, state, sys) = (runtime.clone(), cfg.state_dir.clone(), sys.clone());
+            let _ = tokio::task::spawn_blocking(move || runtime.remove_leftovers(&*sys, &state)).await;
+        }
         recover(&cfg.state_dir, &sys, &*nl, &cgroups, &mut ipam).await;
         crate::sandbox::ensure_bridge(&*nl, &sandbox).await?;
         let (tx, _) = broadcast::channel(1024);
         let (container_events, _) = broadcast::channel(1024);
         let init = InitProgram { program: cfg.init_program.clone(), args: cfg.init_args.clone() };
+        let images = ImageService::new(cfg.state_dir.join("images"), cfg.registry_env.clone());
         Ok(Kubelet {
             inner: Arc::new(Inner {
                 cfg,
@@ -269,10 +323,13 @@ impl Kubelet {
                 ipam: Mutex::new(ipam),
                 sandbox,
                 cgroups,
+                cgroup_root,
                 init,
                 bridge_ip,
                 tx,
                 container_events,
+                images,
+                oci,
                 pods: Mutex::new(HashMap::new()),
             }),
         })
@@ -375,6 +432,11 @@ impl Kubelet {
         self.inner.container_events.subscribe()
     }
 
+    /// Every image pull's progress (layers and bytes), for docker-pull-like lines.
+    pub fn subscribe_pulls(&self) -> broadcast::Receiver<ImageProgress> {
+        self.inner.images.subscribe()
+    }
+
     /// The live log file of a container (`previous`: the instance before the last restart), in the
     /// format of [`crate::logs`]. `None` when the container has not run (or has no previous run).
     pub fn log_path(&self, namespace: &str, pod: &str, container: &str, previous: bool) -> Option<PathBuf> {
@@ -404,12 +466,11 @@ impl Kubelet {
             .get(&(namespace.to_owned(), pod.to_owned()))
             .ok_or(KubeletError::NoPod { pod: pref.clone() })?;
         let shared = lock(&e.shared);
-        let spec = shared
+        let target = shared
             .exec
             .get(container)
             .ok_or_else(|| KubeletError::NotRunning { pod: pref, container: container.to_owned() })?;
-        let spec = InitSpec { argv: argv.to_vec(), ..spec.clone() };
-        Ok(self.inner.init.command(container, &spec)?)
+        Ok(target.command(&self.inner.init, container, argv)?)
     }
 
     /// Stops every pod (in parallel, gracefully), then removes the bridge if no pod is left.
@@ -516,6 +577,8 @@ mod tests {
             dns_server: None,
             init_program: "/bin/true".into(),
             init_args: vec![],
+            default_runtime: ContainerRuntime::Image,
+            registry_env: RegistryEnv::Process,
         };
         let e = rt.block_on(Kubelet::start(cfg)).unwrap_err();
         assert!(e.to_string().contains("sudo stead up"), "{e}");

@@ -31,7 +31,8 @@
 //! - the pod loop: [`kubelet`] ([`kubelet::Kubelet`], the engine's handle), [`prober`] (probe and hook
 //!   transports), [`cgroups`] (limits, OOM, kill-all);
 //! - kubelet rules: [`expand`], [`env`](mod@env) (with [`quantity`]), [`backoff`], [`probe`], [`lifecycle`],
-//!   [`status`], [`host_process`];
+//!   [`status`], [`host_process`], [`runtime_class`] (image or host process per container);
+//! - images: [`images`] (pull policy, one pull per image at a time, progress) over `stead-image`;
 //! - sandbox: [`preflight`], [`syscall`], [`netlink`], [`ipam`], [`pod_files`], [`volumes`], [`sandbox`];
 //! - processes: [`init`] (the container init, run as `stead-container-init --spec <json>` or through
 //!   [`init::init_main`] from another binary), [`process`]
@@ -45,6 +46,7 @@ pub mod env;
 pub mod expand;
 mod fsutil;
 pub mod host_process;
+pub mod images;
 pub mod init;
 pub mod ipam;
 pub mod kubelet;
@@ -57,6 +59,7 @@ pub mod preflight;
 pub mod probe;
 pub mod prober;
 pub mod process;
+pub mod runtime_class;
 pub use stead_quantity as quantity;
 pub mod sandbox;
 pub mod status;

@@ -41,6 +41,8 @@ fn config(state: &Path, script: &str) -> KubeletConfig {
         init_program: "/bin/sh".into(),
         // `sh -c <script> init --spec <json>`: the spec lands in $1 and $2, unused.
         init_args: vec!["-c".into(), script.into(), "init".into()],
+        default_runtime: stead_node::runtime_class::ContainerRuntime::HostProcess,
+        registry_env: stead_node::images::RegistryEnv::Process,
     }
 }
 

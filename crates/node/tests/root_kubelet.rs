@@ -39,6 +39,9 @@ fn config(state: &Path, n: u8) -> KubeletConfig {
         dns_server: None,
         init_program: INIT.into(),
         init_args: vec![],
+        // These tests run host programs.
+        default_runtime: stead_node::runtime_class::ContainerRuntime::HostProcess,
+        registry_env: stead_node::images::RegistryEnv::Process,
     }
 }
 

@@ -1,10 +1,12 @@
 //! `stead image pull|ls|inspect|rm|prune|load`: the image store under `<state-dir>/images`
 //! (stead-image does the work; this module parses, prints and guards the state directory).
 //!
-//! Not wired yet: which pods use each image (the engine does not run containers from images
-//! yet). Until it does, `rm` and `prune` refuse while an engine (`up` or `daemon`) holds the
-//! state directory, and `ls` has no column of pods.
+//! `ls` asks the engine running on the state directory, if any, which pods run from each image
+//! (a PODS column; without an engine, no pod does). `rm` and `prune` still refuse while an
+//! engine (`up` or `daemon`) holds the state directory: a pull in flight has content no
+//! reference names yet, which they would delete.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -41,8 +43,8 @@ pub enum ImageCommand {
         /// The image (alpine:3.20 is docker.io/library/alpine:3.20; NAME@sha256:... pins a digest)
         name: String,
     },
-    /// List images: repository, tag, image id, created, size (which pods use each: not known
-    /// here yet, the engine does not run images)
+    /// List images: repository, tag, image id, created, size, and the pods that run from each
+    /// when an engine runs on the state directory
     #[command(visible_alias = "list")]
     Ls {
         /// Print image ids only
@@ -281,6 +283,54 @@ pub fn created_ago(created: Option<&str>, now: Timestamp) -> String {
     }
 }
 
+/// Which pods run from each image (normalized reference, or `name@digest` for a pinned one →
+/// `namespace/pod`), given the engine's pods: containers of an image runtime only (a host
+/// process uses no image; `default` is the engine's runtime for pods that name no class). Pure.
+pub fn image_users(
+    pods: &[serde_json::Value],
+    default: stead_node::runtime_class::ContainerRuntime,
+) -> BTreeMap<String, BTreeSet<String>> {
+    let mut users: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for value in pods {
+        let Ok(pod) = serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(value.clone()) else {
+            continue;
+        };
+        let who = format!(
+            "{}/{}",
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+            pod.metadata.name.as_deref().unwrap_or("")
+        );
+        let spec = pod.spec.clone().unwrap_or_default();
+        for c in spec.init_containers.iter().flatten().chain(spec.containers.iter()) {
+            let runtime = stead_node::runtime_class::container_runtime(&pod, &c.name, default);
+            if runtime != Ok(stead_node::runtime_class::ContainerRuntime::Image) {
+                continue;
+            }
+            if let Some(r) = c.image.as_deref().and_then(|i| ImageRef::parse(i).ok()) {
+                users.entry(r.to_string()).or_default().insert(who.clone());
+            }
+        }
+    }
+    users
+}
+
+/// [`image_users`] of the engine running on `state`, or `None` when none answers.
+fn pods_by_image(state: &Path) -> Option<BTreeMap<String, BTreeSet<String>>> {
+    let socket = stead_engine::daemon::socket_path(state);
+    if !socket.exists() {
+        return None;
+    }
+    let client = super::client::Client::new(socket);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    let (status, body) = rt.block_on(client.call(hyper::Method::GET, "/api/pods", None)).ok()?;
+    if !status.is_success() {
+        return None;
+    }
+    let reply: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    let pods = reply["items"].as_array().map(Vec::as_slice).unwrap_or_default();
+    Some(image_users(pods, stead_engine::local::DEFAULT_RUNTIME))
+}
+
 fn ls(state: &Path, quiet: bool, digests: bool) -> anyhow::Result<i32> {
     let store = open_store(state)?;
     let images = manage::list(&store)?;
@@ -299,6 +349,11 @@ fn ls(state: &Path, quiet: bool, digests: bool) -> anyhow::Result<i32> {
         header.push("DIGEST");
     }
     header.extend(["IMAGE ID", "CREATED", "SIZE"]);
+    // Which pods use each image, when an engine runs here (without one, none does).
+    let users = pods_by_image(state);
+    if users.is_some() {
+        header.push("PODS");
+    }
     let mut rows = vec![header.into_iter().map(str::to_string).collect::<Vec<_>>()];
     for image in &images {
         let mut row = vec![image.repository.clone(), image.tag.clone().unwrap_or_else(|| "<none>".into())];
@@ -310,6 +365,13 @@ fn ls(state: &Path, quiet: bool, digests: bool) -> anyhow::Result<i32> {
             created_ago(image.created.as_deref(), now),
             human_size(image.size),
         ]);
+        if let Some(users) = &users {
+            let pinned = format!("{}@{}", image.repository, image.digest);
+            let pods: BTreeSet<&String> =
+                [&image.reference, &pinned].iter().filter_map(|r| users.get(*r)).flatten().collect();
+            let pods: Vec<&str> = pods.into_iter().map(String::as_str).collect();
+            row.push(if pods.is_empty() { "<none>".to_string() } else { pods.join(",") });
+        }
         rows.push(row);
     }
     print!("{}", align(&rows));
@@ -398,6 +460,36 @@ fn load(state: &Path, input: Option<&Path>) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pods_use_the_images_their_image_containers_run() {
+        let pods = vec![
+            serde_json::json!({"metadata": {"name": "web-0", "namespace": "shop",
+                "annotations": {"stead.io/host-process-containers": "stead"}}, "spec": {
+                "runtimeClassName": "",
+                "initContainers": [{"name": "stead", "image": "ghcr.io/x/stead:1"}],
+                "containers": [{"name": "app", "image": "alpine:3.20"}],
+            }}),
+            // Host processes use no image.
+            serde_json::json!({"metadata": {"name": "tool", "namespace": "shop"}, "spec": {
+                "runtimeClassName": "stead-host-process",
+                "containers": [{"name": "app", "image": "alpine:3.20"}],
+            }}),
+            serde_json::json!({"metadata": {"name": "db-0"}, "spec": {
+                "runtimeClassName": "none-such",
+                "containers": [{"name": "db", "image": "postgres:16"}],
+            }}),
+        ];
+        use stead_node::runtime_class::ContainerRuntime;
+        let users = image_users(&pods, ContainerRuntime::Image);
+        let expected = BTreeMap::from([(
+            "docker.io/library/alpine:3.20".to_string(),
+            BTreeSet::from(["shop/web-0".to_string()]),
+        )]);
+        assert_eq!(users, expected);
+        // With host processes as the default, a pod without a class uses no image.
+        assert_eq!(image_users(&pods, ContainerRuntime::HostProcess), BTreeMap::new());
+    }
 
     #[test]
     fn sizes_as_docker_prints_them() {

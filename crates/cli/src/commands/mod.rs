@@ -10,6 +10,7 @@ pub mod kubectl;
 pub mod logs;
 mod operator;
 mod proxy;
+mod pull_progress;
 mod render;
 pub mod rollout;
 pub mod state;

@@ -105,6 +105,8 @@ async fn up(args: &UpArgs, manifests: Vec<stead_api::Manifest>) -> anyhow::Resul
         Ok(local) => local,
         Err(code) => return Ok(code),
     };
+    let mut pulls = local.runtime().image_pulls();
+    let mut pull_lines = super::pull_progress::PullLines::default();
     let applied = match local.apply(&manifests) {
         Ok(applied) => applied,
         Err(e) => {
@@ -151,6 +153,9 @@ async fn up(args: &UpArgs, manifests: Vec<stead_api::Manifest>) -> anyhow::Resul
             _ = tokio::time::sleep(Duration::from_millis(150)) => {}
         }
         progress.show(&local, &keys, &out);
+        if let Some(pulls) = pulls.as_mut() {
+            progress.pulls(pulls, &mut pull_lines, &out);
+        }
         if !args.no_logs {
             logs.follow(&local, &keys, &out);
         }
@@ -284,6 +289,34 @@ impl Progress {
             }
             keep
         });
+    }
+
+    /// Image pulls: a spinner line per image on a terminal while it is pulled, then one line
+    /// with its layers and bytes (the only line when stdout is not a terminal).
+    fn pulls(
+        &mut self,
+        rx: &mut tokio::sync::broadcast::Receiver<stead_engine::runtime::ImageProgress>,
+        lines: &mut super::pull_progress::PullLines,
+        out: &Output,
+    ) {
+        use tokio::sync::broadcast::error::TryRecvError;
+        loop {
+            let p = match rx.try_recv() {
+                Ok(p) => p,
+                Err(TryRecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            };
+            let line = lines.event(&p.reference, &p.progress);
+            let name = format!("image/{}", line.reference);
+            if line.complete {
+                if let Some(spinner) = self.spinners.remove(&name) {
+                    spinner.finish_and_clear();
+                }
+                out.note(&line.text);
+            } else if let Some(bars) = &out.bars {
+                self.spinner(bars, &name).set_message(line.text);
+            }
+        }
     }
 
     /// Takes the spinners off the terminal (before the lines of a stop).

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use stead_node::runtime_class::HOST_PROCESS_ANNOTATION;
 
 /// How the local engine runs what Kubernetes would pull as an image (host-process mode).
 #[derive(Clone, Debug, Default)]
@@ -22,16 +23,20 @@ pub struct LocalImages {
 }
 
 impl LocalImages {
-    /// The pod as the runtime runs it. The stored pod stays exactly as rendered.
+    /// The pod as the runtime runs it: the sidecar's containers run this binary as host
+    /// processes (named in the annotation [`HOST_PROCESS_ANNOTATION`]). The stored pod stays
+    /// exactly as rendered.
     pub fn localize(&self, mut pod: Value) -> Value {
         let Some((repo, exe)) = &self.stead else { return pod };
         let Some(containers) = pod["spec"]["containers"].as_array_mut() else { return pod };
+        let mut host_processes = Vec::new();
         for c in containers {
             let image = c["image"].as_str().unwrap_or_default();
             let repository = image.rsplit_once(':').map_or(image, |(repo, _)| repo);
             if repository != repo {
                 continue;
             }
+            host_processes.push(c["name"].as_str().unwrap_or_default().to_owned());
             match c["command"].as_array_mut() {
                 Some(command) if !command.is_empty() => {
                     if command[0] == "stead" {
@@ -39,6 +44,22 @@ impl LocalImages {
                     }
                 }
                 _ => c["command"] = json!([exe, "proxy"]),
+            }
+        }
+        if !host_processes.is_empty() {
+            let listed = pod["metadata"]["annotations"][HOST_PROCESS_ANNOTATION].as_str().unwrap_or_default();
+            let names: Vec<&str> = listed
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .chain(host_processes.iter().map(String::as_str))
+                .collect();
+            let joined = names.join(",");
+            if let Some(meta) = pod["metadata"].as_object_mut() {
+                let annotations = meta.entry("annotations").or_insert_with(|| json!({}));
+                if let Some(a) = annotations.as_object_mut() {
+                    a.insert(HOST_PROCESS_ANNOTATION.into(), json!(joined));
+                }
             }
         }
         pod
@@ -208,4 +229,39 @@ fn describe(pod: &Value) -> String {
         meta_str(pod, "namespace").unwrap_or_default(),
         meta_str(pod, "name").unwrap_or_default()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sidecar_runs_this_binary_as_a_host_process() {
+        let images = LocalImages { stead: Some(("ghcr.io/x/stead".into(), "/usr/bin/stead".into())) };
+        let pod = json!({
+            "metadata": {"name": "p", "annotations": {HOST_PROCESS_ANNOTATION: "tool"}},
+            "spec": {"containers": [
+                {"name": "app", "image": "shop:1"},
+                {"name": "stead", "image": "ghcr.io/x/stead:0.1"},
+            ]},
+        });
+        let local = images.localize(pod);
+        assert_eq!(local["metadata"]["annotations"][HOST_PROCESS_ANNOTATION], json!("tool,stead"));
+        assert_eq!(local["spec"]["containers"][1]["command"], json!(["/usr/bin/stead", "proxy"]));
+        assert_eq!(local["spec"]["containers"][0].get("command"), None);
+        let typed = typed_pod(&local).expect("a pod");
+        let runtime = |c| {
+            stead_node::runtime_class::container_runtime(
+                &typed,
+                c,
+                stead_node::runtime_class::ContainerRuntime::Image,
+            )
+        };
+        assert_eq!(runtime("stead"), Ok(stead_node::runtime_class::ContainerRuntime::HostProcess));
+        assert_eq!(runtime("app"), Ok(stead_node::runtime_class::ContainerRuntime::Image));
+        // A pod without the sidecar is left alone.
+        let plain =
+            json!({"metadata": {"name": "q"}, "spec": {"containers": [{"name": "app", "image": "shop:1"}]}});
+        assert_eq!(images.localize(plain.clone()), plain);
+    }
 }

@@ -1,9 +1,8 @@
 //! One container instance: a task that owns its process and stops it, and a task that runs its
 //! probes. Both report to the pod's worker.
 
-use super::{ContainerEvent, Inner, PodEvent};
+use super::{ContainerEvent, ExecTarget, Inner, PodEvent};
 use crate::cgroups::ContainerCgroup;
-use crate::init::InitSpec;
 use crate::probe::{ContainerProbes, ProbeAction, ProbeKind};
 use crate::prober::{self, Outcome};
 use crate::process::ContainerProcess;
@@ -45,7 +44,7 @@ pub(super) struct PodRef {
 
 impl PodRef {
     /// Publishes an event about `container` (nobody listening is fine).
-    fn record(&self, k: &Inner, container: &str, warning: bool, reason: &str, message: String) {
+    pub(super) fn record(&self, k: &Inner, container: &str, warning: bool, reason: &str, message: String) {
         let _ = k.container_events.send(ContainerEvent {
             namespace: self.namespace.clone(),
             name: self.name.clone(),
@@ -66,7 +65,7 @@ pub(super) struct Ctx {
     pub process: ContainerProcess,
     pub cgroup: ContainerCgroup,
     pub oom_before: u64,
-    pub spec: InitSpec,
+    pub spec: ExecTarget,
     pub probes: ContainerProbes,
     pub pod_ip: Ipv4Addr,
     /// The pod's termination grace period (for a stop after a failed postStart hook).
@@ -96,10 +95,32 @@ async fn run(mut ctx: Ctx, stop: oneshot::Receiver<StopRequest>, probe_task: tok
     let mut exited = false;
     let mut stop_open = true;
     let mut request = None;
+    // An image container counts as created once runc runs its program: until then `runc exec`
+    // (hooks, probes, `exec`) finds no container.
+    if let ExecTarget::Oci(oci) = &ctx.spec {
+        tokio::select! {
+            () = oci_running(oci) => {}
+            _ = ctx.process.exited() => exited = true,
+            req = &mut stop => {
+                stop_open = false;
+                request = req;
+            }
+        }
+        let hook = ctx.container.lifecycle.as_ref().is_some_and(|l| l.post_start.is_some());
+        if !exited && request.is_none() && !hook {
+            let _ = ctx.events.send(PodEvent::PostStartDone {
+                container: ctx.container.name.clone(),
+                instance: ctx.instance,
+            });
+        }
+    }
     // postStart runs right after the start; the worker reports the container Waiting
     // (ContainerCreating) until it succeeds, then Running from the process's start. A failure kills
     // the container (the kubelet's FailedPostStartHook), which then restarts per the restart policy.
-    if let Some(hook) = ctx.container.lifecycle.as_ref().and_then(|l| l.post_start.clone()) {
+    if let Some(hook) = ctx.container.lifecycle.as_ref().and_then(|l| l.post_start.clone())
+        && !exited
+        && request.is_none()
+    {
         let hook_run = run_hook(&ctx.k, &ctx.container, &hook, &ctx.spec, ctx.pod_ip, ctx.grace);
         tokio::select! {
             outcome = hook_run => match outcome.filter(|o| o.result == crate::probe::ProbeResult::Failure) {
@@ -154,10 +175,19 @@ async fn run(mut ctx: Ctx, stop: oneshot::Receiver<StopRequest>, probe_task: tok
         let _ = ctx.process.signal(&*ctx.k.sys, Signal::SIGKILL);
     }
     let exit = ctx.process.wait().await.unwrap_or(Exit::Code(-1));
+    // An image container killed by SIGKILL exits `runc run` with 137.
     let exit = match exit {
-        Exit::Signal(9) if ctx.cgroup.oom_kills() > ctx.oom_before => Exit::OomKilled,
+        Exit::Signal(9) | Exit::Code(137) if ctx.cgroup.oom_kills() > ctx.oom_before => Exit::OomKilled,
         other => other,
     };
+    if let ExecTarget::Oci(oci) = &ctx.spec {
+        // The stopped container and its root file system go with the instance.
+        let (oci, k) = (oci.clone(), ctx.k.clone());
+        let removed = tokio::task::spawn_blocking(move || oci.remove(&*k.sys)).await;
+        if let Ok(Err(e)) = removed {
+            eprintln!("stead-node: container {:?}: {e}", ctx.container.name);
+        }
+    }
     // The OOM count is read above, before the directories go; a process that joined since the kill
     // (an exec session starting) is killed too.
     let (cg, sys) = (ctx.cgroup.clone(), ctx.k.sys.clone());
@@ -183,13 +213,32 @@ struct Prober {
     pod: PodRef,
     c: Container,
     instance: u64,
-    spec: InitSpec,
+    spec: ExecTarget,
     pod_ip: Ipv4Addr,
     events: mpsc::UnboundedSender<PodEvent>,
 }
 
+/// Returns once runc reports the container past `created` (running, or already stopped), or
+/// when runc cannot say. While `runc run` has not made it yet, it waits; callers also watch the
+/// process, which ends if runc fails.
+async fn oci_running(oci: &crate::oci::OciContainer) {
+    loop {
+        let (runtime, id) = (oci.runtime.clone(), oci.id.clone());
+        let state = tokio::task::spawn_blocking(move || runtime.state(&id)).await;
+        match state {
+            Ok(Ok(None)) => {}
+            Ok(Ok(Some(s))) if s.status == "created" => {}
+            _ => return,
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn probe_loop(p: Prober, mut probes: ContainerProbes) {
     let Prober { k, pod, c, instance, spec, pod_ip, events } = p;
+    if let ExecTarget::Oci(oci) = &spec {
+        oci_running(oci).await;
+    }
     while let Some(next) = probes.next_due() {
         tokio::time::sleep_until(next.into()).await;
         for kind in probes.due(Instant::now()) {
@@ -222,18 +271,17 @@ async fn probe_loop(p: Prober, mut probes: ContainerProbes) {
 fn exec_command(
     k: &Inner,
     c: &Container,
-    spec: &InitSpec,
+    spec: &ExecTarget,
     command: &[String],
 ) -> Option<tokio::process::Command> {
-    let spec = InitSpec { argv: command.to_vec(), ..spec.clone() };
-    k.init.command(&c.name, &spec).ok()
+    spec.command(&k.init, &c.name, command).ok()
 }
 
 async fn run_probe(
     k: &Inner,
     c: &Container,
     probe: &Probe,
-    spec: &InitSpec,
+    spec: &ExecTarget,
     pod_ip: Ipv4Addr,
     timeout: Duration,
 ) -> Outcome {
@@ -264,7 +312,7 @@ async fn run_hook(
     k: &Inner,
     c: &Container,
     hook: &LifecycleHandler,
-    spec: &InitSpec,
+    spec: &ExecTarget,
     pod_ip: Ipv4Addr,
     limit: Duration,
 ) -> Option<Outcome> {

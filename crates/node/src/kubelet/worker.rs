@@ -1,14 +1,16 @@
 //! One pod's worker task: sandbox, container starts in the order [`PodLifecycle`] gives, events from
 //! container and probe tasks, status, and the final teardown.
 
-use super::container::{self, ContainerHandle, StopRequest};
-use super::{Inner, PodEvent, PodShared, PodStatusUpdate, lock};
+use super::container::{self, ContainerHandle, PodRef, StopRequest};
+use super::pull::{self, Pulls};
+use super::{ExecTarget, Inner, PodEvent, PodShared, PodStatusUpdate, lock};
 use crate::backoff::{CreateBackoff, Retry};
 use crate::env::{EnvContext, ObjectLookup, resolve_env};
 use crate::lifecycle::{Event, PodLifecycle};
 use crate::logs::{LogConfig, LogWriter, wall_now};
 use crate::probe::{ContainerProbes, ProbeAction};
 use crate::quantity::Quantity;
+use crate::runtime_class::ContainerRuntime;
 use crate::sandbox::{self, SandboxPlan};
 use crate::status::{Observed, waiting_state};
 use k8s_openapi::api::core::v1::{Container, Pod, PodCondition, PodStatus};
@@ -18,6 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use stead_image::pull::Image;
 use tokio::sync::{mpsc, watch};
 
 /// The condition type that reports limits the machine cannot enforce.
@@ -70,6 +73,7 @@ pub(super) fn prepare(
     for c in containers(&pod) {
         ContainerProbes::new(c, Instant::now()).map_err(|e| e.to_string())?;
         memory_limit(c)?;
+        crate::images::validate_pull_policy(c)?;
     }
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let shared = Arc::new(Mutex::new(PodShared {
@@ -77,6 +81,12 @@ pub(super) fn prepare(
         ..Default::default()
     }));
     Ok(Prepared { pod, lookup, lifecycle, shared })
+}
+
+/// How a container runs, decided at its start.
+enum Stage {
+    HostProcess,
+    Image(Arc<Image>),
 }
 
 /// A container that could not be created: the kubelet's Waiting reason and message, and the
@@ -114,6 +124,7 @@ struct Worker {
     running: HashMap<String, Running>,
     starts: HashMap<String, u32>,
     start_errors: BTreeMap<String, StartError>,
+    pulls: Pulls,
     limit_notes: BTreeMap<String, String>,
     sandbox_error: Option<String>,
     start_time: Timestamp,
@@ -142,6 +153,7 @@ pub(super) fn spawn(k: Arc<Inner>, p: Prepared) -> (mpsc::UnboundedSender<PodEve
         running: HashMap::new(),
         starts: HashMap::new(),
         start_errors: BTreeMap::new(),
+        pulls: Pulls::default(),
         limit_notes: BTreeMap::new(),
         sandbox_error: None,
         start_time: wall_now(),
@@ -217,12 +229,15 @@ impl Worker {
                 for name in self.lifecycle.due(now) {
                     if self.running.contains_key(&name)
                         || self.start_errors.get(&name).is_some_and(|e| e.backoff.in_backoff(now))
+                        || self.pulls.busy(&name, now)
                     {
                         continue;
                     }
                     self.start_container(&name);
                 }
             }
+            let pod = self.pod_ref();
+            self.pulls.report_backoffs(&self.k, &pod, Instant::now());
             self.publish();
             if self.lifecycle.stopping() && self.running.is_empty() {
                 return;
@@ -233,6 +248,7 @@ impl Worker {
                 .next_wakeup()
                 .into_iter()
                 .chain(self.start_errors.values().filter_map(|e| e.backoff.retry_at()))
+                .chain(self.pulls.next_wakeup())
                 .filter(|_| !self.lifecycle.stopping())
                 .min()
                 .map_or(now + Duration::from_secs(3600), |w| w.max(now + Duration::from_millis(5)));
@@ -288,7 +304,17 @@ impl Worker {
                     self.lifecycle.set_started(&container, started);
                 }
             }
+            PodEvent::Pulled { container, outcome } => {
+                let image = self.container(&container).and_then(|c| c.image).unwrap_or_default();
+                let pod = self.pod_ref();
+                self.pulls.finish(&self.k, &pod, &container, &image, outcome);
+                if self.pulls.waiting(&container, Instant::now()).is_some() {
+                    // The pull's failure is what the container waits for now.
+                    self.start_errors.remove(&container);
+                }
+            }
             PodEvent::Stop { grace } => {
+                self.pulls.cancel_all();
                 let grace = grace.unwrap_or_else(|| self.pod_grace());
                 let grace = self.stop_grace.map_or(grace, |g| g.min(grace));
                 self.stop_grace = Some(grace);
@@ -300,11 +326,44 @@ impl Worker {
         }
     }
 
-    /// Starts a container; one that cannot be created waits with the reason, and is tried again
-    /// on its back-off (the pod stays Pending, as the kubelet keeps it), each failure an event.
+    fn pod_ref(&self) -> PodRef {
+        PodRef { namespace: self.ns.clone(), name: self.name.clone(), uid: self.uid.clone() }
+    }
+
+    /// The image of a container of an image runtime, once pulled for this start; `Ok(None)`
+    /// while its pull runs (started here when none does); `HostProcess` needs none.
+    fn image_stage(&mut self, name: &str) -> Result<Option<Stage>, (&'static str, String)> {
+        let c = self
+            .container(name)
+            .ok_or_else(|| ("CreateContainerConfigError", format!("container {name:?} is not in the pod")))?;
+        let runtime = crate::runtime_class::container_runtime(&self.pod, name, self.k.cfg.default_runtime)
+            .map_err(|e| ("CreateContainerConfigError", e.to_string()))?;
+        if runtime == ContainerRuntime::HostProcess {
+            return Ok(Some(Stage::HostProcess));
+        }
+        if let Some(image) = self.pulls.take_ready(name) {
+            return Ok(Some(Stage::Image(image)));
+        }
+        let (image, policy) = crate::images::pull_policy(&c).map_err(|e| ("InvalidImageName", e))?;
+        let secrets = pull::pull_secrets(&self.pod, &*self.lookup);
+        let pod = self.pod_ref();
+        let text = c.image.clone().unwrap_or_default();
+        self.pulls.begin(&self.k, &pod, name, &text, image, policy, secrets, self.tx.clone());
+        Ok(None)
+    }
+
+    /// Starts a container (after its image's pull); one that cannot be created waits with the
+    /// reason, and is tried again on its back-off (the pod stays Pending, as the kubelet keeps
+    /// it), each failure an event.
     fn start_container(&mut self, name: &str) {
-        match self.try_start(name) {
-            Ok(()) => {
+        let started = self.image_stage(name).and_then(|stage| match stage {
+            None => Ok(false),
+            Some(Stage::HostProcess) => self.try_start(name, None).map(|()| true),
+            Some(Stage::Image(image)) => self.try_start(name, Some(image)).map(|()| true),
+        });
+        match started {
+            Ok(false) => {}
+            Ok(true) => {
                 self.start_errors.remove(name);
             }
             Err((reason, message)) => {
@@ -325,7 +384,7 @@ impl Worker {
                 entry.reason = reason;
                 entry.message = message;
                 let retry = match reason {
-                    "CreateContainerConfigError" => Retry::Steady,
+                    "CreateContainerConfigError" | "InvalidImageName" => Retry::Steady,
                     _ => Retry::Doubling,
                 };
                 entry.backoff.record_failure(Instant::now(), retry);
@@ -333,7 +392,7 @@ impl Worker {
         }
     }
 
-    fn try_start(&mut self, name: &str) -> Result<(), (&'static str, String)> {
+    fn try_start(&mut self, name: &str, image: Option<Arc<Image>>) -> Result<(), (&'static str, String)> {
         let config_err = |e: String| ("CreateContainerConfigError", e);
         let c = self
             .container(name)
@@ -341,12 +400,21 @@ impl Worker {
         let plan = self.plan.as_ref().ok_or_else(|| config_err("the pod has no sandbox".into()))?;
         let env = resolve_env(&self.pod, &c, &self.env_ctx(), &*self.lookup)
             .map_err(|e| config_err(e.to_string()))?;
-        // A container without a command cannot be created in host-process mode (the kubelet's
-        // `CreateContainerError` for an image with no entrypoint).
-        let exec = crate::host_process::exec_spec(&self.pod, &c, &env)
-            .map_err(|e| ("CreateContainerError", e.to_string()))?;
         let mounts = sandbox::container_mounts(plan, &c, &env).map_err(|e| config_err(e.to_string()))?;
         let limit = memory_limit(&c).map_err(config_err)?;
+        // A host-process container without a command cannot be created (the kubelet's
+        // `CreateContainerError` for an image with no entrypoint).
+        let host_exec = match &image {
+            None => Some(
+                crate::host_process::exec_spec(&self.pod, &c, &env)
+                    .map_err(|e| ("CreateContainerError", e.to_string()))?,
+            ),
+            Some(_) => None,
+        };
+        let oci = match &image {
+            Some(_) => Some(self.k.oci.clone().map_err(|e| ("CreateContainerError", e))?),
+            None => None,
+        };
         let cg = if self.k.cgroups.any() {
             self.k
                 .cgroups
@@ -359,33 +427,65 @@ impl Worker {
             Some(note) => self.limit_notes.insert(name.to_owned(), format!("container {name:?}: {note}")),
             None => self.limit_notes.remove(name),
         };
-        let spec = crate::init::InitSpec {
-            netns: Some(plan.netns_path.clone()),
-            uts: Some(plan.uts_path.clone()),
-            mounts,
-            argv: exec.argv,
-            env: exec.env,
-            working_dir: exec.working_dir.map(Into::into),
-            cgroups: cg.dirs().cloned().collect(),
-        };
         let instance_no = self.starts.get(name).copied().unwrap_or(0);
         let log_dir = lock(&self.shared).log_dir.join(name);
         let log = LogWriter::open(&log_dir, instance_no, LogConfig::default())
             .map_err(|e| ("RunContainerError", e.to_string()))?;
         let oom_before = cg.oom_kills();
-        let proc = crate::process::spawn_with(name, &self.k.init, &spec, log)
-            .map_err(|e| ("RunContainerError", e.to_string()))?;
-        // The init joins its cgroups before anything else, but the start is reported only once
-        // the process is surely counted there (a runtime killed right now must find it).
-        if let Err(e) = cg.adopt(proc.pid()) {
-            eprintln!("stead-node: container {name:?}: {e}");
-        }
+        let (proc, spec) = match (image, oci, host_exec) {
+            (Some(image), Some(runtime), _) => {
+                let cgroups_path = cg.dirs().next().map(|_| crate::oci::cgroups_path(&self.uid, name));
+                let req = crate::oci::CreateRequest {
+                    pod: &self.pod,
+                    container: &c,
+                    image: &image.config,
+                    layers: &image.layers,
+                    env: &env,
+                    sandbox: plan,
+                    mounts: &mounts,
+                    cgroups_path: cgroups_path.as_deref(),
+                    memory_limit: limit,
+                    instance: instance_no,
+                };
+                let created = crate::oci::create(&*self.k.sys, &runtime, &req)
+                    .map_err(|e| (e.reason(), e.to_string()))?;
+                // runc puts the container into its cgroups itself.
+                let proc = created.spawn(log).map_err(|e| {
+                    let _ = created.remove(&*self.k.sys);
+                    ("RunContainerError", e.to_string())
+                })?;
+                (proc, ExecTarget::Oci(created))
+            }
+            (_, _, Some(exec)) => {
+                let spec = crate::init::InitSpec {
+                    netns: Some(plan.netns_path.clone()),
+                    uts: Some(plan.uts_path.clone()),
+                    mounts,
+                    argv: exec.argv,
+                    env: exec.env,
+                    working_dir: exec.working_dir.map(Into::into),
+                    cgroups: cg.dirs().cloned().collect(),
+                };
+                let proc = crate::process::spawn_with(name, &self.k.init, &spec, log)
+                    .map_err(|e| ("RunContainerError", e.to_string()))?;
+                // The init joins its cgroups before anything else, but the start is reported only
+                // once the process is surely counted there (a runtime killed right now must find it).
+                if let Err(e) = cg.adopt(proc.pid()) {
+                    eprintln!("stead-node: container {name:?}: {e}");
+                }
+                (proc, ExecTarget::Host(spec))
+            }
+            _ => return Err(("CreateContainerError", format!("container {name:?}: nothing to run"))),
+        };
         self.seq += 1;
         let instance = self.seq;
         self.starts.insert(name.to_owned(), instance_no + 1);
         self.lifecycle.record(name, Event::Started, Instant::now(), wall_now());
         let probes = ContainerProbes::new(&c, Instant::now()).map_err(|e| config_err(e.to_string()))?;
-        let post_start = c.lifecycle.as_ref().is_some_and(|l| l.post_start.is_some());
+        // An image container is Waiting (ContainerCreating) until runc runs its program, as one
+        // with a postStart hook is until the hook succeeds (the container task reports both).
+        let post_start = c.lifecycle.as_ref().is_some_and(|l| l.post_start.is_some())
+            || matches!(spec, ExecTarget::Oci(_));
         self.lifecycle.set_started(name, probes.started() && !post_start);
         self.lifecycle.set_ready(name, probes.ready());
         let started_after_hook = probes.started();
@@ -429,10 +529,16 @@ impl Worker {
                 o.started = false;
             }
         }
-        for (name, error) in &self.start_errors {
+        let waiting = self
+            .start_errors
+            .iter()
+            .map(|(name, e)| (name, (e.reason, e.message.clone())))
+            .chain(containers(&self.pod).filter_map(|c| Some((&c.name, self.pulls.waiting(&c.name, now)?))))
+            .collect::<Vec<_>>();
+        for (name, (reason, message)) in waiting {
             let prev = obs.containers.get(name);
             let o = Observed {
-                state: waiting_state(error.reason, Some(error.message.clone())),
+                state: waiting_state(reason, Some(message)),
                 last_state: prev.and_then(|p| p.last_state.clone()),
                 restart_count: prev.map_or(0, |p| p.restart_count),
                 ready: false,
@@ -485,7 +591,16 @@ impl Worker {
     /// address.
     async fn teardown(&mut self) {
         let (cg, sys, uid) = (self.k.cgroups.clone(), self.k.sys.clone(), self.uid.clone());
-        let _ = tokio::task::spawn_blocking(move || cg.kill_pod(&*sys, &uid)).await;
+        let root = self.k.cgroup_root.clone();
+        let ran_images = self.k.oci.is_ok();
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = cg.kill_pod(&*sys, &uid);
+            // runc made the containers' cgroups in every hierarchy, and leaves the pod's.
+            if ran_images && let Err(e) = crate::oci::remove_pod_cgroups(&root, &uid) {
+                eprintln!("stead-node: {e}");
+            }
+        })
+        .await;
         if let Some(plan) = self.plan.take() {
             if let Err(e) = sandbox::teardown(&*self.k.sys, &*self.k.nl, &plan).await {
                 eprintln!("stead-node: {e}");
