@@ -2,8 +2,10 @@
 //! layers), or as a host process (its `command` on the host's filesystem inside the pod sandbox,
 //! [`crate::host_process`]).
 //!
-//! Kubernetes chooses a runtime with `spec.runtimeClassName`; stead knows one class,
-//! [`HOST_PROCESS_CLASS`], whose pods run every container as a host process. A pod may also name
+//! Kubernetes chooses a runtime with `spec.runtimeClassName`; stead knows two classes:
+//! [`HOST_PROCESS_CLASS`], whose pods run every container as a host process, and [`IMAGE_CLASS`]
+//! (`runc`, the handler name Kubernetes clusters commonly give it), whose pods run their
+//! containers from their images whatever the node's default is. A pod may also name
 //! single containers in the annotation [`HOST_PROCESS_ANNOTATION`] (comma-separated): the engine
 //! sets it for the stead sidecar, which runs from the `stead` binary because no registry here has
 //! its image. A pod with no class runs in the node's default ([`ContainerRuntime`] in
@@ -20,8 +22,11 @@ pub const HOST_PROCESS_CLASS: &str = "stead-host-process";
 /// The pod annotation listing containers (comma-separated names) that run as host processes.
 pub const HOST_PROCESS_ANNOTATION: &str = "stead.io/host-process-containers";
 
+/// The `runtimeClassName` whose containers run from their images under the OCI runtime.
+pub const IMAGE_CLASS: &str = "runc";
+
 /// The runtime classes this node knows.
-pub const KNOWN_CLASSES: &[&str] = &[HOST_PROCESS_CLASS];
+pub const KNOWN_CLASSES: &[&str] = &[HOST_PROCESS_CLASS, IMAGE_CLASS];
 
 /// How a container runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,11 +53,12 @@ pub fn container_runtime(
     default: ContainerRuntime,
 ) -> Result<ContainerRuntime, UnknownRuntimeClass> {
     let class = pod.spec.as_ref().and_then(|s| s.runtime_class_name.as_deref()).unwrap_or("");
-    match class {
+    let default = match class {
         HOST_PROCESS_CLASS => return Ok(ContainerRuntime::HostProcess),
-        "" => {}
+        IMAGE_CLASS => ContainerRuntime::Image,
+        "" => default,
         other => return Err(UnknownRuntimeClass { name: other.to_owned() }),
-    }
+    };
     let listed = pod
         .metadata
         .annotations
@@ -94,6 +100,13 @@ mod tests {
     }
 
     #[test]
+    fn the_image_class_runs_from_images_on_a_host_process_node_but_keeps_the_annotation() {
+        let p = pod(Some(IMAGE_CLASS), Some("stead"));
+        assert_eq!(container_runtime(&p, "app", HostProcess), Ok(Image));
+        assert_eq!(container_runtime(&p, "stead", HostProcess), Ok(HostProcess));
+    }
+
+    #[test]
     fn the_annotation_names_single_containers() {
         let p = pod(None, Some("other, stead"));
         assert_eq!(container_runtime(&p, "stead", Image), Ok(HostProcess));
@@ -109,7 +122,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "runtimeClassName \"gvisor\" is not known to stead: the known runtime classes are \
-             stead-host-process"
+             stead-host-process, runc"
         );
     }
 }
