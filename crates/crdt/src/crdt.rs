@@ -1,8 +1,12 @@
 //! [`Crdt`]: any of the types, as an ORMap value and as a CRDT entity's state.
 
+use crate::ormap::{MapValue, ObservedRemoveMap};
 use crate::{
-    CausalContext, CrdtError, CrdtKind, Dot, Flag, GCounter, GSet, LwwRegister, OrMap, OrSet, PnCounter, Vote,
+    CausalContext, CrdtError, CrdtKind, Dot, Flag, GCounter, GSet, LwwRegister, OrSet, PnCounter, Vote,
 };
+
+/// crdt.proto's ORMap: an add-wins observed-remove map from opaque keys to CRDTs of any kind.
+pub type OrMap = ObservedRemoveMap<Crdt>;
 
 /// A state (or a delta: deltas are states of the same type).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +85,20 @@ impl Crdt {
             Crdt::OrMap(m) => m.witness(dots),
             _ => {}
         }
+    }
+}
+
+impl MapValue for Crdt {
+    fn kind(&self) -> CrdtKind {
+        Crdt::kind(self)
+    }
+
+    fn empty(kind: CrdtKind) -> Self {
+        Crdt::empty(kind)
+    }
+
+    fn merge(&mut self, other: &Self) -> Result<(), CrdtError> {
+        Crdt::merge(self, other)
     }
 }
 

@@ -41,14 +41,14 @@ mod view;
 mod vote;
 
 pub use causal::{CausalContext, Dot, DotSource};
-pub use crdt::Crdt;
+pub use crdt::{Crdt, OrMap};
 pub use error::CrdtError;
 pub use flag::Flag;
 pub use gcounter::GCounter;
 pub use gset::GSet;
 pub use kind::CrdtKind;
 pub use lwwregister::{Clock, LwwRegister, Write};
-pub use ormap::OrMap;
+pub use ormap::{MapValue, ObservedRemoveMap};
 pub use orset::OrSet;
 pub use pncounter::PnCounter;
 pub use replica::ReplicaId;

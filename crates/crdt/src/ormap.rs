@@ -19,15 +19,33 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::{CausalContext, Crdt, CrdtError, CrdtKind, Dot, DotSource, Value};
+use crate::{CausalContext, CrdtError, CrdtKind, Dot, DotSource, Value};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OrMap {
-    entries: BTreeMap<Value, BTreeMap<Dot, Crdt>>,
+/// What an ORMap holds: a CRDT of any kind, merged only with one of its own kind. The crate's
+/// [`crate::Crdt`] is the one implementation; the map is generic over it only so that the two
+/// halves of one recursive type (a `Crdt` may be a map of `Crdt`s) live in two files.
+pub trait MapValue: Clone + std::fmt::Debug + PartialEq + Eq {
+    fn kind(&self) -> CrdtKind;
+    /// The bottom state of `kind`.
+    fn empty(kind: CrdtKind) -> Self;
+    /// Joins `other`; on an error (two kinds) nothing changed.
+    fn merge(&mut self, other: &Self) -> Result<(), CrdtError>;
+}
+
+/// The map; crdt.proto's ORMap is [`crate::OrMap`], this map of [`crate::Crdt`]s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedRemoveMap<V> {
+    entries: BTreeMap<Value, BTreeMap<Dot, V>>,
     context: CausalContext,
 }
 
-impl OrMap {
+impl<V> Default for ObservedRemoveMap<V> {
+    fn default() -> Self {
+        Self { entries: BTreeMap::new(), context: CausalContext::default() }
+    }
+}
+
+impl<V: MapValue> ObservedRemoveMap<V> {
     pub fn new() -> Self {
         Self::default()
     }
@@ -53,36 +71,30 @@ impl OrMap {
     }
 
     /// The value of `key`: the join of its live fragments.
-    pub fn get(&self, key: &Value) -> Option<Crdt> {
+    pub fn get(&self, key: &Value) -> Option<V> {
         let fragments = self.entries.get(key)?;
         join_fragments(fragments.iter(), None)
     }
 
     /// The key-value pairs, in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&Value, Crdt)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (&Value, V)> + '_ {
         self.entries.iter().filter_map(|(k, f)| join_fragments(f.iter(), None).map(|v| (k, v)))
     }
 
     /// Applies `nested_delta` (a delta of `key`'s value, computed against [`OrMap::get`] with
     /// dots from `dots`) at `dots`' replica; returns the map's delta.
-    pub fn update(
-        &mut self,
-        dots: &mut DotSource,
-        key: Value,
-        nested_delta: Crdt,
-    ) -> Result<OrMap, CrdtError> {
+    pub fn update(&mut self, dots: &mut DotSource, key: Value, nested_delta: V) -> Result<Self, CrdtError> {
         let kind = nested_delta.kind();
-        let own: Vec<(&Dot, &Crdt)> = self
+        let own: Vec<(&Dot, &V)> = self
             .entries
             .get(&key)
             .into_iter()
             .flatten()
             .filter(|(d, c)| &d.replica == dots.replica() && c.kind() == kind)
             .collect();
-        let mut fragment =
-            join_fragments(own.iter().copied(), Some(kind)).unwrap_or_else(|| Crdt::empty(kind));
+        let mut fragment = join_fragments(own.iter().copied(), Some(kind)).unwrap_or_else(|| V::empty(kind));
         fragment.merge(&nested_delta)?;
-        let mut delta = OrMap::new();
+        let mut delta = Self::new();
         for (old, _) in &own {
             delta.context.insert((*old).clone());
         }
@@ -94,7 +106,7 @@ impl OrMap {
     }
 
     /// Sets `key` to `value` (a fresh CRDT), replacing whatever it held; returns the delta.
-    pub fn put(&mut self, dots: &mut DotSource, key: Value, value: Crdt) -> Result<OrMap, CrdtError> {
+    pub fn put(&mut self, dots: &mut DotSource, key: Value, value: V) -> Result<Self, CrdtError> {
         let mut delta = self.removal_of(&key);
         let dot = dots.mint();
         delta.context.insert(dot.clone());
@@ -104,22 +116,22 @@ impl OrMap {
     }
 
     /// Removes `key` (the updates this state has seen); returns the delta.
-    pub fn remove(&mut self, key: &Value) -> OrMap {
+    pub fn remove(&mut self, key: &Value) -> Self {
         let delta = self.removal_of(key);
         self.drop_dots(&delta.context);
         delta
     }
 
     /// Removes every key this state has seen; returns the delta.
-    pub fn clear(&mut self) -> OrMap {
-        let delta = OrMap { entries: BTreeMap::new(), context: self.context.clone() };
+    pub fn clear(&mut self) -> Self {
+        let delta = Self { entries: BTreeMap::new(), context: self.context.clone() };
         self.entries.clear();
         delta
     }
 
     /// Joins a state or delta; fails only when both hold one dot with fragments of two kinds
     /// (a dot minted twice: never between honest replicas). On an error nothing changed.
-    pub fn merge(&mut self, other: &OrMap) -> Result<(), CrdtError> {
+    pub fn merge(&mut self, other: &Self) -> Result<(), CrdtError> {
         let keys: BTreeSet<&Value> = self.entries.keys().chain(other.entries.keys()).collect();
         let empty = BTreeMap::new();
         let mut merged = BTreeMap::new();
@@ -150,7 +162,7 @@ impl OrMap {
         Ok(())
     }
 
-    pub fn merge_delta(&mut self, delta: &OrMap) -> Result<(), CrdtError> {
+    pub fn merge_delta(&mut self, delta: &Self) -> Result<(), CrdtError> {
         self.merge(delta)
     }
 
@@ -161,8 +173,8 @@ impl OrMap {
         }
     }
 
-    fn removal_of(&self, key: &Value) -> OrMap {
-        let mut delta = OrMap::new();
+    fn removal_of(&self, key: &Value) -> Self {
+        let mut delta = Self::new();
         for dot in self.entries.get(key).into_iter().flat_map(|f| f.keys()) {
             delta.context.insert(dot.clone());
         }
@@ -179,11 +191,11 @@ impl OrMap {
 }
 
 /// Joins fragments in dot order, keeping those of `kind` (or of the first fragment's kind).
-fn join_fragments<'a>(
-    fragments: impl Iterator<Item = (&'a Dot, &'a Crdt)>,
+fn join_fragments<'a, V: MapValue + 'a>(
+    fragments: impl Iterator<Item = (&'a Dot, &'a V)>,
     kind: Option<CrdtKind>,
-) -> Option<Crdt> {
-    let mut value: Option<Crdt> = None;
+) -> Option<V> {
+    let mut value: Option<V> = None;
     for (_, fragment) in fragments {
         match &mut value {
             None if kind.is_none_or(|k| k == fragment.kind()) => value = Some(fragment.clone()),
@@ -200,72 +212,4 @@ fn join_fragments<'a>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{GCounter, ReplicaId};
-
-    fn v(s: &'static str) -> Value {
-        Value::from_static(s.as_bytes())
-    }
-
-    fn increment(map: &OrMap, replica: &str, key: &'static str, by: u64) -> Crdt {
-        let mut value = map.get(&v(key)).unwrap_or(Crdt::GCounter(GCounter::new()));
-        match &mut value {
-            Crdt::GCounter(c) => Crdt::GCounter(c.increment(&ReplicaId::from(replica), by).unwrap()),
-            other => panic!("not a counter: {other:?}"),
-        }
-    }
-
-    fn counter(map: &OrMap, key: &'static str) -> Option<u64> {
-        match map.get(&v(key)) {
-            Some(Crdt::GCounter(c)) => Some(c.value()),
-            _ => None,
-        }
-    }
-
-    #[test]
-    fn updates_remove_and_re_add_start_empty() {
-        let mut m = OrMap::new();
-        let mut dots = DotSource::new("a".into(), Some(m.context()));
-        let d = increment(&m, "a", "k", 2);
-        m.update(&mut dots, v("k"), d).unwrap();
-        let d = increment(&m, "a", "k", 3);
-        m.update(&mut dots, v("k"), d).unwrap();
-        assert_eq!(counter(&m, "k"), Some(5));
-        m.remove(&v("k"));
-        assert_eq!(counter(&m, "k"), None);
-        let d = increment(&m, "a", "k", 1);
-        m.update(&mut dots, v("k"), d).unwrap();
-        assert_eq!(counter(&m, "k"), Some(1));
-    }
-
-    #[test]
-    fn a_concurrent_update_wins_over_a_remove() {
-        let mut x = OrMap::new();
-        let mut ax = DotSource::new("a".into(), Some(x.context()));
-        let d = increment(&x, "a", "k", 2);
-        let created = x.update(&mut ax, v("k"), d).unwrap();
-        let mut y = OrMap::new();
-        y.merge_delta(&created).unwrap();
-        let removed = x.remove(&v("k"));
-        let mut by = DotSource::new("b".into(), Some(y.context()));
-        let d = increment(&y, "b", "k", 1);
-        let updated = y.update(&mut by, v("k"), d).unwrap();
-        x.merge_delta(&updated).unwrap();
-        y.merge_delta(&removed).unwrap();
-        assert_eq!(x, y);
-        assert_eq!(counter(&x, "k"), Some(1));
-    }
-
-    #[test]
-    fn merging_fragments_of_two_kinds_under_one_dot_is_an_error() {
-        let mut x = OrMap::new();
-        let mut y = OrMap::new();
-        let mut dx = DotSource::new("a".into(), None);
-        let mut dy = DotSource::new("a".into(), None);
-        x.put(&mut dx, v("k"), Crdt::GCounter(GCounter::new())).unwrap();
-        y.put(&mut dy, v("k"), Crdt::Flag(crate::Flag::new())).unwrap();
-        let err = x.merge(&y).unwrap_err();
-        assert_eq!(err.to_string(), "cannot merge flag into gcounter");
-    }
-}
+mod tests;
