@@ -387,3 +387,61 @@ fn rm_and_prune_refuse_while_an_engine_holds_the_state_directory() {
     drop(lock);
     stead(&state).arg("prune").assert().success().stdout("Total reclaimed space: 0B\n");
 }
+
+/// A pod naming `runtimeClassName: runc` runs from its image under `stead up`: the image loaded
+/// from a `docker save` archive (the way kind and podman users bring one), run in its own root
+/// with the image's entrypoint, working directory and user.
+#[test]
+fn a_loaded_image_runs_under_stead_up_with_runtime_class_runc() {
+    if !stead_testkit::require_root("stead up makes network namespaces and a bridge") {
+        return;
+    }
+    if stead_testkit::require_program("runc", "Debian's runc package").is_none() {
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let image = stead_image::test_util::host_busybox_image();
+    let archive = state.path().join("busybox.tar.gz");
+    std::fs::write(&archive, docker_save(&image, &["localhost/busybox:e2e"])).unwrap();
+    stdout(stead(state.path()).arg("load").arg("-i").arg(&archive));
+    let file = state.path().join("hello.yaml");
+    std::fs::write(
+        &file,
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: hello}
+spec:
+  runtimeClassName: runc
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: localhost/busybox:e2e
+    args: ["sh", "-c", "echo \"hello from the image in $(pwd) as $(/bin/busybox id -u)\"; [ -e /bin/sh ] || echo no-host-sh; exec /bin/busybox sleep 1000"]
+"#,
+    )
+    .unwrap();
+    let output = Command::cargo_bin("stead")
+        .unwrap()
+        .arg("up")
+        .arg("-f")
+        .arg(&file)
+        .args(["--wait", "--timeout", "60s"])
+        .arg("--state-dir")
+        .arg(state.path())
+        .args(["--pod-cidr", "10.244.201.0/24", "--bridge", "stimg0"])
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "stdout:\n{out}\nstderr:\n{err}");
+    // The image's working directory and user, and its root: the host's /bin/sh is not there.
+    let logged = |message: &str| {
+        out.lines()
+            .filter_map(|l| l.split_once('|'))
+            .any(|(p, m)| p.trim() == "hello/app" && m.trim() == message)
+    };
+    assert!(logged("hello from the image in /srv as 1000"), "{out}");
+    assert!(logged("no-host-sh"), "{out}");
+    assert!(out.contains("==> ready in"), "{out}");
+}

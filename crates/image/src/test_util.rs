@@ -221,3 +221,32 @@ pub fn build_image(tars: Vec<Vec<u8>>, entrypoint: &[&str], cmd: &[&str]) -> Tes
     .expect("a manifest");
     TestImage { layers, tars, diff_ids, config, manifest }
 }
+
+/// An image of the host's busybox and the libraries it links (at the paths its loader looks for
+/// them), with `/srv` (the image's working directory) and `/tmp`: entrypoint `/bin/busybox`, cmd
+/// `sleep 1000`, user 1000 (as [`build_image`] sets). Panics when the host has no busybox.
+pub fn host_busybox_image() -> TestImage {
+    let files = {
+        let busybox = std::path::Path::new("/bin/busybox");
+        let mut files = vec![("bin/busybox".to_string(), std::fs::read(busybox).expect("/bin/busybox"))];
+        let ldd = std::process::Command::new("ldd").arg(busybox).output().expect("ldd");
+        for word in String::from_utf8_lossy(&ldd.stdout).split_whitespace() {
+            if word.starts_with('/') {
+                let bytes = std::fs::read(word).expect("a library");
+                files.push((word.trim_start_matches('/').to_string(), bytes));
+            }
+        }
+        files
+    };
+    let dirs: std::collections::BTreeSet<String> = files
+        .iter()
+        .filter_map(|(p, _)| std::path::Path::new(p).parent())
+        .flat_map(|d| d.ancestors().map(|a| format!("{}/", a.display())).collect::<Vec<_>>())
+        .chain(["bin/".to_string(), "srv/".to_string(), "tmp/".to_string()])
+        .filter(|d| d != "/")
+        .collect();
+    let mut entries: Vec<(&str, &[u8])> = dirs.iter().map(|d| (d.as_str(), &b""[..])).collect();
+    entries.sort_by_key(|(p, _)| p.matches('/').count());
+    entries.extend(files.iter().map(|(p, b)| (p.as_str(), b.as_slice())));
+    build_image(vec![layer_tar(&entries)], &["/bin/busybox"], &["sleep", "1000"])
+}

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use stead_image::test_util::{Registry, TestImage, build_image, layer_tar};
+use stead_image::test_util::{Registry, TestImage, host_busybox_image};
 use stead_node::env::MapLookup;
 use stead_node::images::RegistryEnv;
 use stead_node::kubelet::{ContainerEvent, Kubelet, KubeletConfig};
@@ -79,33 +79,7 @@ fn pod(name: &str, spec: Value) -> Pod {
 /// `/srv` (the image's working directory): entrypoint `/bin/busybox`, cmd `sleep 1000`.
 fn image() -> TestImage {
     static IMAGE: std::sync::OnceLock<TestImage> = std::sync::OnceLock::new();
-    IMAGE.get_or_init(build_busybox_image).clone()
-}
-
-fn build_busybox_image() -> TestImage {
-    let files = {
-        let busybox = Path::new("/bin/busybox");
-        let mut files = vec![("bin/busybox".to_string(), std::fs::read(busybox).expect("/bin/busybox"))];
-        let ldd = std::process::Command::new("ldd").arg(busybox).output().expect("ldd");
-        for word in String::from_utf8_lossy(&ldd.stdout).split_whitespace() {
-            if word.starts_with('/') {
-                let bytes = std::fs::read(word).expect("a library");
-                files.push((word.trim_start_matches('/').to_string(), bytes));
-            }
-        }
-        files
-    };
-    let dirs: std::collections::BTreeSet<String> = files
-        .iter()
-        .filter_map(|(p, _)| Path::new(p).parent())
-        .flat_map(|d| d.ancestors().map(|a| format!("{}/", a.display())).collect::<Vec<_>>())
-        .chain(["bin/".to_string(), "srv/".to_string(), "tmp/".to_string()])
-        .filter(|d| d != "/")
-        .collect();
-    let mut entries: Vec<(&str, &[u8])> = dirs.iter().map(|d| (d.as_str(), &b""[..])).collect();
-    entries.sort_by_key(|(p, _)| p.matches('/').count());
-    entries.extend(files.iter().map(|(p, b)| (p.as_str(), b.as_slice())));
-    build_image(vec![layer_tar(&entries)], &["/bin/busybox"], &["sleep", "1000"])
+    IMAGE.get_or_init(host_busybox_image).clone()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
