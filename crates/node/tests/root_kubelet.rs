@@ -7,7 +7,7 @@
 //! host and the pods' namespaces.
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -15,6 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stead_node::env::MapLookup;
 use stead_node::kubelet::{Kubelet, KubeletConfig};
+
+mod common;
+use common::{pod, wait_status};
 
 const INIT: &str = env!("CARGO_BIN_EXE_stead-container-init");
 
@@ -53,41 +56,12 @@ async fn node(n: u8) -> Node {
     Node { kubelet, state, bridge }
 }
 
-fn pod(name: &str, spec: Value) -> Pod {
-    let uid = format!("{name}-{}", std::process::id());
-    serde_json::from_value(json!({"metadata": {"name": name, "namespace": "e2e", "uid": uid}, "spec": spec}))
-        .expect("pod")
-}
-
 fn uid(p: &Pod) -> String {
     p.metadata.uid.clone().unwrap_or_default()
 }
 
 fn lookup() -> Arc<MapLookup> {
     Arc::new(MapLookup::default())
-}
-
-/// Polls the pod's status until `pred` holds (bounded).
-async fn wait_status(
-    k: &Kubelet,
-    name: &str,
-    limit: Duration,
-    pred: impl Fn(&PodStatus) -> bool,
-) -> PodStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        let st = k.pod_status("e2e", name);
-        if let Some(s) = &st
-            && pred(s)
-        {
-            return s.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pod {name}: condition not reached within {limit:?}; status: {st:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn condition(s: &PodStatus, type_: &str) -> bool {

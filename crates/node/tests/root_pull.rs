@@ -7,8 +7,8 @@
 //! Each test has its own state directory, bridge (`skt<N>`) and /24 inside 10.244.0.0/16.
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus, Secret};
-use serde_json::{Value, json};
+use k8s_openapi::api::core::v1::{ContainerStatus, PodStatus, Secret};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -19,6 +19,9 @@ use stead_node::images::RegistryEnv;
 use stead_node::kubelet::{ContainerEvent, Kubelet, KubeletConfig};
 use stead_node::runtime_class::ContainerRuntime;
 use tokio::sync::broadcast;
+
+mod common;
+use common::{pod, wait_status};
 
 const INIT: &str = env!("CARGO_BIN_EXE_stead-container-init");
 
@@ -69,12 +72,6 @@ fn insecure(host: &str) -> String {
     format!("[[registry]]\nlocation = \"{host}\"\ninsecure = true\n")
 }
 
-fn pod(name: &str, spec: Value) -> Pod {
-    let uid = format!("{name}-{}", std::process::id());
-    serde_json::from_value(json!({"metadata": {"name": name, "namespace": "e2e", "uid": uid}, "spec": spec}))
-        .expect("pod")
-}
-
 /// The host's busybox and the libraries it links (at the paths its loader looks for them), with
 /// `/srv` (the image's working directory): entrypoint `/bin/busybox`, cmd `sleep 1000`.
 fn image() -> TestImage {
@@ -93,29 +90,6 @@ fn status_of<'a>(s: &'a PodStatus, name: &str) -> Option<&'a ContainerStatus> {
 fn waiting(s: &PodStatus, name: &str) -> Option<(String, String)> {
     let w = status_of(s, name)?.state.as_ref()?.waiting.as_ref()?;
     Some((w.reason.clone().unwrap_or_default(), w.message.clone().unwrap_or_default()))
-}
-
-/// Polls the pod's status until `pred` holds (bounded).
-async fn wait_status(
-    k: &Kubelet,
-    name: &str,
-    limit: Duration,
-    pred: impl Fn(&PodStatus) -> bool,
-) -> PodStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        let st = k.pod_status("e2e", name);
-        if let Some(s) = &st
-            && pred(s)
-        {
-            return s.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pod {name}: condition not reached within {limit:?}; status: {st:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The events received so far, as `reason: message`.
